@@ -1,0 +1,5 @@
+import sys
+
+from emogen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""The ``emogen`` command: a thin layer over the library (``dvc.yaml`` calls ``emogen stage``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+
+from emogen.config import DEFAULT_PARAMS, load_params
+from emogen.errors import UserError
+from emogen.layout import Layout
+
+# stage name → "module:function"; each function takes (Params, Layout) and writes files.
+# Imported lazily so `emogen --help` and cheap stages don't load torch.
+STAGES: dict[str, str] = {
+    "prepare_data": "emogen.data.prepare:run",
+    "ingest": "emogen.data.ingest:run",
+    "validate": "emogen.data.validate:run",
+    "balance": "emogen.data.balance:run",
+    "stage1": "emogen.stage1.train:run",
+    "emotion_space": "emogen.stage1.emotion_space:run",
+    "confidence": "emogen.stage1.confidence:run",
+    "base_model": "emogen.base.stage:run",
+    "stage2": "emogen.stage2.train:run",
+    "generate": "emogen.generation.stage:run",
+}
+
+# Extra user commands: name → ("module:function" that adds its arguments, help text).
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _resolve(target: str) -> Callable:
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _run_stage(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    _resolve(STAGES[args.name])(params, Layout())
+
+
+def _check_params(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    print(f"{args.params}: ok")
+    if args.show:
+        print(params.model_dump_json(indent=2, by_alias=True))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emogen", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stage = sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)")
+    stage.add_argument("name", choices=sorted(STAGES))
+    stage.add_argument("--params", default=DEFAULT_PARAMS, help="params file (default: %(default)s)")
+    stage.set_defaults(func=_run_stage)
+
+    check = sub.add_parser("params", help="validate params.yaml")
+    check.add_argument("--params", default=DEFAULT_PARAMS)
+    check.add_argument("--show", action="store_true", help="print the parsed values")
+    check.set_defaults(func=_check_params)
+
+    for name, (target, help_text) in COMMANDS.items():
+        _resolve(target)(sub.add_parser(name, help=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
