@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from pathlib import Path
 
 # Before any library import: a hub lookup without HF_HUB_OFFLINE hangs for minutes here.
 _HOME = tempfile.mkdtemp(prefix="emogen-tests-")
@@ -19,6 +20,8 @@ for key, value in {
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

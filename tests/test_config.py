@@ -1,11 +1,12 @@
 import pytest
 
+from conftest import REPO
 from emogen.config import ParamsError, load_params, parse_params
 from emogen.emotions import EMOTIONS, emotion_index
 
 
 def test_repo_params_parse():
-    params = load_params("params.yaml")
+    params = load_params(REPO / "params.yaml")
     assert params.data.source == "synthetic"
 
 
