@@ -28,7 +28,10 @@ STAGES: dict[str, str] = {
 }
 
 # Extra user commands: name → ("module:function" that adds its arguments, help text).
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("emogen.generation.commands:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
+    "fuse": ("emogen.generation.commands:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
+}
 
 
 def _resolve(target: str) -> Callable:

@@ -55,9 +55,15 @@ class SplitFractions(Section):
 
 
 class PrepareDataParams(Section):
+    # Synthetic source only (the real source is checked and fingerprinted, never copied).
     num_images: int = Field(4000, ge=16)
     image_size: int = Field(32, ge=8, le=512)
     split: SplitFractions = SplitFractions()
+    # Images with a plain, unlabelled background: their attribute is their first object.
+    no_scene_fraction: float = Field(0.4, ge=0, le=1)
+    two_objects_fraction: float = Field(0.4, ge=0, le=1)  # the rest have one object
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    workers: int = Field(2, ge=1)  # rendering processes (the files do not depend on it)
 
 
 class IngestParams(Section):
@@ -74,31 +80,254 @@ class ValidateParams(Section):
 
 
 class BalanceParams(Section):
-    pass
+    # Splits whose images are balanced (published: every image, test included; we: train).
+    splits: tuple[Literal["train", "val", "test"], ...] = Field(("train",), min_length=1)
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> "BalanceParams":
+        if len(set(self.splits)) != len(self.splits):
+            raise ValueError(f"splits must not repeat, got {list(self.splits)}")
+        return self
+
+
+class ResNetArch(Section):
+    """Trunk of the embedded profile, trained from scratch (ignored when ``pretrained`` is set).
+
+    Fields are transformers' ``ResNetConfig`` ones; one entry of ``hidden_sizes``/``depths``
+    per ResNet stage.
+    """
+
+    layer_type: Literal["basic", "bottleneck"] = "basic"
+    embedding_size: int = Field(32, ge=1)
+    hidden_sizes: tuple[int, ...] = (32, 64, 128)
+    depths: tuple[int, ...] = (1, 1, 1)
+
+    @model_validator(mode="after")
+    def _one_depth_per_stage(self) -> "ResNetArch":
+        if not self.hidden_sizes or len(self.hidden_sizes) != len(self.depths):
+            raise ValueError("hidden_sizes and depths need one entry per ResNet stage")
+        if min(self.hidden_sizes) < 1 or min(self.depths) < 1:
+            raise ValueError("hidden_sizes and depths must be positive")
+        return self
 
 
 class Stage1Params(Section):
-    pass
+    # Hub id or local folder of an ImageNet ResNet (sd15 profile: microsoft/resnet-50), read
+    # with local_files_only; null trains the `resnet` trunk below from scratch (embedded).
+    pretrained: str | None = None
+    resnet: ResNetArch = ResNetArch()
+    # Emotion-vector width: must equal the base model's text hidden size (768 for SD 1.5).
+    vector_dim: int = Field(768, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    # Input transform (SPEC.md): resize shorter side → centre crop → [-1, 1]. sd15: 256 / 224.
+    resize: int = Field(32, ge=8, le=1024)
+    crop: int = Field(32, ge=8, le=1024)
+    epochs: int = Field(14, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    hflip: bool = True
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    device: Literal["auto", "cpu"] = "auto"
+    # Decode every image once into memory (small sets); false decodes per batch (EmoSet).
+    cache_images: bool = True
+    workers: int = Field(2, ge=0)
+    # torch intra-op threads on the CPU (0: torch's default). Small nets run fastest on one:
+    # more threads on a busy 2-core machine spin and slow training down many times over.
+    cpu_threads: int = Field(1, ge=0)
+    # Epoch checkpoints for resuming an interrupted run (one subfolder per run fingerprint),
+    # deleted after a finished run unless keep_checkpoints. null: ~/.cache/emogen/stage1.
+    checkpoint_dir: str | None = None
+    resume: bool = True
+    keep_checkpoints: bool = False
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> "Stage1Params":
+        if self.crop > self.resize:
+            raise ValueError(f"crop ({self.crop}) must not exceed resize ({self.resize})")
+        return self
 
 
 class EmotionSpaceParams(Section):
-    pass
+    # diag: per-dimension std (SPEC.md); full: also the D×D covariance per emotion.
+    covariance: Literal["diag", "full"] = "diag"
+    batch_size: int = Field(256, ge=1)
+    workers: int = Field(2, ge=0)
+    cpu_threads: int = Field(1, ge=0)
+    device: Literal["auto", "cpu"] = "auto"
+    # Points drawn in the 2-D PCA picture (a seeded subsample when there are more).
+    plot_points: int = Field(4000, ge=8)
 
 
 class ConfidenceParams(Section):
-    pass
+    # Per-sample α below this is set to 0 (SPEC.md "Emotion confidence").
+    alpha_threshold: float = Field(0.25, ge=0, le=1)
+    # Attribute vocabulary: α row maximum ≥ vocab_threshold and ≥ vocab_min_count train images.
+    vocab_threshold: float = Field(0.4, ge=0, le=1)
+    vocab_min_count: int = Field(5, ge=1)
+
+
+class EmbeddedClipParams(Section):
+    """The embedded CLIP (text + image towers, trained contrastively before the UNet)."""
+
+    text_width: int = Field(64, ge=8, le=1024)  # = the UNet's cross-attention dim
+    text_layers: int = Field(2, ge=1, le=12)
+    vision_width: int = Field(64, ge=8, le=1024)
+    vision_layers: int = Field(2, ge=1, le=12)
+    heads: int = Field(4, ge=1)
+    patch_size: int = Field(4, ge=1)
+    projection_dim: int = Field(64, ge=8, le=1024)
+    steps: int = Field(250, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(2e-3, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "EmbeddedClipParams":
+        for name in ("text_width", "vision_width"):
+            if getattr(self, name) % self.heads:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be a multiple of heads ({self.heads})")
+        return self
+
+
+class EmbeddedUnetParams(Section):
+    """The embedded pixel-space UNet2DConditionModel and its training."""
+
+    block_channels: tuple[int, ...] = Field((32, 64, 64), min_length=2, max_length=4)
+    layers_per_block: int = Field(1, ge=1, le=3)
+    # Cross-attention in this many of the lowest resolutions (attention is what costs at full size).
+    attention_levels: int = Field(2, ge=1)
+    attention_head_dim: int = Field(8, ge=1)
+    norm_groups: int = Field(8, ge=1)
+    steps: int = Field(900, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0, le=1)
+    warmup_steps: int = Field(50, ge=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    # Classifier-free guidance: the empty prompt replaces the caption this often.
+    uncond_prob: float = Field(0.1, ge=0, lt=1)
+    # The full caption this often, else one of its shorter forms (down to one word).
+    full_caption_prob: float = Field(0.5, ge=0, le=1)
+    noise_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
+    num_train_timesteps: int = Field(1000, ge=10)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+
+    @model_validator(mode="after")
+    def _shapes(self) -> "EmbeddedUnetParams":
+        if self.attention_levels > len(self.block_channels):
+            raise ValueError(f"attention_levels ({self.attention_levels}) exceeds the number of blocks ({len(self.block_channels)})")
+        bad = [c for c in self.block_channels if c % self.norm_groups]
+        if bad:
+            raise ValueError(f"block_channels {bad} must be multiples of norm_groups ({self.norm_groups})")
+        return self
+
+
+class BaseSamplingParams(Section):
+    """How the base model is sampled for its evidence; recorded in base.json for generation."""
+
+    guidance_scale: float = Field(3.0, ge=1)
+    num_inference_steps: int = Field(25, ge=1, le=1000)
 
 
 class BaseModelParams(Section):
-    pass
+    profile: Literal["embedded", "pretrained"] = "embedded"
+    # pretrained profile: hub ids (looked up in the HF cache only) or local folders.
+    pretrained: str = "runwayml/stable-diffusion-v1-5"
+    clip: str = "openai/clip-vit-large-patch14"
+    # embedded profile (below): image side in pixels and prompt length in tokens.
+    resolution: int = Field(16, ge=8, le=64)
+    max_length: int = Field(16, ge=4, le=77)
+    contrastive: EmbeddedClipParams = EmbeddedClipParams()
+    unet: EmbeddedUnetParams = EmbeddedUnetParams()
+    sampling: BaseSamplingParams = BaseSamplingParams()
+    # Evidence: held-out (test split) captions generated and retrieved among each other.
+    eval_captions: int = Field(64, ge=2)
+    grid_rows: int = Field(8, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _resolution_fits(self) -> "BaseModelParams":
+        down = 2 ** (len(self.unet.block_channels) - 1)
+        for name, factor in (("unet.block_channels downsampling", down), ("contrastive.patch_size", self.contrastive.patch_size)):
+            if self.resolution % factor:
+                raise ValueError(f"resolution ({self.resolution}) must be a multiple of {factor} ({name})")
+        return self
+
+
+class MapperParams(Section):
+    # SPEC.md mapper; defaults = the published MLP (768 → 1024 → ReLU → 768).
+    kind: Literal["mlp", "linear"] = "mlp"  # linear: a single Linear (the "FC" option)
+    hidden_dim: int = Field(1024, ge=1)
+    num_hidden_layers: int = Field(1, ge=1)
+    layer_norm: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class Stage2Params(Section):
-    pass
+    placeholder_token: str = Field("<emotion>", min_length=1)
+    # The training prompt; "{}" is where the placeholder goes (published: the placeholder alone).
+    prompt_template: str = "{}"
+    mapper: MapperParams = MapperParams()
+    lambda_attr: float = Field(0.01, ge=0)  # weight of L_attr (published 0.01)
+    attr_temperature: float = Field(1.0, gt=0)  # cosine / temperature (published 1: raw cosines)
+    learning_rate: float = Field(1e-3, gt=0)
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    adam_weight_decay: float = Field(1e-2, ge=0)
+    adam_epsilon: float = Field(1e-8, gt=0)
+    train_batch_size: int = Field(8, ge=1)  # per device (published 1)
+    gradient_accumulation_steps: int = Field(1, ge=1)  # published 8: effective batch 8 either way
+    # Optimiser steps; null = one epoch over balanced.parquet at the effective batch (published).
+    max_train_steps: int | None = Field(400, ge=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # published fp16 (GPU)
+    checkpointing_steps: int = Field(200, ge=0)  # 0: never (resume needs checkpoints)
+    checkpoints_total_limit: int = Field(2, ge=1)
+    sample_every: int = Field(200, ge=0)  # sample grid every N steps (0: only at the end)
+    num_sample_images: int = Field(2, ge=1)  # per emotion in a grid
+    sample_inference_steps: int = Field(25, ge=1)  # DDIM steps of the preview grids
+    sample_guidance_scale: float | None = Field(None, ge=1)  # null: the base model's own
+    log_every: int = Field(10, ge=1)  # MLflow loss logging interval (steps)
+    # Precomputed training tensors and checkpoints (resume); null: ~/.cache/emogen/stage2.
+    work_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _template_has_one_slot(self) -> "Stage2Params":
+        rest = self.prompt_template.replace("{}", "", 1)
+        if "{}" not in self.prompt_template or "{" in rest or "}" in rest:
+            raise ValueError(f"prompt_template must contain '{{}}' exactly once and no other braces, got {self.prompt_template!r}")
+        if any(ch.isspace() for ch in self.placeholder_token):
+            raise ValueError(f"placeholder_token must not contain spaces, got {self.placeholder_token!r}")
+        return self
 
 
 class GenerateParams(Section):
-    pass
+    # Images per emotion written to data/generated/emogen (published default: 10).
+    num_images: int = Field(8, ge=1)
+    batch_size: int = Field(32, ge=1)  # images per pipeline call (CFG doubles the UNet batch)
+    # The prompt; "{}" is where the emotion token goes (published: the token alone).
+    template: str = "{}"
+    # Emotion transfer grid (grids/transfer.png): one image per emotion and template; the
+    # embedded base model knows only the synthetic world's words (neutral: box, chair, street).
+    transfer_templates: tuple[str, ...] = ("{} box", "{} chair", "{} street")
+    # Any diffusers scheduler class, built from the base model's training noise schedule.
+    scheduler: str = Field("UniPCMultistepScheduler", min_length=1)  # published: UniPC
+    num_inference_steps: int = Field(25, ge=1, le=1000)  # published: 50
+    guidance_scale: float = Field(3.0, ge=0)  # ≤ 1: no classifier-free guidance; published 7.5
+    resolution: int | None = Field(None, ge=8, le=2048)  # null: the base model's (published 512)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    grid_columns: int = Field(8, ge=1)
+    grid_cell: int = Field(64, ge=0)  # smaller images are enlarged (nearest) in the grids
+
+    @model_validator(mode="after")
+    def _templates_have_one_slot(self) -> "GenerateParams":
+        from emogen.generation.templates import template_problem
+
+        for template in (self.template, *self.transfer_templates):
+            if problem := template_problem(template):
+                raise ValueError(problem)
+        return self
 
 
 class Params(Section):

@@ -31,3 +31,38 @@ def mlflow_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     return uri
+
+
+class TinyEmoSet:
+    """A rendered tiny synthetic EmoSet after prepare_data → ingest → balance (validate skipped).
+
+    ``layout`` points at its temp root (``layout.raw`` = dataset root, ``layout.manifest``,
+    ``layout.balanced``, ``layout.metrics``); ``params`` are the Params that made it.
+    Session-scoped and shared: treat its files as read-only.
+    """
+
+    def __init__(self, layout, params):
+        self.layout = layout
+        self.params = params
+
+
+@pytest.fixture(scope="session")
+def tiny_emoset(tmp_path_factory):
+    """240 images at 32 px (192 train / 12 val / 36 test), MLflow in the same temp dir."""
+    from emogen.config import parse_params
+    from emogen.data import balance, ingest, prepare
+    from emogen.layout import Layout
+
+    root = tmp_path_factory.mktemp("tiny_emoset")
+    params = parse_params({
+        "prepare_data": {"num_images": 240, "workers": 1},
+        "ingest": {"workers": 1},
+        "validate": {"min_images_per_emotion": 5},
+    })
+    layout = Layout(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.chdir(root)
+        for stage in (prepare, ingest, balance):
+            stage.run(params, layout)
+    return TinyEmoSet(layout, params)

@@ -1,0 +1,154 @@
+"""base_model stage: resolve SD 1.5 + CLIP ViT-L/14 (pretrained) or train the embedded model.
+
+Writes ``models/base/base.json`` (the contract every later stage loads through
+:func:`emogen.base.components.load_base`), ``metrics/base_model.json`` and, for the
+embedded profile, ``metrics/base_model/`` (sample grid, loss curves).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric
+
+from emogen.base.components import BASE_JSON, load_base
+from emogen.base.data import CAPTIONS_FILE, load_split
+from emogen.base.embedded import CLIP_DIR, PIPELINE_DIR, save_embedded, train_embedded
+from emogen.base.evidence import measure
+from emogen.base.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
+from emogen.config import BaseModelParams, Params
+from emogen.data.synthetic_world import load_world
+from emogen.layout import Layout
+from emogen.seeding import stage_seed
+from emogen.tracking import stage_run
+
+log = logging.getLogger(__name__)
+
+STAGE = "base_model"
+
+
+def _portable(path: Path, root: Path) -> str:
+    """Relative to the layout root (the repo under DVC) when inside it, absolute otherwise."""
+    path, root = path.resolve(), root.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pretrained_resolution(pipeline: Path) -> int:
+    """Pixel side the UNet was trained at: latent sample_size × the VAE's downsampling."""
+    unet = json.loads((pipeline / "unet" / "config.json").read_text())
+    vae_config = pipeline / "vae" / "config.json"
+    factor = 2 ** (len(json.loads(vae_config.read_text())["block_out_channels"]) - 1) if vae_config.is_file() else 1
+    return int(unet["sample_size"]) * factor
+
+
+def resolve_pretrained(params: BaseModelParams, layout: Layout) -> dict[str, Any]:
+    pipeline = resolve_model(params.pretrained, PIPELINE_FILES, "base_model.pretrained")
+    clip = resolve_model(params.clip, CLIP_FILES, "base_model.clip")
+    return {
+        "profile": "pretrained",
+        "pipeline": _portable(pipeline.path, layout.root),
+        "clip": _portable(clip.path, layout.root),
+        "resolution": pretrained_resolution(pipeline.path),
+        "sources": {pipeline.name: pipeline.revision, clip.name: clip.revision},
+        "sampling": params.sampling.model_dump(),
+    }
+
+
+def _log_curve(name: str, values: list[float], csv_path: Path) -> None:
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "loss"])
+        writer.writerows((i, round(v, 6)) for i, v in enumerate(values))
+    now = int(time.time() * 1000)
+    metrics = [Metric(name, v, now, i) for i, v in enumerate(values)]
+    client, run_id = mlflow.tracking.MlflowClient(), mlflow.active_run().info.run_id
+    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+
+
+def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The embedded profile: train, save, load back through load_base, measure; → (base.json, metrics)."""
+    bp, out = params.base_model, layout.model_dir("base")
+    seed = stage_seed(params.seed, STAGE)
+    dataset = layout.dataset_root(params.data)
+    start = time.perf_counter()
+    train = load_split(layout.manifest, dataset, "train", bp.resolution)
+    test = load_split(layout.manifest, dataset, "test", bp.resolution)
+    seconds = {"data": time.perf_counter() - start}
+
+    model = train_embedded(bp, train, out, seed)
+    pipeline, clip = save_embedded(model, out)
+    seconds.update(model.seconds)
+    info = {
+        "profile": "embedded",
+        "pipeline": _portable(pipeline, layout.root),
+        "clip": _portable(clip, layout.root),
+        "resolution": bp.resolution,
+        "sources": {
+            CAPTIONS_FILE: _sha256(dataset / CAPTIONS_FILE),
+            "manifest.parquet": _sha256(layout.manifest),
+        },
+        "sampling": bp.sampling.model_dump(),
+        "words": model.words,
+    }
+    (out / BASE_JSON).write_text(json.dumps(info, indent=2) + "\n")
+
+    # Measured on what the other stages will load, not on the in-memory model.
+    t0 = time.perf_counter()
+    evidence = measure(load_base(out), test, load_world(dataset), bp.eval_captions, bp.grid_rows, seed)
+    seconds["evidence"] = time.perf_counter() - t0
+    plots = layout.metrics / STAGE
+    plots.mkdir(parents=True, exist_ok=True)
+    evidence.grid.save(plots / "samples.png")
+    _log_curve("clip_loss", model.clip_losses, plots / "clip_loss.csv")
+    _log_curve("unet_loss", model.unet_losses, plots / "unet_loss.csv")
+    mlflow.log_artifact(str(plots / "samples.png"))
+
+    tail = max(1, len(model.unet_losses) // 10)
+    metrics = {
+        "profile": "embedded",
+        **evidence.metrics,
+        "clip_loss_final": sum(model.clip_losses[-tail:]) / tail,
+        "unet_loss_final": sum(model.unet_losses[-tail:]) / tail,
+        "unet_parameters": sum(p.numel() for p in model.unet.parameters()),
+        "clip_parameters": sum(p.numel() for p in model.clip_model.parameters()),
+        "vocabulary_size": len(model.tokenizer),
+        "train_images": len(train),
+        **{f"seconds_{k}": round(v, 2) for k, v in seconds.items()},
+    }
+    return info, metrics
+
+
+def run(params: Params, layout: Layout) -> None:
+    bp, out = params.base_model, layout.model_dir("base")
+    start = time.perf_counter()
+    stage_params = {"seed": params.seed, "data": params.data.model_dump(), STAGE: bp.model_dump()}
+    with stage_run(STAGE, stage_params):
+        if out.exists():
+            shutil.rmtree(out)  # stale weights of another profile must not survive
+        out.mkdir(parents=True)
+        if bp.profile == "pretrained":
+            info = resolve_pretrained(bp, layout)
+            (out / BASE_JSON).write_text(json.dumps(info, indent=2) + "\n")
+            metrics: dict[str, Any] = {"profile": "pretrained", "resolution": info["resolution"]}
+            mlflow.set_tags({f"source.{k}": v for k, v in info["sources"].items()})
+        else:
+            info, metrics = train_and_measure(params, layout)
+        metrics["seconds_total"] = round(time.perf_counter() - start, 2)
+        layout.metrics.mkdir(parents=True, exist_ok=True)
+        (layout.metrics / f"{STAGE}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        mlflow.log_artifact(str(out / BASE_JSON))
+    log.info("base_model (%s): %s", bp.profile, json.dumps({k: v for k, v in metrics.items() if not k.startswith("seconds_")}))

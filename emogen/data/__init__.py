@@ -1,0 +1,1 @@
+"""Data stages: prepare_data (synthetic EmoSet or a real one's fingerprint), ingest, validate, balance."""

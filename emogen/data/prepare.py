@@ -1,0 +1,184 @@
+"""prepare_data: render the synthetic EmoSet, or check and fingerprint a real one.
+
+Synthetic (``data.source: synthetic``): renders ``prepare_data.num_images`` images into
+``data/raw/emoset`` in EmoSet's exact layout (info.json, train/val/test.json,
+``image/<emo>/<id>.jpg``, ``annotation/<emo>/<id>.json``) plus ``captions.parquet``
+(content-only captions) and ``world.json`` (the ground-truth profiles, the label rule and
+the Bayes-optimal accuracy per split). Same params → same files.
+
+Real (``data.source: emoset``): checks that ``data.root`` is an EmoSet layout and writes
+only ``data/raw/emoset/fingerprint.json``; the dataset is never copied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from emogen.config import Params
+from emogen.data import render as rnd
+from emogen.data.emoset import ANNOTATION_DIR, FINGERPRINT_FILE, IMAGE_DIR, INFO_FILE, SPLITS, fingerprint
+from emogen.data.synthetic_world import (
+    WORLD_FILE,
+    ImageSpec,
+    World,
+    captions,
+    emotion_posterior,
+    sample_specs,
+)
+from emogen.emotions import EMOTIONS
+from emogen.layout import Layout
+from emogen.seeding import stage_seed
+from emogen.tracking import stage_run
+
+log = logging.getLogger(__name__)
+
+CAPTIONS_FILE = "captions.parquet"
+# Below this many images a worker pool costs more than it saves.
+_POOL_MIN_IMAGES = 1000
+_CHUNK = 250
+
+
+def image_ids(specs: list[ImageSpec]) -> list[str]:
+    """EmoSet-style ids, ``<emotion>_<n>`` numbered per emotion in drawing order."""
+    width = max(5, len(str(len(specs))))
+    seen: Counter[int] = Counter()
+    ids = []
+    for spec in specs:
+        seen[spec.emotion_idx] += 1
+        ids.append(f"{EMOTIONS[spec.emotion_idx]}_{seen[spec.emotion_idx]:0{width}d}")
+    return ids
+
+
+def assign_splits(specs: list[ImageSpec], fractions: dict[str, float], rng: np.random.Generator) -> list[str]:
+    """Stratified by emotion: each emotion's images are shuffled and cut by ``fractions``."""
+    splits = [""] * len(specs)
+    for emotion in range(len(EMOTIONS)):
+        members = [i for i, s in enumerate(specs) if s.emotion_idx == emotion]
+        order = rng.permutation(len(members))
+        n_train = round(fractions["train"] * len(members))
+        n_val = round(fractions["val"] * len(members))
+        for rank, j in enumerate(order):
+            splits[members[j]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+    return splits
+
+
+def info_json(world: World) -> dict:
+    """EmoSet's info.json: label2idx/idx2label per attribute kind (no faces or actions here)."""
+    levels = [f"{i / 10:.1f}" for i in range(11)]
+    kinds = {
+        "emotion": list(EMOTIONS),
+        "brightness": levels,
+        "colorfulness": levels,
+        "scene": [a.name for a in world.scenes],
+        "object": [a.name for a in world.objects],
+    }
+    return {
+        kind: {"label2idx": {n: i for i, n in enumerate(names)}, "idx2label": {str(i): n for i, n in enumerate(names)}}
+        for kind, names in kinds.items()
+    }
+
+
+def _render_all(root: Path, items: list[tuple[ImageSpec, str]], world: World, params: Params) -> None:
+    p = params.prepare_data
+    jobs = [(str(root), p.image_size, p.jpeg_quality, world, items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
+    bar = tqdm(total=len(items), desc="render", unit="img")
+    if p.workers == 1 or len(items) < _POOL_MIN_IMAGES:
+        for job in jobs:
+            bar.update(rnd.write_chunk(job))
+    else:
+        # forkserver: safe even when the caller has torch threads running (tests).
+        with multiprocessing.get_context("forkserver").Pool(p.workers) as pool:
+            for done in pool.imap_unordered(rnd.write_chunk, jobs):
+                bar.update(done)
+    bar.close()
+
+
+def render_synthetic(params: Params, out: Path) -> dict:
+    """Render the synthetic EmoSet into ``out`` (replaced); returns summary counts."""
+    p = params.prepare_data
+    world = World(no_scene_fraction=p.no_scene_fraction, two_objects_fraction=p.two_objects_fraction)
+    rng = np.random.default_rng(stage_seed(params.seed, "prepare_data"))
+    specs = sample_specs(world, p.num_images, rng)
+    ids = image_ids(specs)
+    splits = assign_splits(specs, p.split.model_dump(), rng)
+
+    if out.exists():
+        shutil.rmtree(out)
+    for sub in (IMAGE_DIR, ANNOTATION_DIR):
+        for emotion in EMOTIONS:
+            (out / sub / emotion).mkdir(parents=True, exist_ok=True)
+    order = sorted(range(len(specs)), key=lambda i: (specs[i].emotion_idx, ids[i]))
+    _render_all(out, [(specs[i], ids[i]) for i in order], world, params)
+
+    for split in SPLITS:
+        entries = []
+        for i in order:
+            if splits[i] == split:
+                emotion = EMOTIONS[specs[i].emotion_idx]
+                entries.append([emotion, ids[i], f"{IMAGE_DIR}/{emotion}/{ids[i]}.jpg", f"{ANNOTATION_DIR}/{emotion}/{ids[i]}.json"])
+        (out / f"{split}.json").write_text(json.dumps(entries))
+    (out / INFO_FILE).write_text(json.dumps(info_json(world), indent=1))
+    table = pa.table(
+        {"id": [ids[i] for i in order], "captions": [captions(specs[i], world) for i in order]},
+        schema=pa.schema([("id", pa.string()), ("captions", pa.list_(pa.string()))]),
+    )
+    pq.write_table(table, out / CAPTIONS_FILE)
+
+    max_post = np.array([emotion_posterior(s.scene, s.objects, world).max() for s in specs])
+    split_arr = np.array(splits)
+    bayes = {split: round(float(max_post[split_arr == split].mean()), 4) for split in SPLITS if (split_arr == split).any()}
+    world_doc = {
+        **world.to_dict(),
+        "image_size": p.image_size,
+        "num_images": p.num_images,
+        "bayes_accuracy": bayes,
+        "annotation": {
+            "brightness": "mean Rec.601 luminance / 255 of the rendered image, rounded to 0.1",
+            "colorfulness": f"Hasler-Suesstrunk colorfulness / {rnd.COLORFULNESS_SCALE:g}, clipped to 1, rounded to 0.1",
+        },
+    }
+    (out / WORLD_FILE).write_text(json.dumps(world_doc, indent=1))
+    return {
+        "num_images": len(specs),
+        **{f"split_{s}": int((split_arr == s).sum()) for s in SPLITS},
+        **{f"emotion_{e}": int(sum(s.emotion_idx == i for s in specs)) for i, e in enumerate(EMOTIONS)},
+        "no_scene_fraction": round(float(np.mean([s.scene is None for s in specs])), 4),
+        **{f"bayes_accuracy_{s}": v for s, v in bayes.items()},
+    }
+
+
+def record_fingerprint(root: Path, out: Path) -> dict:
+    """Check that ``root`` is an EmoSet layout and write its fingerprint to ``out``."""
+    fp = fingerprint(root)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / FINGERPRINT_FILE).write_text(json.dumps(fp, indent=1))
+    return fp["counts"]
+
+
+def run(params: Params, layout: Layout) -> None:
+    start = time.perf_counter()
+    stage_params = {"seed": params.seed, "data": params.data.model_dump(), "prepare_data": params.prepare_data.model_dump()}
+    with stage_run("prepare_data", stage_params):
+        if params.data.source == "synthetic":
+            counts = render_synthetic(params, layout.raw)
+            mlflow.log_artifact(str(layout.raw / WORLD_FILE))
+        else:
+            counts = record_fingerprint(Path(params.data.root), layout.raw)
+            mlflow.log_artifact(str(layout.raw / FINGERPRINT_FILE))
+        counts["seconds"] = round(time.perf_counter() - start, 2)
+        mlflow.log_metrics(counts)
+    log.info("prepare_data: %s", counts)

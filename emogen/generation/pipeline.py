@@ -1,0 +1,324 @@
+"""``EmoGenPipeline``: emotion names in, images out (SPEC.md "Generation").
+
+A :class:`diffusers.DiffusionPipeline` subclass: the tokenizer (with the placeholder
+tokens), text encoder, UNet, scheduler and optional VAE are ordinary registered
+components, so ``save_pretrained`` writes a standard diffusers folder, ``.to(device)``,
+progress-bar settings and scheduler swaps (``pipe.scheduler =
+UniPCMultistepScheduler.from_config(pipe.scheduler.config)``) work as for any diffusers
+pipeline. The mapper and the emotion Gaussians are not diffusers/transformers classes,
+so they are saved beside the components (``mapper/``, ``gaussians.safetensors``) and
+handed back by our ``from_pretrained``. The denoising loop is our own rather than
+StableDiffusionPipeline's because the embedded base model is pixel space (no VAE), which
+no stock text-to-image pipeline supports; it is the standard loop: classifier-free guidance
+with the empty prompt as the unconditional input.
+
+Sampling, per image: e ~ N(mean, diag(std²)) (or the full covariance) drawn with that
+image's generator → mapper → the placeholder's input embedding → text encoder → UNet.
+Each image's vector and initial noise come from its own generator, so an image is the same
+whether it is generated alone or in a batch (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from emogen.base.tokenizer import caption_words, load_tokenizer
+from emogen.emotions import emotion_index
+from emogen.errors import MissingModelError, UserError
+from emogen.generation.sampling import GAUSSIANS_FILE, EmotionGaussians
+from emogen.generation.templates import template_problem
+from emogen.images import to_pil
+from emogen.stage2.mapper import EmotionMapper
+from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders
+
+log = logging.getLogger(__name__)
+
+MAPPER_FOLDER = "mapper"
+# The second token exists only for two-token fusion; it is added when the pipeline is built.
+DEFAULT_PLACEHOLDERS = ("<emotion>", "<emotion_2>")
+Fusion = Literal["tokens", "interpolate"]
+
+
+@dataclass
+class EmoGenPipelineOutput(BaseOutput):
+    images: list[Image.Image] | torch.Tensor  # PIL images, or (B, 3, H, W) in [-1, 1] for "pt"
+    emotion_vectors: torch.Tensor  # (B, slots, D): the vector(s) each image was conditioned on
+
+
+def check_template(template: str) -> None:
+    problem = template_problem(template)
+    if problem:
+        raise UserError(problem)
+
+
+class EmoGenPipeline(DiffusionPipeline):
+    _optional_components = ["vae"]
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(
+        self,
+        tokenizer,
+        text_encoder,
+        unet,
+        scheduler,
+        vae=None,
+        mapper: EmotionMapper | None = None,
+        gaussians: EmotionGaussians | None = None,
+        placeholder_tokens: list[str] | None = None,
+        known_words: list[str] | None = None,
+        resolution: int = 512,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+    ):
+        """``known_words``: the closed vocabulary of the embedded base model (templates must
+        use only these words); None for an open one (SD 1.5's CLIP), where only words the
+        tokenizer cannot encode are rejected. The last three are the defaults of ``__call__``."""
+        super().__init__()
+        placeholder_tokens = list(placeholder_tokens or DEFAULT_PLACEHOLDERS)
+        if mapper is None or gaussians is None:
+            raise ValueError("EmoGenPipeline needs a mapper and the emotion gaussians")
+        if len(placeholder_tokens) != 2:
+            raise ValueError(f"placeholder_tokens must be two tokens, got {list(placeholder_tokens)}")
+        if mapper.config.in_dim != gaussians.dim:
+            raise UserError(f"mapper takes {mapper.config.in_dim}-d emotion vectors, the gaussians are {gaussians.dim}-d")
+        if mapper.config.out_dim != text_encoder.config.hidden_size:
+            raise UserError(
+                f"mapper outputs {mapper.config.out_dim}-d embeddings, the text encoder takes "
+                f"{text_encoder.config.hidden_size}-d"
+            )
+        self.placeholder_ids = add_placeholder_tokens(tokenizer, text_encoder, placeholder_tokens)
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
+        self.register_to_config(
+            placeholder_tokens=placeholder_tokens,
+            known_words=sorted(known_words) if known_words is not None else None,
+            resolution=resolution,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+        self.mapper = mapper.eval()
+        self.gaussians = gaussians
+
+    # -- persistence --------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
+        """The diffusers folder (model_index.json + components) plus ``mapper/`` and the gaussians."""
+        super().save_pretrained(save_directory, **kwargs)
+        self.mapper.save_pretrained(Path(save_directory) / MAPPER_FOLDER)
+        self.gaussians.save(Path(save_directory) / GAUSSIANS_FILE)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "EmoGenPipeline":
+        """Load a folder written by :meth:`save_pretrained` (local only: no hub lookups)."""
+        folder = Path(pretrained_model_name_or_path)
+        index = folder / "model_index.json"
+        if not index.is_file():
+            raise MissingModelError(
+                f"{folder}: no EmoGen pipeline here (no model_index.json); build one with "
+                "`dvc repro generate` (writes models/emogen/) or pass the folder of one"
+            )
+        config = json.loads(index.read_text())
+        if config.get("_class_name") != cls.__name__:
+            raise UserError(f"{index}: holds a {config.get('_class_name')}, not an {cls.__name__}")
+        vocab_size = json.loads((folder / "text_encoder" / "config.json").read_text())["vocab_size"]
+        kwargs.setdefault("tokenizer", load_tokenizer(folder / "tokenizer", vocab_size, config.get("known_words") or ()))
+        kwargs.setdefault("mapper", EmotionMapper.from_pretrained(folder / MAPPER_FOLDER))
+        kwargs.setdefault("gaussians", EmotionGaussians.load(folder / GAUSSIANS_FILE))
+        kwargs.setdefault("local_files_only", True)
+        return super().from_pretrained(folder, **kwargs)
+
+    def to(self, *args, **kwargs) -> "EmoGenPipeline":
+        super().to(*args, **kwargs)
+        self.mapper.to(device=self.device, dtype=self.text_encoder.dtype)
+        return self
+
+    # -- prompts ------------------------------------------------------------------------
+    def check_words(self, template: str) -> None:
+        """Reject template words the base model cannot read, naming them (never unknown tokens)."""
+        check_template(template)
+        words = caption_words([template.replace("{}", " ")])
+        known = self.config.known_words
+        if known is not None:
+            missing = [w for w in words if w not in set(known)]
+            detail = f"the embedded base model only knows the synthetic world's words, e.g. {', '.join(known[:12])}"
+        else:
+            unk = self.tokenizer.unk_token_id
+            missing = [w for w in words if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
+            detail = "the tokenizer would turn them into unknown tokens"
+        if missing:
+            raise UserError(f"template {template!r}: word(s) {', '.join(missing)} not in the vocabulary; {detail}")
+
+    def prompt(self, template: str, fusion: Fusion | None) -> str:
+        first, second = self.config.placeholder_tokens
+        return template.replace("{}", f"{first} {second}" if fusion == "tokens" else first)
+
+    def _tokenize(self, text: str, batch: int) -> torch.Tensor:
+        ids = self.tokenizer(text).input_ids
+        limit = self.tokenizer.model_max_length
+        if len(ids) > limit:
+            raise UserError(f"prompt {text!r} is {len(ids)} tokens long; the text encoder reads at most {limit}")
+        padded = self.tokenizer(
+            [text] * batch, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
+        )
+        return padded.input_ids.to(self.device)
+
+    # -- sampling -----------------------------------------------------------------------
+    def sample_vectors(
+        self,
+        emotions: Sequence[str],
+        generators: Sequence[torch.Generator | None],
+        fuse_with: Sequence[str] | None = None,
+        fusion: Fusion = "interpolate",
+        weights: Sequence[float] | None = None,
+    ) -> torch.Tensor:
+        """(B, slots, D) emotion vectors: one slot, or two for token fusion.
+
+        Image i draws one standard-normal z from ``generators[i]``; its vector is
+        mean + std·z of its emotion. A fused image uses the same z for both emotions, so
+        each is still a sample of its own Gaussian, and an interpolation strip's ends
+        (w = 0, w = 1) are exactly the single-emotion images of that seed.
+        """
+        rows = []
+        for i, (name, gen) in enumerate(zip(emotions, generators, strict=True)):
+            z = self.gaussians.draw(gen)
+            first = self.gaussians.at(_index(name), z)
+            if fuse_with is None:
+                rows.append(first[None])
+                continue
+            second = self.gaussians.at(_index(fuse_with[i]), z)
+            if fusion == "tokens":
+                rows.append(torch.stack([first, second]))
+            else:
+                w = weights[i]
+                rows.append(((1 - w) * first + w * second)[None])
+        return torch.stack(rows)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        emotion: str | Sequence[str],
+        *,
+        num_images_per_emotion: int = 1,
+        template: str = "{}",
+        fuse_with: str | Sequence[str] | None = None,
+        fusion: Fusion = "interpolate",
+        weight: float | Sequence[float] = 0.5,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        resolution: int | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: Literal["pil", "pt"] = "pil",
+        return_dict: bool = True,
+    ) -> EmoGenPipelineOutput | tuple:
+        """Generate ``num_images_per_emotion`` images for each name in ``emotion``.
+
+        Fusion: ``fuse_with`` names the second emotion (one, or one per entry of
+        ``emotion``); ``fusion="tokens"`` puts two placeholders in the prompt, each with
+        its own emotion's vector (the template's ``{}`` becomes ``"<emotion> <emotion_2>"``);
+        ``"interpolate"`` uses one placeholder with e = (1 − w)·e₁ + w·e₂ (``weight`` one
+        value, or one per entry of ``emotion``). ``generator``: one per image (batching
+        then changes nothing) or a single one shared in order, as in diffusers.
+        """
+        emotions = [emotion] if isinstance(emotion, str) else list(emotion)
+        if not emotions or num_images_per_emotion < 1:
+            raise UserError("need at least one emotion and num_images_per_emotion >= 1")
+        if fusion not in ("tokens", "interpolate"):
+            raise UserError(f"fusion must be 'tokens' or 'interpolate', got {fusion!r}")
+        seconds = None if fuse_with is None else _per_entry(fuse_with, len(emotions), "fuse_with")
+        weights = _per_entry(weight, len(emotions), "weight")
+        if seconds is not None and fusion == "interpolate" and not all(0.0 <= w <= 1.0 for w in weights):
+            raise UserError(f"interpolation weights must lie in [0, 1], got {weights}")
+        repeat = num_images_per_emotion
+        emotions = [e for e in emotions for _ in range(repeat)]
+        seconds = None if seconds is None else [e for e in seconds for _ in range(repeat)]
+        weights = [w for w in weights for _ in range(repeat)]
+        batch = len(emotions)
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for {batch} images")
+        generators = generator if isinstance(generator, list) else [generator] * batch
+        self.check_words(template)
+        fusion_mode = fusion if seconds is not None else None
+
+        steps = num_inference_steps or self.config.num_inference_steps
+        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        side = resolution or self.config.resolution
+        device = self.device
+
+        vectors = self.sample_vectors(emotions, generators, seconds, fusion, weights)
+        mapper_param = next(self.mapper.parameters())
+        tokens = self.mapper(vectors.flatten(0, 1).to(mapper_param.device, mapper_param.dtype))
+        tokens = tokens.view(batch, vectors.shape[1], -1)
+        input_ids = self._tokenize(self.prompt(template, fusion_mode), batch)
+        replacements = {pid: tokens[:, slot] for slot, pid in enumerate(self.placeholder_ids[: vectors.shape[1]])}
+        cond = encode_with_placeholders(self.text_encoder, input_ids, replacements)
+        guided = scale > 1.0
+        if guided:
+            uncond = self.text_encoder(input_ids=self._tokenize("", 1)).last_hidden_state
+            cond = torch.cat([uncond.expand(batch, -1, -1), cond])
+
+        latent_side = side // self.vae_scale_factor
+        shape = (batch, self.unet.config.in_channels, latent_side, latent_side)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        elif latents.shape != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        self.scheduler.set_timesteps(steps, device=device)
+        latents = latents.to(device, self.unet.dtype) * self.scheduler.init_noise_sigma
+        step_kwargs = {}
+        if "generator" in inspect.signature(self.scheduler.step).parameters:
+            step_kwargs["generator"] = generator
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_in = torch.cat([latents, latents]) if guided else latents
+            model_in = self.scheduler.scale_model_input(model_in, t)
+            noise = self.unet(model_in, t, encoder_hidden_states=cond).sample
+            if guided:
+                noise_uncond, noise_cond = noise.chunk(2)
+                noise = noise_uncond + scale * (noise_cond - noise_uncond)
+            latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
+
+        if self.vae is not None:
+            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        else:
+            images = latents
+        images = images.float().clamp(-1, 1).cpu()
+        self.maybe_free_model_hooks()
+        if output_type == "pil":
+            images = to_pil(images)
+        if not return_dict:
+            return images, vectors
+        return EmoGenPipelineOutput(images=images, emotion_vectors=vectors)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell: 1 in pixel space, 8 for SD 1.5's VAE."""
+        if self.vae is None:
+            return 1
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+def _index(name: str) -> int:
+    try:
+        return emotion_index(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _per_entry(value, count: int, name: str) -> list:
+    """A single value → ``count`` copies; a sequence must have one entry per emotion."""
+    if isinstance(value, (str, int, float)):
+        return [value] * count
+    values = list(value)
+    if len(values) != count:
+        raise UserError(f"{name} needs one value or one per emotion ({count}), got {len(values)}")
+    return values

@@ -1,0 +1,114 @@
+"""The per-emotion Gaussians of the emotion space, seeded sampling from them, vector hashes.
+
+SPEC.md "Generation": e ~ N(mean_emotion, diag(std_emotion²)), or N(mean, cov) when the
+emotion_space stage stored a full covariance. Every image draws from its own
+``torch.Generator``, so an image does not depend on which batch it was generated in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from emogen.emotions import NUM_EMOTIONS
+from emogen.errors import UserError
+
+GAUSSIANS_FILE = "gaussians.safetensors"
+
+
+@dataclass(frozen=True)
+class EmotionGaussians:
+    """``mean``/``std`` (8, D) float32 in EmoSet emotion order; ``cov`` (8, D, D) or None."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    cov: torch.Tensor | None = None
+    _scale_tril: dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.mean.ndim != 2 or self.mean.shape[0] != NUM_EMOTIONS:
+            raise ValueError(f"mean must be ({NUM_EMOTIONS}, D), got {tuple(self.mean.shape)}")
+        if self.std.shape != self.mean.shape:
+            raise ValueError(f"std must match mean {tuple(self.mean.shape)}, got {tuple(self.std.shape)}")
+        if (self.std < 0).any():
+            raise ValueError("std holds negative values")
+        dim = self.mean.shape[1]
+        if self.cov is not None and self.cov.shape != (NUM_EMOTIONS, dim, dim):
+            raise ValueError(f"cov must be ({NUM_EMOTIONS}, {dim}, {dim}), got {tuple(self.cov.shape)}")
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[1]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EmotionGaussians":
+        """Read ``gaussians.safetensors`` (emotion_space's contract); errors name the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: missing; build it with `dvc repro emotion_space`")
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"{path}: not a safetensors file: {exc}") from None
+        missing = {"mean", "std"} - tensors.keys()
+        if missing:
+            raise UserError(f"{path}: missing tensors {sorted(missing)} (has {sorted(tensors)})")
+        try:
+            return cls(
+                tensors["mean"].float(),
+                tensors["std"].float(),
+                tensors["cov"].float() if "cov" in tensors else None,
+            )
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        tensors = {"mean": self.mean.contiguous(), "std": self.std.contiguous()}
+        if self.cov is not None:
+            tensors["cov"] = self.cov.contiguous()
+        save_file(tensors, str(path))
+
+    def scale_tril(self, emotion: int) -> torch.Tensor:
+        """Cholesky factor of ``cov[emotion]``; jitter is added until it factorises
+        (sample covariances of more dimensions than images are singular)."""
+        if emotion not in self._scale_tril:
+            cov = self.cov[emotion].double()
+            jitter = 0.0
+            eye = torch.eye(cov.shape[0], dtype=cov.dtype)
+            scale = float(cov.diagonal().mean().clamp_min(1e-12))
+            for _ in range(12):
+                tril, info = torch.linalg.cholesky_ex(cov + jitter * eye)
+                if int(info) == 0:
+                    break
+                jitter = scale * 1e-6 if jitter == 0 else jitter * 10
+            else:
+                raise ValueError(f"covariance of emotion {emotion} is not positive semi-definite")
+            self._scale_tril[emotion] = tril.float()
+        return self._scale_tril[emotion]
+
+    def draw(self, generator: torch.Generator | None) -> torch.Tensor:
+        """D standard normals (CPU float32) from ``generator`` (None: torch's global one)."""
+        device = generator.device if generator is not None else "cpu"
+        return torch.randn(self.dim, generator=generator, device=device, dtype=torch.float32).cpu()
+
+    def at(self, emotion: int, z: torch.Tensor) -> torch.Tensor:
+        """The emotion's vector for the standard-normal draw ``z``: mean + std·z (or L·z)."""
+        if self.cov is None:
+            return self.mean[emotion] + self.std[emotion] * z
+        return self.mean[emotion] + self.scale_tril(emotion) @ z
+
+    def sample(self, emotion: int, generator: torch.Generator | None) -> torch.Tensor:
+        """One vector (D,) ~ N(mean, diag(std²)) (or N(mean, cov))."""
+        return self.at(emotion, self.draw(generator))
+
+
+def vector_sha256(vector: torch.Tensor) -> str:
+    """sha256 of the vector as little-endian float32 bytes (what the index records)."""
+    array = vector.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()

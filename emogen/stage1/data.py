@@ -1,0 +1,107 @@
+"""Manifest rows → image datasets for stage 1 (decoded once into memory, or per batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from emogen.emotions import NUM_EMOTIONS
+from emogen.errors import DataError
+from emogen.images import encoder_transform, load_rgb
+from emogen.stage1.encoder import encoder_inputs
+
+SPLITS = ("train", "val", "test")
+
+
+def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """A Parquet table that must hold ``columns``; a missing file or column names it."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing; run the stage that writes it first (dvc repro)")
+    table = pd.read_parquet(path)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    return table
+
+
+def split_rows(manifest: pd.DataFrame, split: str, source: str = "manifest") -> pd.DataFrame:
+    """The rows of one split, in manifest order; an empty split or a bad label is an error."""
+    rows = manifest[manifest["split"] == split].reset_index(drop=True)
+    if rows.empty:
+        raise DataError(f"{source}: no images in the {split!r} split")
+    labels = rows["emotion_idx"]
+    bad = rows[(labels < 0) | (labels >= NUM_EMOTIONS)]
+    if not bad.empty:
+        raise DataError(f"{source}: row id={bad['id'].iloc[0]!r} has emotion_idx {bad['emotion_idx'].iloc[0]} outside 0..7")
+    return rows
+
+
+def image_paths(rows: pd.DataFrame, dataset_root: Path) -> list[Path]:
+    return [dataset_root / p for p in rows["image_path"]]
+
+
+class CachedImages(Dataset):
+    """Every image decoded once into one tensor (the small synthetic set fits in memory)."""
+
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor) -> None:
+        self.pixels, self.labels = pixels, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pixels[i], self.labels[i]
+
+
+class LazyImages(Dataset):
+    """Decode on access (EmoSet does not fit in memory; DataLoader workers run this)."""
+
+    def __init__(self, paths: Sequence[Path], labels: torch.Tensor, resize: int, crop: int) -> None:
+        self.paths, self.labels, self.resize, self.crop = list(paths), labels, resize, crop
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            pixels = encoder_transform(load_rgb(self.paths[i]), self.resize, self.crop)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.paths[i]}: cannot read image ({exc})") from None
+        return pixels, self.labels[i]
+
+
+def split_dataset(
+    rows: pd.DataFrame, dataset_root: Path, resize: int, crop: int, cache: bool, workers: int, split: str
+) -> Dataset:
+    paths = image_paths(rows, dataset_root)
+    labels = torch.as_tensor(rows["emotion_idx"].to_numpy(), dtype=torch.long)
+    if not cache:
+        return LazyImages(paths, labels, resize, crop)
+    return CachedImages(encoder_inputs(paths, resize, crop, workers, desc=f"decode {split}"), labels)
+
+
+def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
+    """Independent stream per (epoch, stream...), so a resumed run replays what it would have."""
+    return int(np.random.SeedSequence([seed, epoch, *stream]).generate_state(1)[0])
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation that depends only on (seed, epoch): no generator state to checkpoint."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(self.size, generator=generator).tolist())

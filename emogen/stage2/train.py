@@ -1,0 +1,472 @@
+"""``emogen stage stage2``: train the emotion mapper (SPEC.md "Stage 2").
+
+Per sample: the stage-1 emotion vector of the training image → mapper → the placeholder's
+token embedding in the prompt → frozen text encoder → frozen UNet, with
+L = (1 − α)·L_LDM + λ_attr·α·L_attr. Only the mapper has trainable parameters.
+
+Determinism and resume: the rows of every micro-batch (a fresh seeded permutation per
+epoch), the flips, noise and timesteps are functions of (seed, step, micro-step, rank)
+only, and checkpoints hold the AdamW state, so a run resumed from a checkpoint ends with
+the same weights as an uninterrupted one. Checkpoints and the precomputed training tensors
+live in ``stage2.work_dir`` (outside the DVC output, which DVC deletes before re-running).
+Multi-GPU / mixed precision: ``accelerate launch -m emogen stage stage2`` (see README).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from emogen.base.components import BaseComponents, load_base
+from emogen.config import Params, Stage2Params
+from emogen.emotions import EMOTIONS
+from emogen.errors import DataError, UserError
+from emogen.layout import Layout
+from emogen.seeding import stage_seed
+from emogen.stage2.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from emogen.stage2.data import StageInputs, TrainingTensors, load_or_build, read_samples, read_vocabulary
+from emogen.stage2.losses import (
+    attribute_bank,
+    attribute_logits,
+    attribute_loss,
+    diffusion_target,
+    ldm_loss,
+    total_loss,
+)
+from emogen.stage2.mapper import EmotionMapper, MapperConfig
+from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state
+from emogen.stage2.preview import image_grid, preview_images
+from emogen.tracking import stage_run
+
+log = logging.getLogger(__name__)
+
+STAGE = "stage2"
+WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+HISTORY_FIELDS = ("step", "l_ldm", "l_attr", "loss", "attr_acc", "attr_samples")
+
+
+def stage_inputs(params: Params, layout: Layout) -> StageInputs:
+    space, confidence = layout.model_dir("emotion_space"), layout.model_dir("confidence")
+    return StageInputs(
+        balanced=layout.balanced,
+        sample_alpha=confidence / "sample_alpha.parquet",
+        vocabulary=confidence / "vocabulary.json",
+        vectors=space / "vectors.safetensors",
+        vector_ids=space / "vector_ids.parquet",
+        gaussians=space / "gaussians.safetensors",
+        base_dir=layout.model_dir("base"),
+        dataset_root=layout.dataset_root(params.data),
+    )
+
+
+def work_dir(p: Stage2Params, layout: Layout) -> Path:
+    if p.work_dir is None:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return cache / "emogen" / STAGE
+    path = Path(p.work_dir).expanduser()
+    return path if path.is_absolute() else layout.root / path
+
+
+def _draw_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (numpy's SeedSequence mixes them well)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class SampleOrder:
+    """Global sample position → row: one seeded permutation per epoch, a function of the seed."""
+
+    def __init__(self, num_rows: int, seed: int) -> None:
+        self.num_rows, self.seed = num_rows, seed
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            generator = torch.Generator().manual_seed(_draw_seed(self.seed, 0, epoch))
+            self._perms = {epoch: torch.randperm(self.num_rows, generator=generator)}
+        return self._perms[epoch]
+
+    def rows(self, first: int, count: int) -> torch.Tensor:
+        positions = torch.arange(first, first + count)
+        out = torch.empty(count, dtype=torch.long)
+        for epoch in (positions // self.num_rows).unique().tolist():
+            mask = positions // self.num_rows == epoch
+            out[mask] = self._perm(epoch)[positions[mask] % self.num_rows]
+        return out
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # scalar, the weighted objective
+    ldm: torch.Tensor  # (B,)
+    attr: torch.Tensor  # (B,)
+    logits: torch.Tensor | None  # (B, V) attribute-bank logits
+    vocab_idx: torch.Tensor  # (B,)
+
+
+def assert_only_mapper_trains(base: BaseComponents, mapper: nn.Module) -> None:
+    """SPEC.md: the VAE, UNet, text encoder and CLIP are frozen; every mapper weight trains."""
+    for name, module in (("text_encoder", base.text_encoder), ("unet", base.unet),
+                         ("vae", base.vae), ("clip_model", base.clip_model)):
+        if module is None:
+            continue
+        trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+        if trainable:
+            raise RuntimeError(f"stage2: {name} must be frozen, but {trainable[:3]} require grad")
+    if not all(p.requires_grad for p in mapper.parameters()):
+        raise RuntimeError("stage2: every mapper parameter must be trainable")
+
+
+def read_gaussians(path: Path, vector_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-emotion mean and std of the emotion space (the preview grids sample from them)."""
+    if not path.is_file():
+        raise UserError(f"{path}: missing; run `emogen stage emotion_space` first")
+    gaussians = load_file(str(path))
+    for name in ("mean", "std"):
+        if name not in gaussians or gaussians[name].shape != (len(EMOTIONS), vector_dim):
+            found = tuple(gaussians[name].shape) if name in gaussians else "missing"
+            raise DataError(f"{path}: tensor {name!r} is {found}, expected ({len(EMOTIONS)}, {vector_dim})")
+    return gaussians["mean"].float(), gaussians["std"].float()
+
+
+class Trainer:
+    """Everything one optimiser step needs, built once."""
+
+    def __init__(self, params: Params, layout: Layout, accelerator: Accelerator) -> None:
+        p = self.p = params.stage2
+        self.accelerator = accelerator
+        self.seed = stage_seed(params.seed, STAGE)
+        self.inputs = stage_inputs(params, layout)
+        self.work_dir = work_dir(p, layout)
+        base = self.base = load_base(self.inputs.base_dir, device=accelerator.device,
+                                     dtype=WEIGHT_DTYPES[p.mixed_precision])
+        (self.token_id,) = add_placeholder_tokens(base.tokenizer, base.text_encoder, [p.placeholder_token])
+        self.prompt = p.prompt_template.format(p.placeholder_token)
+        self.prompt_ids = base.tokenizer(
+            [self.prompt], padding="max_length", max_length=base.tokenizer.model_max_length,
+            truncation=True, return_tensors="pt",
+        ).input_ids.to(accelerator.device)
+        if not bool((self.prompt_ids == self.token_id).any()):
+            raise UserError(f"stage2.prompt_template {p.prompt_template!r}: the placeholder is cut off "
+                            f"by the tokenizer's max length {base.tokenizer.model_max_length}")
+        self.text_width = base.text_encoder.config.hidden_size
+        clip_width = base.clip_model.text_projection.in_features
+        if clip_width != self.text_width:
+            raise UserError(f"{self.inputs.base_dir}/base.json: the CLIP model's text width {clip_width} differs "
+                            f"from the text encoder's {self.text_width}; L_attr needs the text encoder to be "
+                            "CLIP's text tower (as SD 1.5's is CLIP ViT-L/14's)")
+
+        self.attributes = read_vocabulary(self.inputs.vocabulary)
+        self.bank = (attribute_bank(base.clip_model, base.clip_tokenizer, self.attributes)
+                     if self.attributes else None)
+        if self.bank is None:
+            log.warning("stage2: %s has no attributes: L_attr is 0 throughout", self.inputs.vocabulary)
+        samples = read_samples(self.inputs, len(self.attributes))
+        with accelerator.main_process_first():
+            self.tensors, self.data_key = load_or_build(self.inputs, samples, base, self.seed, self.work_dir)
+        self.tensors.latents = self.tensors.latents.to(WEIGHT_DTYPES[p.mixed_precision])
+        self.order = SampleOrder(len(self.tensors), self.seed)
+
+        self.vector_dim = self.tensors.vectors.shape[1]
+        self.gaussians = read_gaussians(self.inputs.gaussians, self.vector_dim)
+        m = p.mapper
+        self.mapper_config = MapperConfig(
+            in_dim=self.vector_dim, out_dim=self.text_width, hidden_dim=m.hidden_dim,
+            num_hidden_layers=m.num_hidden_layers, kind=m.kind, layer_norm=m.layer_norm, dropout=m.dropout,
+        )
+        torch.manual_seed(self.seed)  # mapper initialisation
+        mapper = EmotionMapper(self.mapper_config)
+        optimizer = torch.optim.AdamW(
+            mapper.parameters(), lr=p.learning_rate, betas=(p.adam_beta1, p.adam_beta2),
+            weight_decay=p.adam_weight_decay, eps=p.adam_epsilon,
+        )
+        self.mapper, self.optimizer = accelerator.prepare(mapper, optimizer)
+        assert_only_mapper_trains(base, self.mapper)
+
+    @property
+    def effective_batch(self) -> int:
+        return self.p.train_batch_size * self.p.gradient_accumulation_steps * self.accelerator.num_processes
+
+    def total_steps(self) -> int:
+        if self.p.max_train_steps is not None:
+            return self.p.max_train_steps
+        return math.ceil(len(self.tensors) / self.effective_batch)  # one epoch (published recipe)
+
+    def run_key(self) -> str:
+        """Identifies a training run: resuming needs the same data, params and world size."""
+        spec = json.dumps({"data": self.data_key, "seed": self.seed, "params": self.p.model_dump(),
+                           "world": self.accelerator.num_processes}, sort_keys=True)
+        return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+    def losses(self, step: int, micro: int) -> StepOutput:
+        """The objective of one micro-batch; its draws depend on (seed, step, micro, rank) only."""
+        p, base, acc = self.p, self.base, self.accelerator
+        batch = p.train_batch_size
+        first = ((step * p.gradient_accumulation_steps + micro) * acc.num_processes + acc.process_index) * batch
+        rows = self.order.rows(first, batch)
+        draw_seed = _draw_seed(self.seed, 1, step, micro, acc.process_index)
+        generator = torch.Generator().manual_seed(draw_seed)
+        torch.manual_seed(draw_seed)  # mapper dropout, when enabled
+        images = self.tensors.image_index[rows]
+        flips = torch.randint(0, 2, (batch,), generator=generator)
+        latents = self.tensors.latents[images, flips]
+        noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.dtype)
+        timesteps = torch.randint(0, base.noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
+        device = acc.device
+        latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
+        vectors = self.tensors.vectors[images].to(device)
+        alpha = self.tensors.alpha[rows].to(device)
+        vocab_idx = self.tensors.vocab_idx[rows].to(device)
+
+        noisy = base.noise_scheduler.add_noise(latents, noise, timesteps)
+        target = diffusion_target(base.noise_scheduler, latents, noise, timesteps)
+        ids = self.prompt_ids.expand(batch, -1)
+        with acc.autocast():
+            embeddings = self.mapper(vectors)
+            hidden = encode_with_placeholders(base.text_encoder, ids, {self.token_id: embeddings})
+            prediction = base.unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+            ldm = ldm_loss(prediction, target)
+            logits = None
+            attr = torch.zeros_like(ldm)
+            if self.bank is not None:
+                at_placeholder = placeholder_hidden_state(hidden, ids, self.token_id)
+                logits = attribute_logits(at_placeholder, base.clip_model.text_projection, self.bank,
+                                          p.attr_temperature)
+                attr = attribute_loss(logits, vocab_idx)
+            loss = total_loss(ldm, attr, alpha, p.lambda_attr)
+        return StepOutput(loss=loss, ldm=ldm, attr=attr, logits=logits, vocab_idx=vocab_idx)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimiser step (all micro-steps); returns the step's loss row (all processes)."""
+        accum = self.p.gradient_accumulation_steps
+        # ldm sum, samples, attr sum, attr samples, correct, loss sum
+        totals = torch.zeros(6, dtype=torch.float64, device=self.accelerator.device)
+        for micro in range(accum):
+            sync = micro == accum - 1
+            with nullcontext() if sync else self.accelerator.no_sync(self.mapper):
+                out = self.losses(step, micro)
+                self.accelerator.backward(out.loss / accum)
+            with torch.no_grad():
+                known = out.vocab_idx >= 0
+                correct = 0.0
+                if out.logits is not None:
+                    correct = (out.logits.argmax(dim=1) == out.vocab_idx)[known].sum().item()
+                totals += torch.tensor(
+                    [out.ldm.sum().item(), out.ldm.numel(), out.attr[known].sum().item(), known.sum().item(),
+                     correct, out.loss.item() * out.ldm.numel()],
+                    dtype=torch.float64, device=totals.device,
+                )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals = self.accelerator.reduce(totals, reduction="sum").tolist()
+        attr_n = totals[3]
+        return {
+            "step": step + 1,
+            "l_ldm": totals[0] / totals[1],
+            "l_attr": totals[2] / attr_n if attr_n else float("nan"),
+            "loss": totals[5] / totals[1],
+            "attr_acc": totals[4] / attr_n if attr_n else float("nan"),
+            "attr_samples": attr_n,
+        }
+
+    # -- checkpoints -------------------------------------------------------------------
+    def checkpoint(self, step: int, history: list[dict[str, float]]) -> Checkpoint:
+        scaler = self.accelerator.scaler
+        return Checkpoint(
+            step=step,
+            mapper_state=self.accelerator.unwrap_model(self.mapper).state_dict(),
+            optimizer_state=self.optimizer.state_dict(),
+            scaler_state=scaler.state_dict() if scaler is not None else None,
+            history=history,
+        )
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        self.accelerator.unwrap_model(self.mapper).load_state_dict(checkpoint.mapper_state)
+        self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        if checkpoint.scaler_state is not None and self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(checkpoint.scaler_state)
+
+    # -- previews ----------------------------------------------------------------------
+    def preview(self, step: int, out_dir: Path) -> Path:
+        """A grid: one row per emotion, e ~ N(mean, std²) of its Gaussian (fixed draws)."""
+        mean, std = self.gaussians
+        count = self.p.num_sample_images
+        generator = torch.Generator().manual_seed(_draw_seed(self.seed, 2))
+        vectors = (mean.repeat_interleave(count, 0)
+                   + std.repeat_interleave(count, 0) * torch.randn(len(EMOTIONS) * count, self.vector_dim,
+                                                                   generator=generator))
+        guidance = self.p.sample_guidance_scale or float(self.base.sampling.get("guidance_scale", 7.5))
+        mapper = self.accelerator.unwrap_model(self.mapper)
+        mapper.eval()
+        try:
+            images = preview_images(self.base, mapper, self.prompt_ids, self.token_id, vectors,
+                                    self.p.sample_inference_steps, guidance, generator)
+        finally:
+            mapper.train()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"step_{step:06d}.png"
+        image_grid(images, rows=len(EMOTIONS)).save(path)
+        return path
+
+
+def summarize(history: list[dict[str, float]]) -> dict[str, float]:
+    """Sample-weighted means over the first and the last 10 % of the steps."""
+    window = max(1, len(history) // 10)
+
+    def mean(rows: list[dict[str, float]], key: str, weight: str | None) -> float:
+        pairs = [(r[key], r[weight] if weight else 1.0) for r in rows if not math.isnan(r[key])]
+        total = sum(w for _, w in pairs)
+        return sum(v * w for v, w in pairs) / total if total else float("nan")
+
+    out = {}
+    for prefix, rows in (("initial_", history[:window]), ("", history[-window:])):
+        out[f"{prefix}l_ldm"] = mean(rows, "l_ldm", None)
+        out[f"{prefix}l_attr"] = mean(rows, "l_attr", "attr_samples")
+        out[f"{prefix}loss"] = mean(rows, "loss", None)
+        out[f"{prefix}attr_accuracy"] = mean(rows, "attr_acc", "attr_samples")
+    out["window_steps"] = window
+    return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, float]], samples_dir: Path,
+                  timing: dict[str, float]) -> dict[str, float]:
+    out = layout.model_dir(STAGE)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    trainer.accelerator.unwrap_model(trainer.mapper).save_pretrained(out / "mapper")
+    if samples_dir.is_dir():
+        shutil.copytree(samples_dir, out / "samples")
+    base_json = json.loads((trainer.inputs.base_dir / "base.json").read_text())
+    p = trainer.p
+    train_config = {
+        "placeholder_token": p.placeholder_token,
+        "prompt_template": p.prompt_template,
+        "prompt": trainer.prompt,
+        "mapper": _relative(out / "mapper", layout.root),
+        "base": _relative(trainer.inputs.base_dir, layout.root),
+        "base_json": base_json,
+        "gaussians": _relative(trainer.inputs.gaussians, layout.root),
+        "emotions": list(EMOTIONS),
+        "vector_dim": trainer.vector_dim,
+        "text_width": trainer.text_width,
+        "tokenizer_max_length": trainer.base.tokenizer.model_max_length,
+        "steps": len(history),
+        "effective_batch_size": trainer.effective_batch,
+        "num_samples": len(trainer.tensors),
+        "seed": trainer.seed,
+        "mixed_precision": p.mixed_precision,
+    }
+    (out / "train_config.json").write_text(json.dumps(train_config, indent=2) + "\n")
+
+    layout.metrics.mkdir(parents=True, exist_ok=True)
+    with (layout.metrics / "stage2_loss.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    metrics = {
+        **summarize(history),
+        "steps": len(history),
+        "samples_seen": len(history) * trainer.effective_batch,
+        "epochs": len(history) * trainer.effective_batch / len(trainer.tensors),
+        **timing,
+    }
+    (layout.metrics / "stage2.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def train(trainer: Trainer, layout: Layout, started: float) -> dict[str, float]:
+    """The training loop with resume, checkpoints, previews and logging; writes the outputs."""
+    p, acc = trainer.p, trainer.accelerator
+    main = acc.is_main_process
+    steps = trainer.total_steps()
+    run_dir = trainer.work_dir / f"run-{trainer.run_key()}"
+    samples_dir = run_dir / "samples"
+    history: list[dict[str, float]] = []
+    start = 0
+    found = latest_checkpoint(run_dir)
+    if found is not None:
+        checkpoint = load_checkpoint(found)
+        trainer.restore(checkpoint)
+        start, history = checkpoint.step, checkpoint.history[: checkpoint.step]
+        log.info("stage2: resuming from %s (step %d of %d)", found, start, steps)
+    log.info("stage2: %d steps × effective batch %d over %d samples (%.2f epochs); mapper %s, %d parameters",
+             steps, trainer.effective_batch, len(trainer.tensors), steps * trainer.effective_batch / len(trainer.tensors),
+             p.mapper.kind, sum(x.numel() for x in trainer.mapper.parameters()))
+
+    setup_s = time.perf_counter() - started
+    loop_start = time.perf_counter()
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="stage2", unit="step", disable=not main)
+    for step in bar:
+        row = trainer.train_step(step)
+        history.append(row)
+        done = step + 1
+        recent = history[-p.log_every:]
+        if main:
+            bar.set_postfix(summarize_recent(recent))
+            if done % p.log_every == 0 or done == steps:
+                mlflow.log_metrics(summarize_recent(recent), step=done)
+        if p.checkpointing_steps and done % p.checkpointing_steps == 0 and done < steps:
+            if main:
+                save_checkpoint(run_dir, trainer.checkpoint(done, history), p.checkpoints_total_limit)
+            acc.wait_for_everyone()
+        if main and p.sample_every and done % p.sample_every == 0 and done < steps:
+            mlflow.log_artifact(str(trainer.preview(done, samples_dir)), artifact_path="samples")
+    train_s = time.perf_counter() - loop_start
+
+    if not main:
+        return {}
+    grid = trainer.preview(steps, samples_dir)
+    mlflow.log_artifact(str(grid), artifact_path="samples")
+    timing = {"setup_s": setup_s, "train_s": train_s, "time_s": time.perf_counter() - started,
+              "resumed_from_step": start}
+    metrics = write_outputs(trainer, layout, history, samples_dir, timing)
+    mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items() if not math.isnan(v)})
+    mlflow.log_artifact(str(layout.metrics / "stage2_loss.csv"))
+    mlflow.log_artifact(str(layout.model_dir(STAGE) / "train_config.json"))
+    shutil.rmtree(run_dir, ignore_errors=True)  # done: the checkpoints are no longer needed
+    log.info("stage2: L_LDM %.4f, L_attr %.4f, attribute accuracy %.3f (last %d steps); %.1f s",
+             metrics["l_ldm"], metrics["l_attr"], metrics["attr_accuracy"], metrics["window_steps"],
+             metrics["time_s"])
+    return metrics
+
+
+def summarize_recent(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Means of the last few steps, for the progress bar and MLflow."""
+    out = {}
+    for key in ("l_ldm", "l_attr", "loss", "attr_acc"):
+        values = [r[key] for r in rows if not math.isnan(r[key])]
+        if values:
+            out[key] = round(sum(values) / len(values), 4)
+    return out
+
+
+def run(params: Params, layout: Layout) -> dict[str, float]:
+    started = time.perf_counter()
+    accelerator = Accelerator(mixed_precision=params.stage2.mixed_precision)
+    trainer = Trainer(params, layout, accelerator)
+    tracked = {"seed": params.seed, STAGE: params.stage2.model_dump()}
+    with stage_run(STAGE, tracked) if accelerator.is_main_process else nullcontext():
+        return train(trainer, layout, started)

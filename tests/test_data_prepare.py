@@ -1,0 +1,138 @@
+"""prepare_data: the synthetic world, its EmoSet-format rendering, and the real-data fingerprint."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from emogen.config import parse_params
+from emogen.data import ingest
+from emogen.data.emoset import SPLITS
+from emogen.data.prepare import record_fingerprint, render_synthetic
+from emogen.data.synthetic_world import ImageSpec, World, captions, emotion_posterior, load_world
+from emogen.emotions import EMOTIONS, POSITIVE
+from emogen.errors import DataError
+from emogen.layout import Layout
+
+WORLD = World()
+EMOTION_WORDS = set(EMOTIONS) | {"amusing", "awesome", "content", "exciting", "angry", "disgusting",
+                                 "scary", "fearful", "sad", "happy", "joy"}
+
+
+# --- the world ---------------------------------------------------------------------------
+
+def test_every_emotion_has_a_strong_scene_and_object_and_some_are_neutral():
+    for attrs in (WORLD.scenes, WORLD.objects):
+        profiles = np.array([a.profile for a in attrs])
+        assert np.allclose(profiles.sum(1), 1, atol=1e-5)
+        strong = {int(p.argmax()) for p in profiles if p.max() >= 0.6}
+        assert strong == set(range(len(EMOTIONS)))
+        assert any(np.allclose(p, 1 / len(EMOTIONS)) for p in profiles)
+
+
+def test_profiles_cluster_by_polarity():
+    """An emotional profile gives more mass to its own polarity's other emotions than to the other polarity."""
+    for a in WORLD.scenes + WORLD.objects:
+        p = np.array(a.profile)
+        if p.max() >= 0.6:
+            own = p.argmax() in POSITIVE
+            same = [p[i] for i in range(8) if (i in POSITIVE) == own and i != p.argmax()]
+            other = [p[i] for i in range(8) if (i in POSITIVE) != own]
+            assert min(same) > max(other)
+
+
+def test_posterior_is_the_normalised_product():
+    post = emotion_posterior("cemetery", ["Umbrella"], WORLD)
+    expected = np.array(WORLD.attribute("cemetery").profile) * np.array(WORLD.attribute("Umbrella").profile)
+    assert np.allclose(post, expected / expected.sum())
+    # neutral attributes change nothing; names work in attribute form too
+    assert np.allclose(emotion_posterior("street", ["Box", "party_hat"], WORLD), WORLD.attribute("Party hat").profile)
+    assert np.allclose(emotion_posterior(None, ["Chair"], WORLD.to_dict()), 1 / 8)
+
+
+def test_captions_describe_content_only():
+    spec = ImageSpec("beach", ("Balloon", "Waste container"), 0, 1)
+    forms = captions(spec, WORLD)
+    assert forms[0] == "a red balloon and a brown waste container on the beach"
+    assert forms[-1] == "beach" and "balloon" in forms and len(forms) == len(set(forms))
+    assert captions(ImageSpec(None, ("Umbrella",), 7, 1), WORLD) == ["a blue umbrella", "blue umbrella", "umbrella"]
+    names = [a.name for a in WORLD.scenes + WORLD.objects]
+    assert not {w for n in names for w in n.lower().replace("_", " ").split()} & EMOTION_WORDS
+
+
+# --- the rendered set --------------------------------------------------------------------
+
+def test_layout_and_schema_are_emosets(tiny_emoset):
+    root, p = tiny_emoset.layout.raw, tiny_emoset.params.prepare_data
+    info = json.loads((root / "info.json").read_text())
+    assert list(info["emotion"]["label2idx"]) == list(EMOTIONS)
+    assert {"scene", "object", "brightness", "colorfulness"} <= set(info)
+    entries = {s: json.loads((root / f"{s}.json").read_text()) for s in SPLITS}
+    assert sum(map(len, entries.values())) == p.num_images
+    assert abs(len(entries["train"]) / p.num_images - p.split.train) < 0.02
+    for emotion, image_id, image_path, annotation_path in entries["train"][:20]:
+        assert image_path == f"image/{emotion}/{image_id}.jpg" and annotation_path == f"annotation/{emotion}/{image_id}.json"
+        annotation = json.loads((root / annotation_path).read_text())
+        assert annotation["emotion"] == emotion and isinstance(annotation["object"], list)
+        assert all(isinstance(annotation[k], float) and 0 <= annotation[k] <= 1 for k in ("brightness", "colorfulness"))
+        assert annotation.get("scene", "beach") in info["scene"]["label2idx"]
+        with Image.open(root / image_path) as img:
+            assert (img.format, img.size, img.mode) == ("JPEG", (p.image_size, p.image_size), "RGB")
+
+
+def test_no_scene_share_and_captions(tiny_emoset):
+    manifest = pd.read_parquet(tiny_emoset.layout.manifest)
+    assert 0.3 < manifest["scene"].isna().mean() < 0.5
+    caps = pd.read_parquet(tiny_emoset.layout.raw / "captions.parquet")
+    assert set(caps["id"]) == set(manifest["id"])
+    words = {w for forms in caps["captions"] for f in forms for w in f.split()}
+    assert not words & EMOTION_WORDS
+    assert min(len(forms[-1].split()) for forms in caps["captions"]) == 1
+
+
+def test_world_json_holds_the_truth(tiny_emoset):
+    world = load_world(tiny_emoset.layout.raw)
+    assert world == WORLD
+    doc = json.loads((tiny_emoset.layout.raw / "world.json").read_text())
+    assert set(doc["bayes_accuracy"]) == set(SPLITS) and 0.3 < doc["bayes_accuracy"]["train"] < 0.9
+
+
+def test_same_params_same_files(tmp_path):
+    params = parse_params({"prepare_data": {"num_images": 24, "workers": 1}})
+
+    def digest(folder):
+        render_synthetic(params, folder)
+        return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    first = digest(tmp_path / "a")
+    assert len(first) == 2 * 24 + 6 and first == digest(tmp_path / "b")
+
+
+# --- the real profile: check + fingerprint, never copy --------------------------------------
+
+def test_emoset_root_missing_parts_are_named(tmp_path):
+    (tmp_path / "emo").mkdir()
+    (tmp_path / "emo" / "train.json").write_text("[]")
+    with pytest.raises(DataError, match=r"not an EmoSet layout: missing info\.json, val\.json, test\.json, image, annotation"):
+        record_fingerprint(tmp_path / "emo", tmp_path / "out")
+    with pytest.raises(DataError, match="no such folder"):
+        record_fingerprint(tmp_path / "nope", tmp_path / "out")
+
+
+def test_fingerprint_then_ingest_refuses_a_changed_dataset(tiny_emoset, tmp_path):
+    root = tmp_path / "EmoSet"
+    shutil.copytree(tiny_emoset.layout.raw, root)
+    layout = Layout(tmp_path / "repo")
+    counts = record_fingerprint(root, layout.raw)
+    assert counts["train"] == len(json.loads((root / "train.json").read_text()))
+    assert sorted(p.name for p in layout.raw.iterdir()) == ["fingerprint.json"]  # nothing copied
+
+    params = parse_params({"data": {"source": "emoset", "root": str(root)}, "ingest": {"workers": 1}})
+    assert ingest.ingest(params, layout)["rows"] == tiny_emoset.params.prepare_data.num_images
+    (root / "annotation" / "awe").iterdir().__next__().write_text('{"emotion": "awe"}')
+    with pytest.raises(DataError, match="changed since prepare_data"):
+        ingest.ingest(params, layout)
