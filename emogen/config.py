@@ -166,7 +166,7 @@ class ConfidenceParams(Section):
     # Per-sample α below this is set to 0 (SPEC.md "Emotion confidence").
     alpha_threshold: float = Field(0.25, ge=0, le=1)
     # Attribute vocabulary: α row maximum ≥ vocab_threshold and ≥ vocab_min_count train images.
-    vocab_threshold: float = Field(0.4, ge=0, le=1)
+    vocab_threshold: float = Field(0.3, ge=0, le=1)
     vocab_min_count: int = Field(5, ge=1)
 
 
@@ -180,7 +180,7 @@ class EmbeddedClipParams(Section):
     heads: int = Field(4, ge=1)
     patch_size: int = Field(4, ge=1)
     projection_dim: int = Field(64, ge=8, le=1024)
-    steps: int = Field(250, ge=1)
+    steps: int = Field(400, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(2e-3, gt=0, le=1)
 
@@ -211,6 +211,8 @@ class EmbeddedUnetParams(Section):
     # The full caption this often, else one of its shorter forms (down to one word).
     full_caption_prob: float = Field(0.5, ge=0, le=1)
     noise_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
+    # Min-SNR-γ loss weighting (0 = plain ε MSE).
+    snr_gamma: float = Field(0.0, ge=0)
     num_train_timesteps: int = Field(1000, ge=10)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
 
@@ -311,7 +313,8 @@ class GenerateParams(Section):
     # embedded base model knows only the synthetic world's words (neutral: box, chair, street).
     transfer_templates: tuple[str, ...] = ("{} box", "{} chair", "{} street")
     # Any diffusers scheduler class, built from the base model's training noise schedule.
-    scheduler: str = Field("UniPCMultistepScheduler", min_length=1)  # published: UniPC
+    # Embedded: DDIM, what base_model checks its samples with; published: UniPCMultistepScheduler.
+    scheduler: str = Field("DDIMScheduler", min_length=1)
     num_inference_steps: int = Field(25, ge=1, le=1000)  # published: 50
     guidance_scale: float = Field(3.0, ge=0)  # ≤ 1: no classifier-free guidance; published 7.5
     resolution: int | None = Field(None, ge=8, le=2048)  # null: the base model's (published 512)

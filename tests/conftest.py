@@ -48,7 +48,7 @@ class TinyEmoSet:
 
 @pytest.fixture(scope="session")
 def tiny_emoset(tmp_path_factory):
-    """240 images at 32 px (192 train / 12 val / 36 test), MLflow in the same temp dir."""
+    """240 images at 32 px (≈ 192 train / 12 val / 36 test), MLflow in the same temp dir."""
     from emogen.config import parse_params
     from emogen.data import balance, ingest, prepare
     from emogen.layout import Layout

@@ -19,9 +19,10 @@ from emogen.stage2.mapper import EmotionMapper, MapperConfig
 from tiny_sd import WORDS, build_tiny_sd, write_base_json
 
 VECTOR_DIM = 12
-# Tiny and fast: 16 px pixel space, 3 UniPC steps.
+# Tiny and fast: 16 px pixel space, 3 UniPC steps (the published scheduler).
 TINY_GENERATE = dict(
     num_images=2, batch_size=8, num_inference_steps=3, guidance_scale=2.0, device="cpu",
+    scheduler="UniPCMultistepScheduler",
     transfer_templates=("{} bag", "{} cup"), grid_cell=16,
 )
 

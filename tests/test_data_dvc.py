@@ -10,7 +10,6 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-import pytest
 import yaml
 
 from conftest import REPO
@@ -31,7 +30,6 @@ def _repro(repo: Path, env: dict) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", out.stdout))
 
 
-@pytest.mark.slow
 def test_dvc_repro_runs_caches_and_reruns_only_dependents(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()

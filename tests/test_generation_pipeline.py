@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from emogen.errors import UserError
 from emogen.generation.pipeline import EmoGenPipeline
 from emogen.generation.sampling import EmotionGaussians, vector_sha256
-from emogen.generation.stage import build_pipeline
+from emogen.generation.stage import build_pipeline, scheduler_from_name
 from generation_inputs import VECTOR_DIM, tiny_generate_params, write_upstream
 
 
@@ -65,12 +65,20 @@ def test_missing_or_foreign_folder_is_a_clear_error(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(UserError, match="not an EmoGenPipeline"):
         EmoGenPipeline.from_pretrained(tmp_path)
+    with pytest.raises(UserError, match="generate.scheduler: 'Nope' is not a diffusers scheduler"):
+        scheduler_from_name("Nope", {})
 
 
-def test_a_batch_equals_the_same_images_one_by_one(pipe):
-    batch = run(pipe, ["awe", "fear"], [5, 6, 7, 8], num_images_per_emotion=2)
+@pytest.mark.parametrize("scheduler", ["UniPCMultistepScheduler", "DDPMScheduler"])  # DDPM: noise in every step
+def test_a_batch_equals_the_same_images_one_by_one(pipe, scheduler):
+    original = pipe.scheduler
+    pipe.scheduler = scheduler_from_name(scheduler, original.config)
+    try:
+        batch = run(pipe, ["awe", "fear"], [5, 6, 7, 8], num_images_per_emotion=2)
+        singles = [run(pipe, name, [seed]) for name, seed in zip(["awe", "awe", "fear", "fear"], [5, 6, 7, 8])]
+    finally:
+        pipe.scheduler = original
     assert batch.images.shape == (4, 3, 16, 16) and batch.emotion_vectors.shape == (4, 1, VECTOR_DIM)
-    singles = [run(pipe, name, [seed]) for name, seed in zip(["awe", "awe", "fear", "fear"], [5, 6, 7, 8])]
     assert torch.equal(batch.emotion_vectors, torch.cat([s.emotion_vectors for s in singles]))
     assert torch.allclose(batch.images, torch.cat([s.images for s in singles]), atol=1e-4)
 

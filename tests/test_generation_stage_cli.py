@@ -46,6 +46,7 @@ def test_stage_writes_index_grids_and_pipeline_deterministically(tmp_path, mlflo
 
     index = json.loads((out / "index.json").read_text())
     assert index["method"] == "emogen" and len(index["images"]) == 2 * len(EMOTIONS)
+    assert index["settings"]["scheduler"] == "UniPCMultistepScheduler" and index["settings"]["num_inference_steps"] == 3
     entry = index["images"][3]
     assert entry["file"] == "awe/0001.png" and entry["emotion"] == "awe" and entry["mode"] == "single"
     assert entry["template"] == "{}" and len(entry["vector_sha256"]) == 64
@@ -100,8 +101,10 @@ def test_generate_command_same_seed_same_bytes(model, tmp_path, capsys):
 
 
 def test_generate_command_transfer_template(model, tmp_path, capsys):
-    assert generate(model, tmp_path / "bag", "--emotion", "awe", "--template", "{} bag") == 0
-    assert json.loads((tmp_path / "bag" / "index.json").read_text())["images"][0]["template"] == "{} bag"
+    assert generate(model, tmp_path / "bag", "--emotion", "awe", "--template", "{} bag", "--steps", "2") == 0
+    index = json.loads((tmp_path / "bag" / "index.json").read_text())
+    assert index["images"][0]["template"] == "{} bag"
+    assert index["settings"]["num_inference_steps"] == 2 and index["settings"]["model"] == str(model)
     assert generate(model, tmp_path / "x", "--emotion", "awe", "--template", "bag") == 2
     assert "exactly one '{}'" in capsys.readouterr().err
     assert generate(model, tmp_path / "y", "--emotion", "awe", "--template", "{} zebra") == 2

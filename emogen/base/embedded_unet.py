@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
-from diffusers.training_utils import EMAModel
+from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
 from emogen.config import EmbeddedUnetParams
@@ -106,7 +106,12 @@ def train_unet(
         noisy = scheduler.add_noise(x0, noise, t)
         with accelerator.autocast():
             pred = unet(noisy, t, encoder_hidden_states=text_states[caps.to(device)]).sample
-        loss = F.mse_loss(pred.float(), noise)
+        loss = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        if params.snr_gamma:
+            # Min-SNR-γ weighting (Hang et al. 2023): easy low-noise steps stop dominating.
+            snr = compute_snr(scheduler, t)
+            loss = loss * snr.clamp(max=params.snr_gamma) / snr
+        loss = loss.mean()
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(unet.parameters(), 1.0)

@@ -2,7 +2,8 @@
 
 Writes ``models/base/base.json`` (the contract every later stage loads through
 :func:`emogen.base.components.load_base`), ``metrics/base_model.json`` and, for the
-embedded profile, ``metrics/base_model/`` (sample grid, loss curves).
+embedded profile, ``metrics/base_model_samples.png`` and the loss curves
+``metrics/base_model_{clip,unet}_loss.csv``.
 """
 
 from __future__ import annotations
@@ -109,12 +110,12 @@ def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], d
     t0 = time.perf_counter()
     evidence = measure(load_base(out), test, load_world(dataset), bp.eval_captions, bp.grid_rows, seed)
     seconds["evidence"] = time.perf_counter() - t0
-    plots = layout.metrics / STAGE
-    plots.mkdir(parents=True, exist_ok=True)
-    evidence.grid.save(plots / "samples.png")
-    _log_curve("clip_loss", model.clip_losses, plots / "clip_loss.csv")
-    _log_curve("unet_loss", model.unet_losses, plots / "unet_loss.csv")
-    mlflow.log_artifact(str(plots / "samples.png"))
+    layout.metrics.mkdir(parents=True, exist_ok=True)
+    grid = layout.metrics / f"{STAGE}_samples.png"
+    evidence.grid.save(grid)
+    mlflow.log_artifact(str(grid))
+    for name, values in (("clip_loss", model.clip_losses), ("unet_loss", model.unet_losses)):
+        _log_curve(name, values, layout.metrics / f"{STAGE}_{name}.csv")
 
     tail = max(1, len(model.unet_losses) // 10)
     metrics = {

@@ -133,8 +133,8 @@ def ingest(params: Params, layout: Layout) -> dict[str, Any]:
 
 
 def run(params: Params, layout: Layout) -> None:
-    start = time.perf_counter()
     with stage_run("ingest", {"data": params.data.model_dump(), "ingest": params.ingest.model_dump()}):
+        start = time.perf_counter()
         metrics = ingest(params, layout)
         seconds = round(time.perf_counter() - start, 2)
         mlflow.log_metrics({

@@ -170,9 +170,9 @@ def record_fingerprint(root: Path, out: Path) -> dict:
 
 
 def run(params: Params, layout: Layout) -> None:
-    start = time.perf_counter()
     stage_params = {"seed": params.seed, "data": params.data.model_dump(), "prepare_data": params.prepare_data.model_dump()}
     with stage_run("prepare_data", stage_params):
+        start = time.perf_counter()
         if params.data.source == "synthetic":
             counts = render_synthetic(params, layout.raw)
             mlflow.log_artifact(str(layout.raw / WORLD_FILE))

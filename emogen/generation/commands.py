@@ -8,12 +8,9 @@ many emotions are asked for.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from emogen.errors import MissingModelError, UserError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "models/emogen"
 REGISTRY_SCHEME = "models:/"
@@ -100,12 +97,14 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 def _generate(args: argparse.Namespace, jobs: list, grid_columns: int) -> None:
     from emogen.generation.jobs import run_jobs
+    from emogen.generation.stage import sampling_settings
     from emogen.generation.writer import write_generated
 
     pipe = load_pipeline(args.model, args.device)
     pipe.check_words(args.template)
     images = run_jobs(pipe, jobs, args.batch_size, num_inference_steps=args.steps, guidance_scale=args.guidance)
-    written = write_generated(args.out, "emogen", images, grid_columns=grid_columns, grid_cell=64)
+    settings = sampling_settings(pipe, model=str(args.model), num_inference_steps=args.steps, guidance_scale=args.guidance)
+    written = write_generated(args.out, "emogen", images, grid_columns=grid_columns, grid_cell=64, settings=settings)
     print(f"{written.count} images in {written.folder} (index: {written.index.name}, grids in grids/)")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +42,6 @@ from emogen.images import to_pil
 from emogen.stage2.mapper import EmotionMapper
 from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders
 
-log = logging.getLogger(__name__)
-
 MAPPER_FOLDER = "mapper"
 # The second token exists only for two-token fusion; it is added when the pipeline is built.
 DEFAULT_PLACEHOLDERS = ("<emotion>", "<emotion_2>")
@@ -64,6 +61,8 @@ def check_template(template: str) -> None:
 
 
 class EmoGenPipeline(DiffusionPipeline):
+    """Emotion name(s) → images; see the module docstring. ``pipe("awe", generator=g).images``."""
+
     _optional_components = ["vae"]
     model_cpu_offload_seq = "text_encoder->unet->vae"
 
@@ -130,10 +129,17 @@ class EmoGenPipeline(DiffusionPipeline):
         config = json.loads(index.read_text())
         if config.get("_class_name") != cls.__name__:
             raise UserError(f"{index}: holds a {config.get('_class_name')}, not an {cls.__name__}")
-        vocab_size = json.loads((folder / "text_encoder" / "config.json").read_text())["vocab_size"]
-        kwargs.setdefault("tokenizer", load_tokenizer(folder / "tokenizer", vocab_size, config.get("known_words") or ()))
-        kwargs.setdefault("mapper", EmotionMapper.from_pretrained(folder / MAPPER_FOLDER))
-        kwargs.setdefault("gaussians", EmotionGaussians.load(folder / GAUSSIANS_FILE))
+        if "tokenizer" not in kwargs:
+            # Checked load: transformers can quietly return a 2-token tokenizer from bad files.
+            text_config = folder / "text_encoder" / "config.json"
+            if not text_config.is_file():
+                raise UserError(f"{text_config}: missing; the pipeline folder is incomplete")
+            vocab_size = json.loads(text_config.read_text())["vocab_size"]
+            kwargs["tokenizer"] = load_tokenizer(folder / "tokenizer", vocab_size, config.get("known_words") or ())
+        if "mapper" not in kwargs:
+            kwargs["mapper"] = EmotionMapper.from_pretrained(folder / MAPPER_FOLDER)
+        if "gaussians" not in kwargs:
+            kwargs["gaussians"] = EmotionGaussians.load(folder / GAUSSIANS_FILE)
         kwargs.setdefault("local_files_only", True)
         return super().from_pretrained(folder, **kwargs)
 
@@ -230,6 +236,8 @@ class EmoGenPipeline(DiffusionPipeline):
         value, or one per entry of ``emotion``). ``generator``: one per image (batching
         then changes nothing) or a single one shared in order, as in diffusers.
         """
+        if output_type not in ("pil", "pt"):
+            raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
         emotions = [emotion] if isinstance(emotion, str) else list(emotion)
         if not emotions or num_images_per_emotion < 1:
             raise UserError("need at least one emotion and num_images_per_emotion >= 1")

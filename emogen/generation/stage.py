@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -123,6 +124,8 @@ def run(params: Params, layout: Layout) -> None:
     for template in (gen.template, *gen.transfer_templates):
         pipe.check_words(template)  # fail before generating anything
     pipe.set_progress_bar_config(disable=True)
+    if layout.model_dir(METHOD).exists():  # a stage output: no stale files from an earlier run
+        shutil.rmtree(layout.model_dir(METHOD))
     pipe.save_pretrained(layout.model_dir(METHOD))
     first_seed = stage_seed(params.seed, "generate")
     jobs = emotion_jobs(first_seed, gen.num_images, gen.template)
@@ -131,12 +134,12 @@ def run(params: Params, layout: Layout) -> None:
         start = time.perf_counter()
         written = write_generated(
             layout.generated / METHOD, METHOD, run_jobs(pipe, jobs, gen.batch_size, desc="generate"),
-            grid_columns=gen.grid_columns, grid_cell=gen.grid_cell, replace=True,
+            grid_columns=gen.grid_columns, grid_cell=gen.grid_cell, replace=True, settings=sampling_settings(pipe),
         )
         seconds = time.perf_counter() - start
         if gen.transfer_templates:
             transfer = transfer_jobs(first_seed + len(jobs), gen.transfer_templates)
-            # Column-major layout: one column per template, one row per emotion.
+            # Generated template by template; the grid has one row per emotion.
             images = [image for _, image in run_jobs(pipe, transfer, gen.batch_size, desc="transfer")]
             by_row = [images[t * len(EMOTIONS) + e] for e in range(len(EMOTIONS)) for t in range(len(gen.transfer_templates))]
             make_grid(by_row, len(gen.transfer_templates), gen.grid_cell).save(written.folder / GRIDS_FOLDER / "transfer.png")
@@ -144,6 +147,19 @@ def run(params: Params, layout: Layout) -> None:
         mlflow.log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
         mlflow.log_artifact(str(written.index))
     log.info("generate: %d images in %.1f s → %s", written.count, seconds, written.folder)
+
+
+def sampling_settings(pipe: EmoGenPipeline, **overrides) -> dict:
+    """What the images were sampled with, for the index."""
+    settings = {
+        "scheduler": type(pipe.scheduler).__name__,
+        "num_inference_steps": pipe.config.num_inference_steps,
+        "guidance_scale": pipe.config.guidance_scale,
+        "resolution": pipe.config.resolution,
+        "placeholder_tokens": pipe.config.placeholder_tokens,
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return settings
 
 
 def quiet_libraries() -> None:

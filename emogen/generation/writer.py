@@ -4,8 +4,9 @@ Shared by EmoGen, the baselines and the user commands, so evaluation reads every
 the same way::
 
     <out>/<group>/<nnnn>.png      group = the emotion (or e.g. "amusement+fear" for fusion)
-    <out>/index.json              {"method": ..., "images": [{"file": "<group>/<nnnn>.png",
-                                   "seed", "emotion", "template", "mode", "vector_sha256", ...}]}
+    <out>/index.json              {"method": ..., "settings": {...}, "images": [{"file":
+                                   "<group>/<nnnn>.png", "seed", "emotion", "template", "mode",
+                                   "vector_sha256", ...}]}
     <out>/grids/<group>.png       the group's first 64 images, in index order
 
 ``file`` is relative to the folder holding ``index.json``. The pipeline stages write to
@@ -68,11 +69,13 @@ def write_generated(
     grid_columns: int = 8,
     grid_cell: int = 0,
     replace: bool = False,
+    settings: dict | None = None,
 ) -> WrittenSet:
     """Write ``items`` (consumed as they come, e.g. from a generator) into ``out_dir``.
 
     ``replace``: the folder is a stage output and is emptied first; otherwise a folder that
     already holds an index is refused (never overwrite a user's earlier results).
+    ``settings`` (JSON-able: model, scheduler, steps, ...) is recorded in the index as is.
     """
     check_name(method, "method")
     out_dir = Path(out_dir)
@@ -98,7 +101,7 @@ def write_generated(
         images = [_load(f) for f in files[:GRID_MAX]]
         make_grid(images, grid_columns, grid_cell).save(grids[group], format="PNG")
     index = out_dir / INDEX_FILE
-    index.write_text(json.dumps({"method": method, "images": entries}, indent=1) + "\n")
+    index.write_text(json.dumps({"method": method, "settings": settings or {}, "images": entries}, indent=1) + "\n")
     return WrittenSet(out_dir, index, grids, len(entries))
 
 

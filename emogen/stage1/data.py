@@ -79,7 +79,7 @@ def split_dataset(
     rows: pd.DataFrame, dataset_root: Path, resize: int, crop: int, cache: bool, workers: int, split: str
 ) -> Dataset:
     paths = image_paths(rows, dataset_root)
-    labels = torch.as_tensor(rows["emotion_idx"].to_numpy(), dtype=torch.long)
+    labels = torch.tensor(rows["emotion_idx"].to_numpy(), dtype=torch.long)
     if not cache:
         return LazyImages(paths, labels, resize, crop)
     return CachedImages(encoder_inputs(paths, resize, crop, workers, desc=f"decode {split}"), labels)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +12,7 @@ import pandas as pd
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS
 from emogen.layout import Layout
 from emogen.stage1.ground_truth import accuracy_bounds, find_world
-from emogen.tracking import flatten
+from emogen.stage1.reporting import log_metrics, write_json
 
 if TYPE_CHECKING:
     from emogen.stage1.train import TrainResult
@@ -52,25 +50,6 @@ def stage1_metrics(result: TrainResult, test_rows: pd.DataFrame, dataset_root: P
         bounds["test_over_bayes"] = result.accuracy["test"] / bounds["bayes_test_accuracy"]
         metrics["synthetic_world"] = bounds
     return metrics
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """JSON without NaN (not valid JSON): NaN becomes null."""
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        return value
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(data), indent=2) + "\n")
-
-
-def log_metrics(metrics: dict[str, Any]) -> None:
-    """Numeric leaves of a nested metrics dict to the active MLflow run."""
-    mlflow.log_metrics({k: float(v) for k, v in flatten(metrics).items()
-                        if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))})
 
 
 def write_stage1_outputs(result: TrainResult, test_rows: pd.DataFrame, dataset_root: Path, layout: Layout) -> dict[str, Any]:

@@ -28,7 +28,10 @@ def find_world(dataset_root: Path) -> World | None:
 def posteriors(rows: pd.DataFrame, world: World) -> np.ndarray:
     """True label distribution (N, 8) of every row (its scene and objects)."""
     try:
-        return np.stack([emotion_posterior(s, list(o), world) for s, o in zip(rows["scene"], rows["objects"])])
+        return np.stack([
+            emotion_posterior(scene if isinstance(scene, str) else None, [] if objects is None else list(objects), world)
+            for scene, objects in zip(rows["scene"], rows["objects"])
+        ])
     except KeyError as exc:
         raise DataError(f"manifest content is not in the synthetic world's {WORLD_FILE}: {exc}") from None
 
@@ -58,9 +61,10 @@ def alpha_vs_truth(alpha: pd.DataFrame, train_rows: pd.DataFrame, world: World) 
     emotions = list(EMOTIONS)
     est = alpha[emotions].to_numpy()
     profiles = np.array([world.attribute(a).profile for a in alpha["attribute"]])
-    post = posteriors(train_rows, world)
-    carriers = train_rows["attribute"].to_numpy()
-    post_mean = np.stack([post[carriers == a].mean(axis=0) for a in alpha["attribute"]])
+    post = pd.DataFrame(posteriors(train_rows, world), columns=emotions)
+    post["attribute"], post["kind"] = train_rows["attribute"].to_numpy(), train_rows["attribute_kind"].to_numpy()
+    rows = pd.MultiIndex.from_frame(alpha[["attribute", "kind"]])
+    post_mean = post.groupby(["attribute", "kind"])[emotions].mean().reindex(rows).to_numpy()
     varied = profiles.std(axis=1) > 1e-9
     strong = profiles.max(axis=1) >= STRONG_PROFILE
     return {

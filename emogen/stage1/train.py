@@ -141,13 +141,13 @@ class _Training:
 
 
 def _prepare(cfg: Stage1Params, manifest: pd.DataFrame, dataset_root: Path, seed: int, accelerator: Accelerator) -> _Training:
+    seed_everything(seed)  # initial weights of the new layers (and of the trunk when from scratch)
+    model = build_encoder(cfg)  # first: a missing pretrained model fails before any decoding
     rows = {s: split_rows(manifest, s) for s in SPLITS}
     data = {
         s: split_dataset(rows[s], dataset_root, cfg.resize, cfg.crop, cfg.cache_images, cfg.workers, s)
         for s in SPLITS
     }
-    seed_everything(seed)  # initial weights of the new layers (and of the trunk when from scratch)
-    model = build_encoder(cfg)
     workers = 0 if cfg.cache_images else cfg.workers
     train_loader = DataLoader(
         data["train"], batch_size=cfg.batch_size, sampler=EpochShuffle(len(data["train"]), seed),

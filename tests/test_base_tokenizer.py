@@ -1,0 +1,56 @@
+"""The offline caption tokenizer: every caption word is one token, and damage is loud."""
+
+import numpy as np
+import pytest
+
+from emogen.base.tokenizer import TokenizerError, build_tokenizer, caption_words, load_tokenizer
+from emogen.data.synthetic_world import World, captions, sample_specs
+
+
+@pytest.fixture(scope="module")
+def caption_list():
+    world = World()
+    specs = sample_specs(world, 300, np.random.default_rng(0))
+    return [c for spec in specs for c in captions(spec, world)]
+
+
+@pytest.fixture
+def built(tmp_path, caption_list):
+    folder = tmp_path / "tokenizer"
+    tokenizer = build_tokenizer(caption_list, folder, max_length=16)
+    return folder, tokenizer, caption_words(caption_list)
+
+
+def test_every_caption_word_is_one_token_and_captions_round_trip(built, caption_list):
+    folder, tokenizer, words = built
+    assert {p.name for p in folder.iterdir()} == {"vocab.json", "merges.txt", "tokenizer_config.json"}
+    assert "balloon" in words and "beach" in words
+    for word in words:
+        assert tokenizer.tokenize(word) == [word + "</w>"]
+    for caption in caption_list[:50]:
+        ids = tokenizer(caption).input_ids
+        assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(ids, skip_special_tokens=True) == caption
+    assert tokenizer.model_max_length == 16
+    assert len(tokenizer("").input_ids) == 2  # the empty (unconditional) prompt: start + end
+
+
+def test_loading_checks_the_size(built):
+    folder, tokenizer, words = built
+    assert len(load_tokenizer(folder, len(tokenizer), words)) == len(tokenizer)
+    with pytest.raises(TokenizerError, match=f"expected {len(tokenizer) + 1}"):
+        load_tokenizer(folder, len(tokenizer) + 1)
+
+
+@pytest.mark.parametrize("damage", ["truncate_vocab", "drop_vocab", "truncate_merges"])
+def test_damaged_files_fail_loudly(built, damage):
+    folder, tokenizer, words = built
+    name = "merges.txt" if "merges" in damage else "vocab.json"
+    path = folder / name
+    if damage.startswith("drop"):
+        path.unlink()  # transformers would quietly build a 2-token tokenizer
+    else:
+        text = path.read_text()
+        path.write_text(text[: len(text) // 2] + ("\n" if name == "merges.txt" else ""))
+    with pytest.raises(TokenizerError, match=str(folder)):
+        load_tokenizer(folder, len(tokenizer), words)

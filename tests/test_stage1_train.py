@@ -1,0 +1,132 @@
+"""Stage-1 training: exact resume, same seed → same weights/vectors/Gaussians, clear model errors."""
+
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from emogen.cli import main
+from emogen.config import Stage1Params
+from emogen.errors import MissingModelError
+from emogen.stage1.emotion_space import emotion_gaussians
+from emogen.stage1.encoder import build_encoder, embed_images
+from emogen.stage1.train import train_encoder
+from stage1_inputs import project_over, tiny_params, tiny_stage1
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_emoset):
+    return pd.read_parquet(tiny_emoset.layout.manifest)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_emoset, manifest, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run_a")
+    cfg = tiny_stage1(out / "ckpt")
+    result = train_encoder(cfg, manifest, tiny_emoset.layout.raw, out / "model", seed=7)
+    return cfg, out, result
+
+
+def _weights(folder):
+    return load_file(folder / "model.safetensors")
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_training_writes_encoder_and_reports(uninterrupted, manifest):
+    cfg, out, result = uninterrupted
+    assert (out / "model" / "config.json").is_file()
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert 1 <= result.best_epoch <= 3
+    assert set(result.accuracy) == {"train", "val", "test"}
+    test = manifest[manifest["split"] == "test"]
+    assert result.test_labels.tolist() == test["emotion_idx"].tolist()  # manifest order
+    assert len(result.test_predictions) == len(test)
+    assert result.resumed_from_epoch == 0
+    # A finished run removes its checkpoints (keep_checkpoints: false).
+    assert not any((out / "ckpt").glob("*/epoch-*"))
+
+
+def test_resume_after_interruption_ends_like_uninterrupted(tiny_emoset, manifest, uninterrupted, tmp_path):
+    cfg = tiny_stage1(tmp_path / "ckpt")
+
+    def stop_after_first(record):
+        if record["epoch"] == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train_encoder(cfg, manifest, tiny_emoset.layout.raw, tmp_path / "model", seed=7, on_epoch=stop_after_first)
+    assert not (tmp_path / "model").exists()
+    assert len(list((tmp_path / "ckpt").glob("*/epoch-0001/progress.json"))) == 1
+
+    seen = []
+    resumed = train_encoder(cfg, manifest, tiny_emoset.layout.raw, tmp_path / "model", seed=7, on_epoch=seen.append)
+    assert resumed.resumed_from_epoch == 1
+    assert [r["epoch"] for r in seen] == [1, 2, 3]  # the replayed epoch is reported too
+    _, out, result = uninterrupted
+    assert resumed.history == result.history
+    _assert_same_weights(_weights(out / "model"), _weights(tmp_path / "model"))
+
+
+def test_same_seed_same_vectors_and_gaussians(tiny_emoset, manifest, uninterrupted, tmp_path):
+    cfg, out, first = uninterrupted
+    second = train_encoder(cfg.model_copy(update={"checkpoint_dir": str(tmp_path)}), manifest,
+                           tiny_emoset.layout.raw, tmp_path / "model", seed=7)
+    _assert_same_weights(_weights(out / "model"), _weights(tmp_path / "model"))
+
+    train = manifest[manifest["split"] == "train"]
+    paths = [tiny_emoset.layout.raw / p for p in train["image_path"]]
+    labels = torch.tensor(train["emotion_idx"].to_numpy())
+    v1 = embed_images(first.encoder, paths, batch_size=50, desc=None)
+    v2 = embed_images(second.encoder, paths, batch_size=64, desc=None)
+    assert v1.shape == (len(train), cfg.vector_dim)
+    assert torch.equal(v1, v2)
+    g1, g2 = emotion_gaussians(v1, labels), emotion_gaussians(v2, labels)
+    assert all(torch.equal(g1[k], g2[k]) for k in ("mean", "std"))
+
+
+def test_other_seed_other_weights(tiny_emoset, manifest, uninterrupted, tmp_path):
+    cfg, out, _ = uninterrupted
+    train_encoder(cfg.model_copy(update={"checkpoint_dir": str(tmp_path), "epochs": 1}), manifest,
+                  tiny_emoset.layout.raw, tmp_path / "model", seed=8)
+    a, b = _weights(out / "model"), _weights(tmp_path / "model")
+    assert not torch.equal(a["fc1.weight"], b["fc1.weight"])
+
+
+def test_missing_pretrained_model_is_a_clear_error():
+    # conftest points HF_HOME at an empty temp dir and sets HF_HUB_OFFLINE.
+    started = time.perf_counter()
+    with pytest.raises(MissingModelError) as err:
+        build_encoder(Stage1Params(pretrained="microsoft/resnet-50"))
+    message = str(err.value)
+    assert "microsoft/resnet-50" in message and "huggingface-cli download microsoft/resnet-50" in message
+    assert "stage1.pretrained" in message
+    assert time.perf_counter() - started < 30
+
+
+def test_missing_local_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(MissingModelError, match="nope"):
+        build_encoder(Stage1Params(pretrained=str(tmp_path / "nope")))
+
+
+def test_cli_reports_missing_model_without_traceback(tiny_emoset, mlflow_store, tmp_path, monkeypatch, capsys):
+    layout = project_over(tiny_emoset.layout, tmp_path / "repo")
+    params = tiny_params(tiny_emoset.params, tmp_path / "ckpt", pretrained="microsoft/resnet-50")
+    (layout.root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    monkeypatch.chdir(layout.root)
+    assert main(["stage", "stage1"]) == 2
+    err = capsys.readouterr().err
+    assert "\nerror: stage1.pretrained: the ResNet 'microsoft/resnet-50'" in "\n" + err
+    assert "Traceback" not in err
+    assert not layout.model_dir("stage1").exists()
