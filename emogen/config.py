@@ -116,7 +116,7 @@ class Stage1Params(Section):
     # with local_files_only; null trains the `resnet` trunk below from scratch (embedded).
     pretrained: str | None = None
     resnet: ResNetArch = ResNetArch()
-    # Emotion-vector width: must equal the base model's text hidden size (768 for SD 1.5).
+    # Emotion-vector width (fc1; published 768). Stage 2's mapper maps it to the text width.
     vector_dim: int = Field(768, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
     # Input transform (SPEC.md): resize shorter side → centre crop → [-1, 1]. sd15: 256 / 224.

@@ -7,12 +7,13 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel
 
 from emogen.cli import main
 from emogen.config import Stage1Params
 from emogen.errors import MissingModelError
 from emogen.stage1.emotion_space import emotion_gaussians
-from emogen.stage1.encoder import build_encoder, embed_images
+from emogen.stage1.encoder import build_encoder, embed_images, load_encoder, save_encoder
 from emogen.stage1.train import train_encoder
 from stage1_inputs import project_over, tiny_params, tiny_stage1
 
@@ -130,3 +131,20 @@ def test_cli_reports_missing_model_without_traceback(tiny_emoset, mlflow_store, 
     assert "\nerror: stage1.pretrained: the ResNet 'microsoft/resnet-50'" in "\n" + err
     assert "Traceback" not in err
     assert not layout.model_dir("stage1").exists()
+
+
+def test_pretrained_trunk_from_a_local_folder(tmp_path):
+    """The real-profile path: an ImageNet-style classification checkpoint's trunk, offline."""
+    config = ResNetConfig(layer_type="basic", embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)
+    ResNetForImageClassification(config).save_pretrained(tmp_path / "resnet")
+    reference = ResNetModel.from_pretrained(tmp_path / "resnet")
+    encoder = build_encoder(Stage1Params(pretrained=str(tmp_path / "resnet"), vector_dim=12))
+    for key, value in reference.state_dict().items():
+        assert torch.equal(encoder.trunk.state_dict()[key], value), key
+    assert encoder.fc1.in_features == 16 and encoder.config.pretrained == str(tmp_path / "resnet")
+    save_encoder(encoder, tmp_path / "stage1")
+    loaded = load_encoder(tmp_path / "stage1")  # rebuilt from config.json alone
+    pixels = torch.rand(2, 3, 32, 32) * 2 - 1
+    encoder.eval()
+    assert torch.equal(loaded.emotion_vectors(pixels), encoder.emotion_vectors(pixels))
+    assert torch.equal(loaded(pixels), loaded.head(loaded.emotion_vectors(pixels)))
