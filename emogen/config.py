@@ -198,10 +198,10 @@ class EmbeddedUnetParams(Section):
     block_channels: tuple[int, ...] = Field((32, 64, 64), min_length=2, max_length=4)
     layers_per_block: int = Field(1, ge=1, le=3)
     # Cross-attention in this many of the lowest resolutions (attention is what costs at full size).
-    attention_levels: int = Field(2, ge=1)
+    attention_levels: int = Field(1, ge=1)
     attention_head_dim: int = Field(8, ge=1)
     norm_groups: int = Field(8, ge=1)
-    steps: int = Field(900, ge=1)
+    steps: int = Field(1500, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0, le=1)
     warmup_steps: int = Field(50, ge=0)
@@ -212,7 +212,7 @@ class EmbeddedUnetParams(Section):
     full_caption_prob: float = Field(0.5, ge=0, le=1)
     noise_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     # Min-SNR-γ loss weighting (0 = plain ε MSE).
-    snr_gamma: float = Field(0.0, ge=0)
+    snr_gamma: float = Field(5.0, ge=0)
     num_train_timesteps: int = Field(1000, ge=10)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
 

@@ -1,6 +1,12 @@
 """The offline caption tokenizer: every caption word is one token, and damage is loud."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from emogen.base.tokenizer import TokenizerError, build_tokenizer, caption_words, load_tokenizer
@@ -54,3 +60,21 @@ def test_damaged_files_fail_loudly(built, damage):
         path.write_text(text[: len(text) // 2] + ("\n" if name == "merges.txt" else ""))
     with pytest.raises(TokenizerError, match=str(folder)):
         load_tokenizer(folder, len(tokenizer), words)
+
+
+def test_same_captions_same_files_in_another_process(built, caption_list, tmp_path):
+    """The BPE trainer numbers its alphabet in a per-process hash order; ours must not."""
+    folder, tokenizer, words = built
+    script = (
+        "import sys, pathlib, pyarrow.parquet as pq\n"
+        "from emogen.base.tokenizer import build_tokenizer\n"
+        "caps = pq.read_table(sys.argv[1]).column('c').to_pylist()\n"
+        "build_tokenizer(caps, pathlib.Path(sys.argv[2]), max_length=16)\n"
+    )
+    pq.write_table(pa.table({"c": caption_list}), tmp_path / "caps.parquet")
+    other = tmp_path / "other"
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "caps.parquet"), str(other)], check=True, timeout=120)
+    for name in ("vocab.json", "merges.txt"):
+        assert (other / name).read_bytes() == (folder / name).read_bytes(), name
+    vocab = json.loads((folder / "vocab.json").read_text())
+    assert vocab["<|startoftext|>"] == 0 and vocab["<|endoftext|>"] == 1

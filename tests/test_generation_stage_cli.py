@@ -10,6 +10,7 @@ from PIL import Image
 from emogen.cli import main
 from emogen.config import Params
 from emogen.emotions import EMOTIONS
+from emogen.errors import UserError
 from emogen.generation.stage import run as run_stage
 from emogen.layout import Layout
 from generation_inputs import tiny_generate_params, write_upstream
@@ -73,7 +74,7 @@ def test_stage_writes_index_grids_and_pipeline_deterministically(tmp_path, mlflo
 def test_stage_rejects_template_words_outside_the_vocabulary(tmp_path, mlflow_store):
     root = write_upstream(tmp_path / "repo")
     params = Params(generate=tiny_generate_params(transfer_templates=("{} zebra",)))
-    with pytest.raises(Exception, match=r"zebra.*not in the vocabulary"):
+    with pytest.raises(UserError, match=r"zebra.*not in the vocabulary"):
         run_stage(params, Layout(root))
     assert not (root / "data" / "generated").exists()
 

@@ -48,6 +48,9 @@ def build_scheduler(params: EmbeddedUnetParams) -> DDPMScheduler:
         beta_schedule=params.noise_schedule,
         prediction_type="epsilon",  # what stage 2's L_LDM assumes (SPEC.md)
         clip_sample=True,  # pixel space: images stay in [-1, 1]
+        # Samplers built from_config start at the last timestep: with the cosine schedule
+        # "leading" spacing would start where some signal is left that was never there.
+        timestep_spacing="trailing",
     )
 
 

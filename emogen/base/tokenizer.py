@@ -58,6 +58,7 @@ def build_tokenizer(captions: Sequence[str], out_dir: Path, max_length: int) -> 
     backend.train_from_iterator(captions, trainer)
     out_dir.mkdir(parents=True, exist_ok=True)
     backend.model.save(str(out_dir))  # vocab.json + merges.txt
+    _canonical_ids(out_dir)
     tokenizer = CLIPTokenizer.from_pretrained(out_dir, local_files_only=True, model_max_length=max_length)
     # Persist only the config beside vocab/merges (no tokenizer.json), as SD 1.5 ships it.
     config = {
@@ -71,6 +72,22 @@ def build_tokenizer(captions: Sequence[str], out_dir: Path, max_length: int) -> 
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     words = caption_words(captions)
     return load_tokenizer(out_dir, len(backend.get_vocab()), words)
+
+
+def _canonical_ids(folder: Path) -> None:
+    """Renumber ``vocab.json``: special tokens, the sorted alphabet, then merge results in
+    merge order. The trainer's merges are deterministic but the ids it gives the alphabet
+    follow a hash-set order that changes per process, which would change the weights."""
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+    produced = list(dict.fromkeys("".join(line.split(" ")) for line in lines if line and not line.startswith("#")))
+    special = [BOS, EOS]
+    alphabet = sorted(set(vocab) - set(produced) - set(special))
+    order = special + alphabet + [t for t in produced if t not in special]
+    if set(order) != set(vocab) or len(order) != len(vocab):
+        raise TokenizerError(f"{folder}: trained vocabulary and merges disagree")
+    ids = {token: i for i, token in enumerate(order)}
+    (folder / "vocab.json").write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
 
 
 def load_tokenizer(folder: Path, expected_size: int, words: Sequence[str] = ()) -> CLIPTokenizer:
