@@ -281,7 +281,7 @@ class Stage2Params(Section):
     train_batch_size: int = Field(8, ge=1)  # per device (published 1)
     gradient_accumulation_steps: int = Field(1, ge=1)  # published 8: effective batch 8 either way
     # Optimiser steps; null = one epoch over balanced.parquet at the effective batch (published).
-    max_train_steps: int | None = Field(400, ge=1)
+    max_train_steps: int | None = Field(None, ge=1)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # published fp16 (GPU)
     checkpointing_steps: int = Field(200, ge=0)  # 0: never (resume needs checkpoints)
     checkpoints_total_limit: int = Field(2, ge=1)

@@ -10,7 +10,7 @@ import torch
 from huggingface_hub import constants
 
 from emogen.base.components import load_base
-from emogen.base.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
+from emogen.base.resolve import PIPELINE_FILES, resolve_model
 from emogen.cli import main
 from emogen.errors import MissingModelError
 from tiny_sd import build_tiny_sd

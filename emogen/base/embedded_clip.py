@@ -10,7 +10,6 @@ resolution (no CLIP mean/std normalisation: this model was trained on exactly th
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -19,8 +18,6 @@ from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTokenizer, CLIPVisionConfig
 
 from emogen.config import EmbeddedClipParams
-
-log = logging.getLogger(__name__)
 
 
 def clip_config(params: EmbeddedClipParams, tokenizer: CLIPTokenizer, resolution: int) -> CLIPConfig:

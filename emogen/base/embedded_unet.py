@@ -8,7 +8,6 @@ world": the UNet alone fills it). ``encode_images``/``decode_latents`` are the i
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -20,8 +19,6 @@ from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
 from emogen.config import EmbeddedUnetParams
-
-log = logging.getLogger(__name__)
 
 
 def build_unet(params: EmbeddedUnetParams, resolution: int, cross_attention_dim: int) -> UNet2DConditionModel:

@@ -22,7 +22,7 @@ from mlflow.entities import Metric
 
 from emogen.base.components import BASE_JSON, load_base
 from emogen.base.data import CAPTIONS_FILE, load_split
-from emogen.base.embedded import CLIP_DIR, PIPELINE_DIR, save_embedded, train_embedded
+from emogen.base.embedded import save_embedded, train_embedded
 from emogen.base.evidence import measure
 from emogen.base.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
 from emogen.config import BaseModelParams, Params
@@ -79,6 +79,12 @@ def _log_curve(name: str, values: list[float], csv_path: Path) -> None:
         client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
 
+def _final(losses: list[float]) -> float:
+    """Mean over the last 10 % of the steps (one step's loss is noise)."""
+    tail = losses[-max(1, len(losses) // 10) :]
+    return sum(tail) / len(tail)
+
+
 def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], dict[str, Any]]:
     """The embedded profile: train, save, load back through load_base, measure; → (base.json, metrics)."""
     bp, out = params.base_model, layout.model_dir("base")
@@ -117,12 +123,11 @@ def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], d
     for name, values in (("clip_loss", model.clip_losses), ("unet_loss", model.unet_losses)):
         _log_curve(name, values, layout.metrics / f"{STAGE}_{name}.csv")
 
-    tail = max(1, len(model.unet_losses) // 10)
     metrics = {
         "profile": "embedded",
         **evidence.metrics,
-        "clip_loss_final": sum(model.clip_losses[-tail:]) / tail,
-        "unet_loss_final": sum(model.unet_losses[-tail:]) / tail,
+        "clip_loss_final": _final(model.clip_losses),
+        "unet_loss_final": _final(model.unet_losses),
         "unet_parameters": sum(p.numel() for p in model.unet.parameters()),
         "clip_parameters": sum(p.numel() for p in model.clip_model.parameters()),
         "vocabulary_size": len(model.tokenizer),

@@ -26,7 +26,7 @@ from emogen.images import load_rgb, squash_transform
 
 log = logging.getLogger(__name__)
 
-TENSOR_NAMES = ("latents", "vectors", "image_index", "alpha", "vocab_idx", "emotion_idx")
+TENSOR_NAMES = ("latents", "vectors", "image_index", "alpha", "vocab_idx")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,6 @@ class TrainingTensors:
     image_index: torch.Tensor  # (N,) row → unique image
     alpha: torch.Tensor  # (N,) float
     vocab_idx: torch.Tensor  # (N,) long, -1: no attribute loss
-    emotion_idx: torch.Tensor  # (N,) long
 
     def __len__(self) -> int:
         return self.image_index.shape[0]
@@ -83,7 +82,7 @@ def read_samples(inputs: StageInputs, vocabulary_size: int) -> pd.DataFrame:
     for path in (inputs.balanced, inputs.sample_alpha):
         if not path.is_file():
             raise UserError(f"{path}: missing; run the upstream stages first (`dvc repro stage2`)")
-    balanced = pd.read_parquet(inputs.balanced, columns=["id", "image_path", "emotion_idx"])
+    balanced = pd.read_parquet(inputs.balanced, columns=["id", "image_path"])
     alpha = pd.read_parquet(inputs.sample_alpha, columns=["id", "alpha", "vocab_idx"])
     if len(balanced) != len(alpha):
         raise DataError(f"{inputs.sample_alpha}: {len(alpha)} rows, but {inputs.balanced} has {len(balanced)}")
@@ -127,7 +126,7 @@ def fingerprint(inputs: StageInputs, samples: pd.DataFrame, resolution: int, see
     """Hash of everything the tensors depend on. The VAE is identified by base.json (its
     sources' revisions); image files by size and mtime (reading every EmoSet JPEG again
     would cost as much as encoding it)."""
-    digest = hashlib.sha256(f"v1\0{resolution}\0{seed}\0".encode())
+    digest = hashlib.sha256(f"v2\0{resolution}\0{seed}\0".encode())
     for path in (inputs.balanced, inputs.sample_alpha, inputs.vectors, inputs.vector_ids,
                  inputs.base_dir / "base.json"):
         digest.update(path.name.encode() + b"\0")
@@ -170,7 +169,6 @@ def build_tensors(
         image_index=torch.tensor(image_index, dtype=torch.long),
         alpha=torch.tensor(samples["alpha"].to_numpy(), dtype=torch.float32),
         vocab_idx=torch.tensor(samples["vocab_idx"].to_numpy(), dtype=torch.long),
-        emotion_idx=torch.tensor(samples["emotion_idx"].to_numpy(), dtype=torch.long),
     )
 
 

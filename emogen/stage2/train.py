@@ -9,7 +9,7 @@ epoch), the flips, noise and timesteps are functions of (seed, step, micro-step,
 only, and checkpoints hold the AdamW state, so a run resumed from a checkpoint ends with
 the same weights as an uninterrupted one. Checkpoints and the precomputed training tensors
 live in ``stage2.work_dir`` (outside the DVC output, which DVC deletes before re-running).
-Multi-GPU / mixed precision: ``accelerate launch -m emogen stage stage2`` (see README).
+Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m emogen stage stage2`` (README).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from emogen.errors import DataError, UserError
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage2.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
-from emogen.stage2.data import StageInputs, TrainingTensors, load_or_build, read_samples, read_vocabulary
+from emogen.stage2.data import StageInputs, load_or_build, read_samples, read_vocabulary
 from emogen.stage2.losses import (
     attribute_bank,
     attribute_logits,
@@ -414,7 +414,7 @@ def train(trainer: Trainer, layout: Layout, started: float) -> dict[str, float]:
         log.info("stage2: resuming from %s (step %d of %d)", found, start, steps)
     log.info("stage2: %d steps × effective batch %d over %d samples (%.2f epochs); mapper %s, %d parameters",
              steps, trainer.effective_batch, len(trainer.tensors), steps * trainer.effective_batch / len(trainer.tensors),
-             p.mapper.kind, sum(x.numel() for x in trainer.mapper.parameters()))
+             p.mapper.kind, acc.unwrap_model(trainer.mapper).num_parameters())
 
     setup_s = time.perf_counter() - started
     loop_start = time.perf_counter()
