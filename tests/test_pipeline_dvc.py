@@ -1,0 +1,87 @@
+"""The whole embedded DAG under `dvc repro` in a temp copy of the repo, at a tiny size:
+every stage runs in order, logs to MLflow, and a second repro has nothing to do."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from conftest import REPO
+from emogen.cli import STAGES
+from emogen.emotions import EMOTIONS
+
+TINY = {
+    "prepare_data": {"num_images": 240, "workers": 1},
+    "ingest": {"workers": 1},
+    "validate": {"min_images_per_emotion": 5},
+    "stage1": {"epochs": 2, "vector_dim": 32, "workers": 0},
+    "emotion_space": {"workers": 0},
+    "base_model": {
+        "resolution": 8,
+        "eval_captions": 4,
+        "grid_rows": 2,
+        "contrastive": {"steps": 4, "batch_size": 16, "text_width": 16, "vision_width": 16,
+                        "projection_dim": 16, "heads": 2, "patch_size": 4},
+        "unet": {"steps": 4, "batch_size": 8, "block_channels": [8, 16], "norm_groups": 4,
+                 "attention_head_dim": 4, "warmup_steps": 1},
+        "sampling": {"num_inference_steps": 2},
+    },
+    "stage2": {"max_train_steps": 3, "checkpointing_steps": 2, "sample_every": 0,
+               "num_sample_images": 1, "sample_inference_steps": 2,
+               "mapper": {"hidden_dim": 16}},
+    "generate": {"num_images": 2, "num_inference_steps": 2, "transfer_templates": ["{} box"]},
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        base[key] = _merge(base.get(key) or {}, value) if isinstance(value, dict) else value
+    return base
+
+
+def _repro(repo: Path, env: dict) -> list[str]:
+    out = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return re.findall(r"Running stage '(\w+)'", out.stdout)
+
+
+@pytest.mark.slow
+def test_full_dag_repro_runs_every_stage_once(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(REPO / "dvc.yaml", repo)
+    shutil.copytree(REPO / "emogen", repo / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
+    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    params["stage1"]["checkpoint_dir"] = str(tmp_path / "ckpt1")
+    params["stage2"]["work_dir"] = str(tmp_path / "work2")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+
+    ran = _repro(repo, env)
+    assert set(ran) == set(STAGES), ran
+    # The DAG order: every stage after the ones it reads.
+    assert ran.index("stage1") > ran.index("validate") and ran.index("stage2") > ran.index("confidence")
+    assert ran.index("stage2") > ran.index("base_model") and ran[-1] == "generate"
+
+    index = json.loads((repo / "data/generated/emogen/index.json").read_text())
+    assert {entry["emotion"] for entry in index["images"]} >= set(EMOTIONS)
+    for entry in index["images"]:
+        assert (repo / "data/generated/emogen" / entry["file"]).is_file()
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["emogen"])
+    assert (runs["status"] == "FINISHED").all()
+    assert {"stage1", "base_model", "stage2", "generate"} <= set(runs["tags.stage"])
+
+    assert _repro(repo, env) == []
