@@ -15,6 +15,8 @@ for key, value in {
     "DVC_NO_ANALYTICS": "1",
     "GX_ANALYTICS_ENABLED": "false",
     "MPLCONFIGDIR": os.path.join(_HOME, "mpl"),
+    # The test models are tiny: one thread is faster, and oversubscribed threads crawl.
+    "OMP_NUM_THREADS": "1",
 }.items():
     os.environ.setdefault(key, value)
 os.environ["HF_HUB_OFFLINE"] = "1"

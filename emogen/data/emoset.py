@@ -7,13 +7,13 @@ info.json the same way.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emogen.errors import DataError
+from emogen.jsonio import read_json
 
 INFO_FILE = "info.json"
 FINGERPRINT_FILE = "fingerprint.json"  # what prepare_data records of a real EmoSet
@@ -43,12 +43,7 @@ def read_info(root: Path) -> Info:
     """Parse ``root/info.json``: ``{"emotion": {"label2idx": ...}, "scene": ...}`` (current
     downloads), the same with only ``emotion`` (older ones), or a bare top-level label2idx."""
     path = root / INFO_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing (EmoSet's label maps; copy it from the EmoSet repository)") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not valid JSON: {exc}") from None
+    data = read_json(path, "missing (EmoSet's label maps; copy it from the EmoSet repository)", DataError)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object of label maps, got {type(data).__name__}")
     flat = _label_map(data)
@@ -62,12 +57,7 @@ def read_info(root: Path) -> Info:
 def read_split(root: Path, split: str) -> list[Any]:
     """The raw entries of ``root/<split>.json`` (a JSON list; entries are checked by ingest)."""
     path = root / f"{split}.json"
-    try:
-        entries = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing split file") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not valid JSON: {exc}") from None
+    entries = read_json(path, "missing split file", DataError)
     if not isinstance(entries, list):
         raise DataError(f"{path}: expected a JSON list of [emotion, id, image, annotation], got {type(entries).__name__}")
     return entries

@@ -5,8 +5,8 @@ the placeholder token), ``models/emotion_space/gaussians.safetensors``. Outputs:
 ``models/emogen/`` (the pipeline folder, what ``emogen generate`` loads) and
 ``data/generated/emogen/`` (PNGs, ``index.json``, ``grids/<emotion>.png`` and
 ``grids/transfer.png``: rows = emotions, columns = ``transfer_templates``). Image i of the
-index is seeded with ``stage_seed(seed, "generate") + i``; the transfer images of emotion k
-with the count's next value + k. Grids and the index are logged to MLflow.
+index is seeded with ``stage_seed(seed, "generate") + i``; every transfer image with the
+count's next value. Grids and the index are logged to MLflow.
 """
 
 from __future__ import annotations
@@ -109,10 +109,10 @@ def emotion_jobs(first_seed: int, num_images: int, template: str) -> list[ImageJ
     return [ImageJob(name, first_seed + i, template) for i, name in enumerate(names)]
 
 
-def transfer_jobs(first_seed: int, templates: tuple[str, ...]) -> list[ImageJob]:
-    """One image per template and emotion, template by template (so each batch shares one);
-    emotion k is seeded ``first_seed + k`` under every template, so only the object changes."""
-    return [ImageJob(name, first_seed + k, template) for template in templates for k, name in enumerate(EMOTIONS)]
+def transfer_jobs(seed: int, templates: tuple[str, ...]) -> list[ImageJob]:
+    """One image per template and emotion, template by template (so each batch shares one),
+    all with the same seed: cells differ only in their emotion (row) and template (column)."""
+    return [ImageJob(name, seed, template) for template in templates for name in EMOTIONS]
 
 
 def run(params: Params, layout: Layout) -> None:
