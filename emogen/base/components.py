@@ -18,6 +18,7 @@ from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
 from emogen.base.tokenizer import load_tokenizer
 from emogen.errors import MissingModelError, UserError
+from emogen.jsonio import read_json
 
 BASE_JSON = "base.json"
 
@@ -66,12 +67,11 @@ class BaseComponents:
 
 def read_base_json(base_dir: str | Path) -> dict[str, Any]:
     path = Path(base_dir) / BASE_JSON
-    if not path.is_file():
-        raise MissingModelError(f"{path}: no base model here; run `emogen stage base_model` (or `dvc repro base_model`)")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON: {exc}") from None
+    info = read_json(
+        path,
+        "no base model here; run `emogen stage base_model` (or `dvc repro base_model`)",
+        missing_error=MissingModelError,
+    )
     missing = [k for k in ("profile", "pipeline", "clip", "resolution") if k not in info]
     if missing:
         raise UserError(f"{path}: missing key(s) {', '.join(missing)}")

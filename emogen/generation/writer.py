@@ -26,6 +26,7 @@ from PIL import Image
 
 from emogen.errors import UserError
 from emogen.generation.grid import make_grid
+from emogen.images import load_rgb
 
 INDEX_FILE = "index.json"
 GRIDS_FOLDER = "grids"
@@ -98,16 +99,11 @@ def write_generated(
     for group, files in by_group.items():
         grids[group] = out_dir / GRIDS_FOLDER / f"{group}.png"
         grids[group].parent.mkdir(exist_ok=True)
-        images = [_load(f) for f in files[:GRID_MAX]]
+        images = [load_rgb(f) for f in files[:GRID_MAX]]
         make_grid(images, grid_columns, grid_cell).save(grids[group], format="PNG")
     index = out_dir / INDEX_FILE
     index.write_text(json.dumps({"method": method, "settings": settings or {}, "images": entries}, indent=1) + "\n")
     return WrittenSet(out_dir, index, grids, len(entries))
-
-
-def _load(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        return img.convert("RGB")
 
 
 def read_index(out_dir: str | Path) -> dict:
