@@ -35,10 +35,14 @@ def test_missing_hub_model_is_a_fast_clear_error():
 def test_cli_prints_the_message_without_a_traceback(tmp_path, mlflow_store, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("base_model:\n  profile: pretrained\n  pretrained: nobody/no-such-model\n")
+    previous = tmp_path / "models" / "base" / "base.json"  # the cwd is tmp_path
+    previous.parent.mkdir(parents=True)
+    previous.write_text("{}")
     assert main(["stage", "base_model", "--params", str(params)]) == 2
     err = capsys.readouterr().err
     assert "error: base_model.pretrained: model 'nobody/no-such-model' is neither a local folder" in err
     assert "Traceback" not in err
+    assert previous.read_text() == "{}"  # a failed resolve leaves the last base model alone
 
 
 def test_local_folder_records_a_content_hash(tiny_sd, tmp_path):

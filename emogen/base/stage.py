@@ -142,11 +142,12 @@ def run(params: Params, layout: Layout) -> None:
     start = time.perf_counter()
     stage_params = {"seed": params.seed, "data": params.data.model_dump(), STAGE: bp.model_dump()}
     with stage_run(STAGE, stage_params):
+        # Resolve first: a missing model must not cost the user their previous base model.
+        info = resolve_pretrained(bp, layout) if bp.profile == "pretrained" else None
         if out.exists():
             shutil.rmtree(out)  # stale weights of another profile must not survive
         out.mkdir(parents=True)
-        if bp.profile == "pretrained":
-            info = resolve_pretrained(bp, layout)
+        if info is not None:
             (out / BASE_JSON).write_text(json.dumps(info, indent=2) + "\n")
             metrics: dict[str, Any] = {"profile": "pretrained", "resolution": info["resolution"]}
             mlflow.set_tags({f"source.{k}": v for k, v in info["sources"].items()})
