@@ -31,7 +31,8 @@ from emogen.emotions import EMOTIONS
 from emogen.generation.jobs import ImageJob, run_jobs
 from emogen.generation.pipeline import EmoGenPipeline
 from emogen.generation.sampling import EmotionGaussians
-from emogen.generation.stage import quiet_libraries, resolve_device
+from emogen.devices import resolve_device
+from emogen.generation.stage import quiet_libraries
 
 WORDS = "a photo of a bag cup room street"
 

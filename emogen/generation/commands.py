@@ -34,8 +34,9 @@ def resolve_model(spec: str) -> Path:
 
 
 def load_pipeline(spec: str, device: str):
+    from emogen.devices import resolve_device
     from emogen.generation.pipeline import EmoGenPipeline
-    from emogen.generation.stage import quiet_libraries, resolve_device
+    from emogen.generation.stage import quiet_libraries
 
     quiet_libraries()
     pipe = EmoGenPipeline.from_pretrained(resolve_model(spec)).to(resolve_device(device))

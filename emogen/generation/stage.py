@@ -24,6 +24,7 @@ from diffusers import SchedulerMixin
 
 from emogen.base.components import load_base, read_base_json
 from emogen.config import GenerateParams, Params
+from emogen.devices import resolve_device
 from emogen.emotions import EMOTIONS
 from emogen.errors import MissingModelError, UserError
 from emogen.generation.grid import make_grid
@@ -57,14 +58,6 @@ def scheduler_from_name(name: str, noise_schedule: dict, key: str = "generate.sc
 def second_placeholder(token: str) -> str:
     """``<emotion>`` → ``<emotion_2>``: the second token of two-token fusion."""
     return f"{token[:-1]}_2>" if token.startswith("<") and token.endswith(">") else f"{token}_2"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' requested but no CUDA GPU is available (use 'auto' or 'cpu')")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def read_placeholder(stage2_dir: Path) -> str:

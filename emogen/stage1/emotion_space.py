@@ -29,7 +29,8 @@ from emogen.errors import DataError, UserError
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage1.data import image_paths, read_table, split_rows
-from emogen.stage1.encoder import cpu_threads, embed_images, load_encoder, resolve_device
+from emogen.devices import resolve_device
+from emogen.stage1.encoder import cpu_threads, embed_images, load_encoder
 from emogen.stage1.reporting import log_metrics, write_json
 from emogen.tracking import stage_run
 

@@ -147,11 +147,6 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_device(choice: str) -> torch.device:
-    """``auto`` → the GPU when there is one, else the CPU."""
-    return torch.device("cuda" if choice == "auto" and torch.cuda.is_available() else "cpu")
-
-
 def _decode(path: Path, resize: int, crop: int) -> torch.Tensor:
     try:
         return encoder_transform(load_rgb(path), resize, crop)
