@@ -312,6 +312,8 @@ class GenerateParams(Section):
     # Emotion transfer grid (grids/transfer.png): one image per emotion and template; the
     # embedded base model knows only the synthetic world's words (neutral: box, chair, street).
     transfer_templates: tuple[str, ...] = ("{} box", "{} chair", "{} street")
+    # Transfer images per emotion and template (data/generated/emogen_transfer, the transfer table).
+    transfer_images: int = Field(8, ge=1)
     # Any diffusers scheduler class, built from the base model's training noise schedule.
     # Embedded: DDIM, what base_model checks its samples with; published: UniPCMultistepScheduler.
     scheduler: str = Field("DDIMScheduler", min_length=1)
@@ -333,6 +335,50 @@ class GenerateParams(Section):
         return self
 
 
+class EmbeddedEvaluatorParams(Section):
+    """The embedded stand-in evaluators, trained on a fresh render of the synthetic world."""
+
+    num_images: int = Field(4000, ge=16)  # training render (emotion probe and content net)
+    held_out_images: int = Field(1000, ge=16)  # a second render: the reported accuracies
+    probe_l2: float = Field(1e-4, ge=0)  # L2 penalty of the linear emotion probe
+    probe_steps: int = Field(200, ge=1)  # L-BFGS iterations
+    channels: tuple[int, ...] = Field((16, 32, 64), min_length=1, max_length=4)  # content net blocks
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+
+
+class EvaluatorsParams(Section):
+    # embedded: stand-ins trained here; pretrained: CLIP ViT-L/14 + probe, ResNet-50s (published).
+    profile: Literal["embedded", "pretrained"] = "embedded"
+    # Every image (real and generated) is resized to this side first; null: the base model's.
+    resolution: int | None = Field(None, ge=8, le=1024)
+    embedded: EmbeddedEvaluatorParams = EmbeddedEvaluatorParams()
+    # pretrained profile: hub ids (HF cache only, never downloaded) or local folders.
+    clip: str = "openai/clip-vit-large-patch14"
+    object_model: str = "microsoft/resnet-50"
+    # A Places365 ResNet-50: a local transformers folder, or the CSAIL file resnet50_places365.pth.tar.
+    scene_model: str | None = None
+    probe_l2: float = Field(1e-4, ge=0)
+    probe_steps: int = Field(200, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = Field(1, ge=0)  # torch CPU threads (0: torch's default)
+
+
+class EvaluateParams(Section):
+    # Rows of Table 1: folders data/generated/<method>/ (a missing one is an error).
+    methods: tuple[str, ...] = Field(("emogen", "prompt", "textual_inversion", "dreambooth"), min_length=1)
+    num_pairs: int = Field(64, ge=1)  # LPIPS / Sem-D pairs per emotion (published: 10)
+    # true: the published metric code's defects (SPEC.md "Metrics"), for comparison only.
+    published_quirks: bool = False
+    bootstrap_samples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    transfer: bool = True  # the transfer table from data/generated/emogen_transfer
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = Field(1, ge=0)
+
+
 class Params(Section):
     seed: int = Field(520, ge=0)
     data: DataParams = DataParams()
@@ -346,6 +392,8 @@ class Params(Section):
     base_model: BaseModelParams = BaseModelParams()
     stage2: Stage2Params = Stage2Params()
     generate: GenerateParams = GenerateParams()
+    evaluators: EvaluatorsParams = EvaluatorsParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
