@@ -100,6 +100,7 @@ def test_embedded_evaluators_and_table1(repo):
     assert table["methods"]["emogen"]["fid"]["value"] < table["methods"]["prompt"]["fid"]["value"]
     rows = list(csv.DictReader((repo.metrics / "table1_per_emotion.csv").open()))
     assert len(rows) == 2 * len(EMOTIONS) and rows[0]["method"] == "emogen" and rows[0]["emotion"] == "amusement"
+    assert {row["evaluators"] for row in rows} == {"embedded stand-ins"}
     transfer = json.loads((repo.metrics / "transfer.json").read_text())
     assert set(transfer["templates"]) == {"{} box", "{} street"} and transfer["stand_in"]
     assert transfer["templates"]["{} box"]["word"] == "box"

@@ -35,16 +35,17 @@ STAGE = "evaluate"
 TABLE_FILE = "table1.json"
 PER_EMOTION_FILE = "table1_per_emotion.csv"
 TRANSFER_FILE = "transfer.json"
-PER_EMOTION_COLUMNS = ("method", "emotion", "images", "emo_a", "emo_a_target_prob", "sem_c", "sem_d", "lpips")
+PER_EMOTION_COLUMNS = ("method", "emotion", "images", "emo_a", "emo_a_target_prob", "sem_c", "sem_d", "lpips", "evaluators")
 
 
-def write_per_emotion(path: Path, rows: dict[str, dict[str, dict]]) -> None:
+def write_per_emotion(path: Path, rows: dict[str, dict[str, dict]], evaluators: str) -> None:
+    """One row per method and emotion; ``evaluators`` says whose numbers they are (stand-ins or not)."""
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, PER_EMOTION_COLUMNS)
         writer.writeheader()
         for method, per_emotion in rows.items():
             for emotion, values in per_emotion.items():
-                writer.writerow({"method": method, "emotion": emotion,
+                writer.writerow({"method": method, "emotion": emotion, "evaluators": evaluators,
                                  **{k: ("" if v is None else round(v, 4) if isinstance(v, float) else v)
                                     for k, v in values.items()}})
 
@@ -79,7 +80,8 @@ def run(params: Params, layout: Layout) -> None:
         }
         layout.metrics.mkdir(parents=True, exist_ok=True)
         (layout.metrics / TABLE_FILE).write_text(json.dumps(table, indent=1) + "\n")
-        write_per_emotion(layout.metrics / PER_EMOTION_FILE, {k: r.per_emotion for k, r in results.items()})
+        label = f"{evaluators.info['profile']} stand-ins" if evaluators.stand_in else evaluators.info["profile"]
+        write_per_emotion(layout.metrics / PER_EMOTION_FILE, {k: r.per_emotion for k, r in results.items()}, label)
         logged = {f"{method}.{metric}": v["value"] for method, r in results.items() for metric, v in r.table.items()
                   if v.get("value") is not None}
         if transfer_set is not None:
