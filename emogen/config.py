@@ -62,6 +62,9 @@ class PrepareDataParams(Section):
     # Images with a plain, unlabelled background: their attribute is their first object.
     no_scene_fraction: float = Field(0.4, ge=0, le=1)
     two_objects_fraction: float = Field(0.4, ge=0, le=1)  # the rest have one object
+    # Share of images whose captions also carry their own (noisy) label's emotion word, as
+    # some web captions do: the base model then knows emotion words imperfectly (README).
+    emotion_caption_fraction: float = Field(0.15, ge=0, le=1)
     jpeg_quality: int = Field(95, ge=1, le=100)
     workers: int = Field(2, ge=1)  # rendering processes (the files do not depend on it)
 
