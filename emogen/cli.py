@@ -25,6 +25,9 @@ STAGES: dict[str, str] = {
     "base_model": "emogen.base.stage:run",
     "stage2": "emogen.stage2.train:run",
     "generate": "emogen.generation.stage:run",
+    "baseline_prompt": "emogen.baselines.stage:run_prompt",
+    "baseline_textual_inversion": "emogen.baselines.stage:run_textual_inversion",
+    "baseline_dreambooth": "emogen.baselines.stage:run_dreambooth",
 }
 
 # Extra user commands: name → ("module:function" that adds its arguments, help text).
