@@ -37,7 +37,10 @@ TINY = {
                "num_sample_images": 1, "sample_inference_steps": 2,
                "mapper": {"hidden_dim": 16}},
     "generate": {"num_images": 2, "num_inference_steps": 2, "transfer_templates": ["{} box"]},
+    "baselines": {"dreambooth": {"num_class_images": 1}},
 }
+# dvc.yaml's foreach stage runs `emogen stage baseline_<method>` as stage `baseline@<method>`.
+DVC_STAGES = {name.replace("baseline_", "baseline@") for name in STAGES}
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -49,7 +52,7 @@ def _merge(base: dict, update: dict) -> dict:
 def _repro(repo: Path, env: dict) -> list[str]:
     out = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    return re.findall(r"Running stage '(\w+)'", out.stdout)
+    return re.findall(r"Running stage '([\w@]+)'", out.stdout)
 
 
 @pytest.mark.slow
@@ -69,10 +72,11 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
 
     ran = _repro(repo, env)
-    assert set(ran) == set(STAGES), ran
+    assert set(ran) == DVC_STAGES, ran
     # The DAG order: every stage after the ones it reads.
     assert ran.index("stage1") > ran.index("validate") and ran.index("stage2") > ran.index("confidence")
-    assert ran.index("stage2") > ran.index("base_model") and ran[-1] == "generate"
+    assert ran.index("stage2") > ran.index("base_model") and ran.index("generate") > ran.index("stage2")
+    assert all(ran.index(f"baseline@{m}") > ran.index("confidence") for m in ("prompt", "textual_inversion", "dreambooth"))
 
     index = json.loads((repo / "data/generated/emogen/index.json").read_text())
     assert {entry["emotion"] for entry in index["images"]} >= set(EMOTIONS)
@@ -82,6 +86,6 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["emogen"])
     assert (runs["status"] == "FINISHED").all()
-    assert {"stage1", "base_model", "stage2", "generate"} <= set(runs["tags.stage"])
+    assert {"stage1", "base_model", "stage2", "generate", "baseline_dreambooth"} <= set(runs["tags.stage"])
 
     assert _repro(repo, env) == []
