@@ -27,6 +27,9 @@ STAGES: dict[str, str] = {
     "generate": "emogen.generation.stage:run",
     "evaluators": "emogen.evaluation.fit:run",
     "evaluate": "emogen.evaluation.stage:run",
+    "baseline_prompt": "emogen.baselines.stage:run_prompt",
+    "baseline_textual_inversion": "emogen.baselines.stage:run_textual_inversion",
+    "baseline_dreambooth": "emogen.baselines.stage:run_dreambooth",
 }
 
 # Extra user commands: name → ("module:function" that adds its arguments, help text).

@@ -62,6 +62,9 @@ class PrepareDataParams(Section):
     # Images with a plain, unlabelled background: their attribute is their first object.
     no_scene_fraction: float = Field(0.4, ge=0, le=1)
     two_objects_fraction: float = Field(0.4, ge=0, le=1)  # the rest have one object
+    # Share of images whose captions also carry their own (noisy) label's emotion word, as
+    # some web captions do: the base model then knows emotion words imperfectly (README).
+    emotion_caption_fraction: float = Field(0.15, ge=0, le=1)
     jpeg_quality: int = Field(95, ge=1, le=100)
     workers: int = Field(2, ge=1)  # rendering processes (the files do not depend on it)
 
@@ -379,6 +382,41 @@ class EvaluateParams(Section):
     cpu_threads: int = Field(1, ge=0)
 
 
+class TextualInversionParams(Section):
+    # diffusers' textual_inversion recipe: 5e-4 per sample scaled by the batch (--scale_lr) = 4e-3 at 8.
+    learning_rate: float = Field(4e-3, gt=0)
+    # The token's start: the emotion word's own embedding (TI's "initializer token") or the table mean.
+    init: Literal["emotion_word", "mean"] = "emotion_word"
+    token_format: str = "<{}>"  # the learned token of an emotion, {} = its name
+
+
+class DreamBoothParams(Section):
+    # SD's DreamBooth fine-tunes at 5e-6, 1/20 of SD's training rate; 1/20 of the embedded 2e-3.
+    learning_rate: float = Field(1e-4, gt=0)
+    identifier_format: str = "<v_{}>"  # one identifier per emotion, {} = its name
+    # Prompt "<v_amusement> amusement" ("a [V] dog"): the emotion word is the class noun.
+    prior_preservation: bool = True
+    prior_loss_weight: float = Field(1.0, ge=0)
+    num_class_images: int = Field(32, ge=1)  # per emotion, sampled from the base model with its word
+
+
+class BaselinesParams(Section):
+    """Training of the Table 1 baselines; their budget (steps × batch) is stage 2's, read from
+    ``stage2`` params, and their generation settings are ``generate``'s (README "Baselines")."""
+
+    textual_inversion: TextualInversionParams = TextualInversionParams()
+    dreambooth: DreamBoothParams = DreamBoothParams()
+    log_every: int = Field(10, ge=1)  # MLflow loss logging interval (steps)
+
+    @model_validator(mode="after")
+    def _formats_have_one_slot(self) -> "BaselinesParams":
+        for key, fmt in (("textual_inversion.token_format", self.textual_inversion.token_format),
+                         ("dreambooth.identifier_format", self.dreambooth.identifier_format)):
+            if fmt.count("{}") != 1 or any(ch.isspace() for ch in fmt):
+                raise ValueError(f"{key} must contain '{{}}' exactly once and no spaces, got {fmt!r}")
+        return self
+
+
 class Params(Section):
     seed: int = Field(520, ge=0)
     data: DataParams = DataParams()
@@ -394,6 +432,7 @@ class Params(Section):
     generate: GenerateParams = GenerateParams()
     evaluators: EvaluatorsParams = EvaluatorsParams()
     evaluate: EvaluateParams = EvaluateParams()
+    baselines: BaselinesParams = BaselinesParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

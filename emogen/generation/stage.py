@@ -30,7 +30,7 @@ from emogen.emotions import EMOTIONS
 from emogen.errors import MissingModelError, UserError
 from emogen.generation.grid import make_grid
 from emogen.generation.jobs import ImageJob, run_jobs
-from emogen.generation.pipeline import EmoGenPipeline
+from emogen.generation.pipeline import EmoGenPipeline, TextConditionedPipeline
 from emogen.generation.sampling import GAUSSIANS_FILE, EmotionGaussians
 from emogen.generation.writer import GRIDS_FOLDER, read_index, write_generated
 from emogen.images import load_rgb
@@ -151,15 +151,16 @@ def run(params: Params, layout: Layout) -> None:
     log.info("generate: %d images in %.1f s → %s", written.count, seconds, written.folder)
 
 
-def sampling_settings(pipe: EmoGenPipeline, **overrides) -> dict:
-    """What the images were sampled with, for the index."""
+def sampling_settings(pipe: TextConditionedPipeline, **overrides) -> dict:
+    """What the images were sampled with, for the index (EmoGen's or a baseline's pipeline)."""
     settings = {
         "scheduler": type(pipe.scheduler).__name__,
         "num_inference_steps": pipe.config.num_inference_steps,
         "guidance_scale": pipe.config.guidance_scale,
         "resolution": pipe.config.resolution,
-        "placeholder_tokens": pipe.config.placeholder_tokens,
     }
+    if "placeholder_tokens" in pipe.config:
+        settings["placeholder_tokens"] = pipe.config.placeholder_tokens
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
 
