@@ -19,7 +19,6 @@ mapper, and not even the images the generators saw.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,8 +203,8 @@ def held_out_report(
     return report
 
 
-def save_embedded(out: Path, base_clip: Path, probe: nn.Linear, net: ContentNet) -> None:
-    shutil.copytree(base_clip, out / CLIP_FOLDER)
+def save_embedded(out: Path, clip: CLIPModel, probe: nn.Linear, net: ContentNet) -> None:
+    clip.save_pretrained(out / CLIP_FOLDER)  # a copy: the evaluators stand alone
     save_file({k: v.contiguous() for k, v in probe.state_dict().items()}, out / PROBE_FILE)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / CONTENT_FILE)
 
