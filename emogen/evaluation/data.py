@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +30,24 @@ def _shrink(img: Image.Image, resolution: int) -> Image.Image:
     return img if img.size == (resolution, resolution) else img.resize((resolution, resolution), Image.BICUBIC)
 
 
-def load_split(layout: Layout, data: DataParams, split: str, resolution: int) -> ImageSet:
-    """The real images of ``split`` (manifest order), resized to ``resolution`` as they load."""
+def iter_split(layout: Layout, data: DataParams, split: str, resolution: int, chunk: int = 256) -> Iterator[ImageSet]:
+    """The real images of ``split`` (manifest order) in chunks, resized to ``resolution`` as they
+    load: EmoSet's splits do not fit in memory at 512 px."""
     rows = split_rows(read_table(layout.manifest, ["id", "split", "emotion_idx", "image_path"]), split, str(layout.manifest))
     paths = image_paths(rows, layout.dataset_root(data))
-    images = [_shrink(load_rgb(p), resolution) for p in tqdm(paths, desc=f"real {split}", unit="img")]
-    return ImageSet(images, rows["emotion_idx"].to_numpy(), [{"id": i} for i in rows["id"]])
+    with tqdm(total=len(paths), desc=f"real {split}", unit="img") as bar:
+        for start in range(0, len(paths), chunk):
+            part = rows.iloc[start:start + chunk]
+            images = [_shrink(load_rgb(p), resolution) for p in paths[start:start + chunk]]
+            bar.update(len(images))
+            yield ImageSet(images, part["emotion_idx"].to_numpy(), [{"id": i} for i in part["id"]])
+
+
+def load_split(layout: Layout, data: DataParams, split: str, resolution: int) -> ImageSet:
+    """All of ``split`` at once (small sets: the synthetic one)."""
+    parts = list(iter_split(layout, data, split, resolution))
+    return ImageSet([img for part in parts for img in part.images], np.concatenate([part.labels for part in parts]),
+                    [entry for part in parts for entry in part.entries])
 
 
 def load_generated(folder: Path, resolution: int, method: str) -> ImageSet:

@@ -35,7 +35,7 @@ from emogen.base.resolve import CLIP_FILES, Resolved, resolve_model
 from emogen.config import Params
 from emogen.emotions import NUM_EMOTIONS
 from emogen.errors import MissingModelError, UserError
-from emogen.evaluation.data import load_split
+from emogen.evaluation.data import iter_split
 from emogen.evaluation.embedded import train_probe
 from emogen.evaluation.evaluators import Evaluators, unit_images
 from emogen.layout import Layout
@@ -131,9 +131,12 @@ def fit_pretrained_evaluators(params: Params, layout: Layout, resolution: int, d
     processor = CLIPImageProcessor.from_pretrained(clip.path, local_files_only=True)
     features, labels = {}, {}
     for split in ("train", "val"):
-        images = load_split(layout, params.data, split, resolution)
-        features[split] = nn.functional.normalize(clip_image_features(model, processor, images.images, p.batch_size, device), dim=-1)
-        labels[split] = torch.as_tensor(images.labels)
+        feats, labs = [], []
+        for part in iter_split(layout, params.data, split, resolution, chunk=p.batch_size * 4):  # features only are kept
+            feats.append(clip_image_features(model, processor, part.images, p.batch_size, device))
+            labs.append(part.labels)
+        features[split] = nn.functional.normalize(torch.cat(feats), dim=-1)
+        labels[split] = torch.as_tensor(np.concatenate(labs))
     probe = train_probe(features["train"], labels["train"], p.probe_l2, p.probe_steps)
     with torch.no_grad():
         val_pred = probe(features["val"]).argmax(1)

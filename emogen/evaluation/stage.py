@@ -21,7 +21,7 @@ import torch
 from emogen.config import Params
 from emogen.devices import resolve_device
 from emogen.emotions import NUM_EMOTIONS
-from emogen.evaluation.data import load_generated, load_split
+from emogen.evaluation.data import iter_split, load_generated
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.table import evaluate_method, real_fid_stats
 from emogen.evaluation.transfer import TRANSFER_METHOD, transfer_table
@@ -63,8 +63,7 @@ def run(params: Params, layout: Layout) -> None:
 
     with stage_run(STAGE, {"seed": params.seed, "evaluate": p}):
         start = time.perf_counter()
-        real = load_split(layout, params.data, "test", evaluators.resolution)
-        real_stats = real_fid_stats(evaluators, real)
+        real_stats = real_fid_stats(evaluators, iter_split(layout, params.data, "test", evaluators.resolution))
         results = {method: evaluate_method(evaluators, images, real_stats, p, rng) for method, images in generated.items()}
         counts = [int((images.labels == e).sum()) for images in generated.values() for e in range(NUM_EMOTIONS)]
         table = {
@@ -73,7 +72,7 @@ def run(params: Params, layout: Layout) -> None:
             "evaluators": evaluators.names,
             "resolution": evaluators.resolution,
             "images_per_emotion": min(counts),
-            "real_images": len(real.images),
+            "real_images": sum(s.count for s in real_stats) if real_stats else None,
             "bootstrap": {"samples": p.bootstrap_samples, "confidence": p.confidence},
             "published_quirks": p.published_quirks,
             "methods": {method: result.table for method, result in results.items()},

@@ -6,6 +6,7 @@ are resampled, the real set is fixed) or over the sampled pairs (LPIPS, Sem-D).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,12 +24,17 @@ class MethodResult:
     per_emotion: dict[str, dict[str, float]]  # emotion → metric → value
 
 
-def real_fid_stats(evaluators: Evaluators, real: ImageSet) -> list[m.FeatureStats] | None:
-    """Per-emotion feature statistics of the real set (None: no FID network here)."""
-    features = evaluators.fid_features(real.images)
-    if features is None:
+def real_fid_stats(evaluators: Evaluators, real: Iterable[ImageSet]) -> list[m.FeatureStats] | None:
+    """Per-emotion feature statistics of the real set, accumulated chunk by chunk
+    (None, without reading an image: no FID network here)."""
+    if evaluators.missing("fid"):
         return None
-    return [m.FeatureStats.of(features[real.labels == e]) for e in range(NUM_EMOTIONS)]
+    per_emotion: list[list[m.FeatureStats]] = [[] for _ in range(NUM_EMOTIONS)]
+    for part in real:
+        features = evaluators.fid_features(part.images)
+        for e, stats in enumerate(per_emotion):
+            stats.append(m.FeatureStats.of(features[part.labels == e]))
+    return [sum(stats[1:], stats[0]) for stats in per_emotion]
 
 
 def _not_computed(evaluators: Evaluators, metric: str) -> dict:
