@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import diffusers
-import mlflow
 import torch
 from diffusers import SchedulerMixin
 
@@ -35,7 +34,7 @@ from emogen.generation.writer import GRIDS_FOLDER, write_generated
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage2.mapper import EmotionMapper
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +135,9 @@ def run(params: Params, layout: Layout) -> None:
             images = [image for _, image in run_jobs(pipe, transfer, gen.batch_size, desc="transfer")]
             by_row = [images[t * len(EMOTIONS) + e] for e in range(len(EMOTIONS)) for t in range(len(gen.transfer_templates))]
             make_grid(by_row, len(gen.transfer_templates), gen.grid_cell).save(written.folder / GRIDS_FOLDER / "transfer.png")
-        mlflow.log_metrics({"images": written.count, "seconds": seconds, "images_per_second": written.count / seconds})
-        mlflow.log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
-        mlflow.log_artifact(str(written.index))
+        log_metrics({"images": written.count, "seconds": seconds, "images_per_second": written.count / seconds})
+        log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
+        log_artifact(str(written.index))
     log.info("generate: %d images in %.1f s → %s", written.count, seconds, written.folder)
 
 
