@@ -333,6 +333,26 @@ class GenerateParams(Section):
         return self
 
 
+class RegistryParams(Section):
+    """The MLflow model registry and the champion gate (flows/retrain.py, ``emogen pipeline gate``)."""
+
+    model_name: str = Field("emogen", min_length=1)
+    table: str = "metrics/table1.json"  # the evaluate stage's Table 1: the gate reads emogen's row
+    # champion moves when the challenger's Emo-A beats the champion's by more than this ...
+    min_emo_a_gain: float = Field(0.0, ge=0)
+    # ... and its FID is at most (1 + fid_tolerance) × the champion's (lower FID is better).
+    fid_tolerance: float = Field(0.05, ge=0)
+
+
+class PipelineParams(Section):
+    """Running the DVC stages with Prefect (flows/pipeline.py) and retraining on a schedule."""
+
+    retries: int = Field(2, ge=0)  # per stage, for transient failures
+    retry_delay_seconds: float = Field(10.0, ge=0)  # first back-off; doubles per retry
+    cron: str = "0 3 * * 1"  # retrain deployment schedule (`emogen pipeline serve`)
+    work_pool: str | None = None  # null: serve in-process; a Prefect work pool name otherwise
+
+
 class Params(Section):
     seed: int = Field(520, ge=0)
     data: DataParams = DataParams()
@@ -346,6 +366,8 @@ class Params(Section):
     base_model: BaseModelParams = BaseModelParams()
     stage2: Stage2Params = Stage2Params()
     generate: GenerateParams = GenerateParams()
+    registry: RegistryParams = RegistryParams()
+    pipeline: PipelineParams = PipelineParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
