@@ -140,3 +140,27 @@ def mlflow_server(tmp_path_factory):
     proc, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow_server"))
     yield uri
     stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """One Prefect server on a free 127.0.0.1 port for the session → its API URL."""
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("prefect_server")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)], env=env, stdout=(home / "server.log").open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_for_http(f"{api}/health", proc, timeout=180)
+    except Exception:
+        stop_server(proc)
+        raise
+    yield api
+    stop_server(proc)

@@ -1,0 +1,205 @@
+"""The Prefect flows over a tiny real DVC repo, against real servers on 127.0.0.1:
+`emogen pipeline run` runs every stage in DAG order (then skips them all); a served retrain
+deployment, triggered through the Prefect client, registers a challenger in an MLflow
+server and the gate moves the champion, skips an unchanged rerun, and keeps the champion
+when a worse one arrives; the two experiments compare in DVC and MLflow; a second clone
+gets the trained outputs with `dvc pull` and nothing to recompute.
+
+The tiny repo's data stages are the real ones (prepare_data → ingest → validate at 240
+images); its `generate` stage writes a tiny random generator and its `evaluate` stage
+writes a Table 1 whose Emo-A is 0.5 + stage2.lambda_attr: TEST INPUTS, not measurements.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from conftest import REPO, stop_server
+from emogen.config import parse_params
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent
+DEPLOYMENT = "emogen-retrain/emogen-retrain"
+
+GENERATE = f"""\
+import sys, yaml
+sys.path.insert(0, {str(TESTS)!r})
+from registry_inputs import write_generator
+from emogen.tracking import log_metrics, stage_run
+params = yaml.safe_load(open("params.yaml"))
+with stage_run("generate", {{"stage2": params["stage2"]}}):
+    write_generator(".", seed=params["seed"])
+    log_metrics({{"test_fixture": 1.0}})
+"""
+EVALUATE = f"""\
+import sys, yaml
+sys.path.insert(0, {str(TESTS)!r})
+from registry_inputs import write_table1
+lam = yaml.safe_load(open("params.yaml"))["stage2"]["lambda_attr"]
+write_table1("metrics/table1.json", emo_a=0.5 + lam, fid=20.0)  # test input, not a measurement
+"""
+DVC_YAML = {"stages": {
+    "prepare_data": {"cmd": "emogen stage prepare_data", "params": ["seed", "data", "prepare_data"],
+                     "outs": ["data/raw/emoset"]},
+    "ingest": {"cmd": "emogen stage ingest", "deps": ["data/raw/emoset"], "params": ["data", "ingest"],
+               "outs": ["data/processed/manifest.parquet", "data/processed/quarantine.parquet"],
+               "metrics": [{"metrics/ingest.json": {"cache": False}}]},
+    "validate": {"cmd": "emogen stage validate", "deps": ["data/processed/manifest.parquet", "data/raw/emoset"],
+                 "params": ["data", "validate"], "outs": ["metrics/validation"],
+                 "metrics": [{"metrics/validate.json": {"cache": False}}]},
+    "generate": {"cmd": "python generate_fixture.py", "deps": ["generate_fixture.py", "metrics/validate.json"],
+                 "params": ["seed", "stage2.lambda_attr"],
+                 "outs": ["models/base", "models/stage2", "models/emotion_space"]},
+    "evaluate": {"cmd": "python evaluate_fixture.py", "deps": ["evaluate_fixture.py", "models/stage2"],
+                 "params": ["stage2.lambda_attr"], "metrics": [{"metrics/table1.json": {"cache": False}}]},
+}}
+PARAMS = {
+    "prepare_data": {"num_images": 240, "workers": 1}, "ingest": {"workers": 1},
+    "validate": {"min_images_per_emotion": 5},
+    "generate": {"num_inference_steps": 2, "guidance_scale": 2.0, "device": "cpu", "scheduler": "UniPCMultistepScheduler"},
+    "pipeline": {"retries": 0},
+}
+
+
+def _run(cmd, cwd, env, timeout=600):
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{cmd}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, prefect_server, mlflow_server):
+    root = tmp_path_factory.mktemp("orch_repo")
+    shutil.copytree(REPO / "flows", root / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "generate_fixture.py").write_text(GENERATE)
+    (root / "evaluate_fixture.py").write_text(EVALUATE)
+    (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
+    params = parse_params(PARAMS).model_dump(by_alias=True, mode="json")
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text("mlflow.db\nmlartifacts/\n")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "MLFLOW_TRACKING_URI": mlflow_server,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@t"], ["git", "config", "user.name", "t"],
+                ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
+        _run(cmd, root, env)
+    return root, env
+
+
+def _states(stdout: str) -> dict:
+    return json.loads(stdout[stdout.rindex('{\n "'):])  # the JSON the command prints last
+
+
+def test_pipeline_run_goes_through_dvc_in_dag_order(repo):
+    root, env = repo
+    first = _states(_run(["emogen", "pipeline", "run"], root, env))
+    assert list(first) == ["prepare_data", "ingest", "validate", "generate", "evaluate"]
+    assert set(first.values()) == {"Ran"}
+    second = _states(_run(["emogen", "pipeline", "run"], root, env))
+    assert set(second.values()) == {"Skipped"}, second
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        tasks = {t.name: t.state.name for t in client.read_task_runs() if t.flow_run_id == run.id}
+    assert tasks["validate"] == "Skipped" and len(tasks) == 5
+    # Every stage run of the first execution is tagged with one pipeline-run id.
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["emogen"], filter_string="tags.stage = 'validate'")
+    assert runs["tags.pipeline_run_id"].iloc[-1] not in ("", "none")
+
+
+def _wait_for_deployment(api, proc, timeout=180):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "emogen pipeline serve exited"
+            try:
+                return client.read_deployment_by_name(DEPLOYMENT)
+            except Exception:  # noqa: BLE001 - not registered yet
+                time.sleep(1)
+    raise TimeoutError("the retrain deployment never appeared")
+
+
+def _trigger(overrides):
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(DEPLOYMENT, parameters={"overrides": overrides}, timeout=900, poll_interval=2)
+    assert run.state.is_completed(), run.state
+    return run
+
+
+def _logs(run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return "\n".join(log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))))
+
+
+def test_served_retrain_registers_gates_and_skips(repo):
+    root, env = repo
+    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
+    serve = subprocess.Popen(["emogen", "pipeline", "serve", "--cron", ""], cwd=root, env=env,
+                             stdout=(root.parent / "serve.log").open("w"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        deployment = _wait_for_deployment(env["PREFECT_API_URL"], serve)
+        assert deployment.global_concurrency_limit.limit == 1
+        first = _trigger({"stage2.lambda_attr": 0.05})
+        unchanged = _trigger({"stage2.lambda_attr": 0.05})
+        worse = _trigger({"stage2.lambda_attr": 0.0})
+    finally:
+        stop_server(serve, sig=2)
+    assert "skipped: data and params unchanged since champion version 1" in _logs(unchanged)
+
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    versions = {str(v.version): v for v in client.search_model_versions("name='emogen'")}
+    assert sorted(versions) == ["1", "2"]
+    assert str(client.get_model_version_by_alias("emogen", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("emogen", "challenger").version) == "2"
+    assert versions["1"].tags["gate.reason"].startswith("no champion yet")
+    assert "does not beat the champion's 0.5500" in versions["2"].tags["gate.reason"]
+    assert versions["1"].tags["pipeline_run_id"] == str(first.id)
+    assert versions["2"].tags["dvc_experiment"] == f"retrain-{str(worse.id)[:8]}"
+
+    # The two experiments side by side: in DVC ...
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], root, env))
+    exps = {e["name"]: e["data"]["params"]["params.yaml"]["data"]["stage2"]["lambda_attr"]
+            for rev in shown for group in (rev.get("experiments") or []) for e in group["revs"]}
+    assert exps == {f"retrain-{str(first.id)[:8]}": 0.05, f"retrain-{str(worse.id)[:8]}": 0.0}
+    # ... and in MLflow, where the runs of both landed in the one store, tagged by experiment.
+    runs = mlflow.search_runs(experiment_names=["emogen"], filter_string="tags.stage = 'generate'")
+    by_exp = dict(zip(runs["tags.dvc_experiment"], runs["params.stage2.lambda_attr"]))
+    assert {by_exp[name] for name in exps} == {"0.05", "0.0"}
+
+
+def test_second_clone_pulls_without_recomputing(repo, tmp_path):
+    root, env = repo
+    remote = tmp_path / "remote"
+    for cmd in (["dvc", "remote", "add", "-d", "shared", str(remote)], ["dvc", "push"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "trained"]):
+        _run(cmd, root, env)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(root), str(clone)], tmp_path, env)
+    _run(["dvc", "pull"], clone, env)
+    assert (clone / "models/stage2/mapper").is_dir() and (clone / "data/processed/manifest.parquet").is_file()
+    status = _run(["dvc", "status"], clone, env)
+    assert "up to date" in status, status
+    assert "Running stage" not in _run(["dvc", "repro"], clone, env)
