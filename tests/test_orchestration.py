@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -96,6 +97,21 @@ def repo(tmp_path_factory, prefect_server, mlflow_server):
     return root, env
 
 
+def prefect_settings(env):
+    """The test's Prefect server for calls in this process (settings are read once: set them)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]})
+
+
+@contextmanager
+def prefect_client(env):
+    from prefect.client.orchestration import get_client
+
+    with prefect_settings(env), get_client(sync_client=True) as client:
+        yield client
+
+
 def _states(stdout: str) -> dict:
     return json.loads(stdout[stdout.rindex('{\n "'):])  # the JSON the command prints last
 
@@ -108,12 +124,9 @@ def test_pipeline_run_goes_through_dvc_in_dag_order(repo):
     second = _states(_run(["emogen", "pipeline", "run"], root, env))
     assert set(second.values()) == {"Skipped"}, second
 
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
     from prefect.client.schemas.sorting import FlowRunSort
 
-    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
-    with get_client(sync_client=True) as client:
+    with prefect_client(env) as client:
         run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
         tasks = {t.name: t.state.name for t in client.read_task_runs() if t.flow_run_id == run.id}
     assert tasks["validate"] == "Skipped" and len(tasks) == 5
@@ -123,11 +136,9 @@ def test_pipeline_run_goes_through_dvc_in_dag_order(repo):
     assert runs["tags.pipeline_run_id"].iloc[-1] not in ("", "none")
 
 
-def _wait_for_deployment(api, proc, timeout=180):
-    from prefect.client.orchestration import get_client
-
+def _wait_for_deployment(env, proc, timeout=180):
     deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
+    with prefect_client(env) as client:
         while time.monotonic() < deadline:
             assert proc.poll() is None, "emogen pipeline serve exited"
             try:
@@ -137,37 +148,36 @@ def _wait_for_deployment(api, proc, timeout=180):
     raise TimeoutError("the retrain deployment never appeared")
 
 
-def _trigger(overrides):
+def _trigger(env, overrides):
     from prefect.deployments import run_deployment
 
-    run = run_deployment(DEPLOYMENT, parameters={"overrides": overrides}, timeout=900, poll_interval=2)
+    with prefect_settings(env):
+        run = run_deployment(DEPLOYMENT, parameters={"overrides": overrides}, timeout=900, poll_interval=2)
     assert run.state.is_completed(), run.state
     return run
 
 
-def _logs(run):
-    from prefect.client.orchestration import get_client
+def _logs(env, run):
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    with get_client(sync_client=True) as client:
+    with prefect_client(env) as client:
         return "\n".join(log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))))
 
 
 def test_served_retrain_registers_gates_and_skips(repo):
     root, env = repo
-    os.environ["PREFECT_API_URL"] = env["PREFECT_API_URL"]
     serve = subprocess.Popen(["emogen", "pipeline", "serve", "--cron", ""], cwd=root, env=env,
                              stdout=(root.parent / "serve.log").open("w"), stderr=subprocess.STDOUT,
                              start_new_session=True)
     try:
-        deployment = _wait_for_deployment(env["PREFECT_API_URL"], serve)
+        deployment = _wait_for_deployment(env, serve)
         assert deployment.global_concurrency_limit.limit == 1
-        first = _trigger({"stage2.lambda_attr": 0.05})
-        unchanged = _trigger({"stage2.lambda_attr": 0.05})
-        worse = _trigger({"stage2.lambda_attr": 0.0})
+        first = _trigger(env, {"stage2.lambda_attr": 0.05})
+        unchanged = _trigger(env, {"stage2.lambda_attr": 0.05})
+        worse = _trigger(env, {"stage2.lambda_attr": 0.0})
     finally:
         stop_server(serve, sig=2)
-    assert "skipped: data and params unchanged since champion version 1" in _logs(unchanged)
+    assert "skipped: data and params unchanged since champion version 1" in _logs(env, unchanged)
 
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     versions = {str(v.version): v for v in client.search_model_versions("name='emogen'")}
