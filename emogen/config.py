@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from emogen.errors import UserError
@@ -404,15 +403,28 @@ def _section_model(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML as DVC reads and writes params files: YAML 1.2 (ruamel), where an unquoted ``no``
+    is a string — `dvc exp run -S` rewrites params.yaml without quotes, and a YAML 1.1
+    reader would turn ``mixed_precision: no`` into False."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise ParamsError(f"{source}: not valid YAML: {exc}") from None
+
+
+def read_params_yaml(path: Path) -> Any:
+    return parse_yaml(Path(path).read_text(), str(path)) or {}
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate ``path`` (default ``params.yaml`` in the working directory)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file (run from the repository root)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_params_yaml(path)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw, str(path))

@@ -18,9 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from emogen.config import DEFAULT_PARAMS, parse_params
+from emogen.config import DEFAULT_PARAMS, parse_params, parse_yaml, read_params_yaml
 from emogen.errors import UserError
 from emogen.tracking import PIPELINE_RUN_ENV, tracking_uri
 
@@ -117,14 +115,14 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"override {item!r}: write KEY=VALUE, e.g. stage2.lambda_attr=0.02")
-        parsed[key.strip()] = yaml.safe_load(value)
+        parsed[key.strip()] = parse_yaml(value, f"override {item!r}")
     return parsed
 
 
 def params_with_overrides(root: Path, overrides: dict[str, object]) -> dict:
     """params.yaml with the dotted overrides applied, validated (a bad key names itself)."""
     path = root / DEFAULT_PARAMS
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_params_yaml(path)
     for key, value in overrides.items():
         node = raw
         *parents, leaf = key.split(".")

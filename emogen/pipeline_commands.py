@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> None:
     pool = args.work_pool or settings.work_pool
     if pool:
         # A worker of this pool (`prefect worker start --pool POOL`) runs the flow from this folder.
-        flow.from_source(str(Path.cwd()), RETRAIN_FLOW).deploy(
+        type(flow).from_source(str(Path.cwd()), RETRAIN_FLOW).deploy(
             name=DEPLOYMENT, work_pool_name=pool, concurrency_limit=limit, **schedule)
         print(f"deployment emogen-retrain/{DEPLOYMENT} on work pool {pool!r}; start a worker: "
               f"prefect worker start --pool {pool}")

@@ -213,3 +213,19 @@ def test_second_clone_pulls_without_recomputing(repo, tmp_path):
     status = _run(["dvc", "status"], clone, env)
     assert "up to date" in status, status
     assert "Running stage" not in _run(["dvc", "repro"], clone, env)
+
+
+def test_retrain_deployment_runs_on_a_process_work_pool(repo):
+    """The same deployment on a Prefect process pool, run by a worker; data and params are
+    those of champion v1 (after the test above), so the retrain checks and skips."""
+    root, env = repo
+    _run(["prefect", "work-pool", "create", "tiny-pool", "--type", "process"], root, env)
+    _run(["emogen", "pipeline", "serve", "--cron", "", "--work-pool", "tiny-pool"], root, env)
+    worker = subprocess.Popen(["prefect", "worker", "start", "--pool", "tiny-pool"], cwd=root, env=env,
+                              stdout=(root.parent / "worker.log").open("w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        run = _trigger(env, {"stage2.lambda_attr": 0.05})
+    finally:
+        stop_server(worker, sig=2)
+    assert "skipped: data and params unchanged since champion version 1" in _logs(env, run)
