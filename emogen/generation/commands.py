@@ -27,11 +27,15 @@ def resolve_model(spec: str) -> Path:
         from emogen.registry.model import ARTIFACT
         from emogen.tracking import tracking_uri
 
-        mlflow.set_tracking_uri(tracking_uri())
+        uri = tracking_uri()
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            raise UserError(f"--model {spec}: no MLflow store at {uri}, so no registry; set "
+                            "MLFLOW_TRACKING_URI or register one (`emogen pipeline register`)")
+        mlflow.set_tracking_uri(uri)
         try:
             folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec)) / "artifacts" / ARTIFACT
         except MlflowException as exc:
-            raise UserError(f"--model {spec}: not found in the registry at {tracking_uri()} "
+            raise UserError(f"--model {spec}: not found in the registry at {uri} "
                             f"({exc.message.splitlines()[0]}); see `emogen pipeline gate`") from None
         if not folder.is_dir():
             raise UserError(f"--model {spec}: not an EmoGen generator (no artifacts/{ARTIFACT} in it)")
