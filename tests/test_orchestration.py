@@ -195,6 +195,7 @@ def test_served_retrain_registers_gates_and_skips(repo):
             for rev in shown for group in (rev.get("experiments") or []) for e in group["revs"]}
     assert exps == {f"retrain-{str(first.id)[:8]}": 0.05, f"retrain-{str(worse.id)[:8]}": 0.0}
     # ... and in MLflow, where the runs of both landed in the one store, tagged by experiment.
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["emogen"], filter_string="tags.stage = 'generate'")
     by_exp = dict(zip(runs["tags.dvc_experiment"], runs["params.stage2.lambda_attr"]))
     assert {by_exp[name] for name in exps} == {"0.05", "0.0"}
