@@ -162,11 +162,6 @@ def log_metric_history(metrics: list) -> None:
         client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
 
-def active_run_id() -> str | None:
-    run = mlflow.active_run()
-    return run.info.run_id if run is not None and not _state.failed else None
-
-
 @contextmanager
 def stage_run(stage: str, params: Mapping[str, Any] | BaseModel | None = None) -> Iterator[mlflow.ActiveRun | None]:
     """An MLflow run for ``stage`` with its params logged (``None`` when tracking is skipped).

@@ -123,8 +123,9 @@ def register(params: Params, layout: Layout, extra_tags: dict[str, Any] | None =
     reg = params.registry
     scores = read_scores(layout.root / reg.table)
     with stage_run("register", {"registry": reg.model_dump()}) as run:
-        if run is None:
-            raise UserError("registering needs a reachable MLflow store; see the warning above")
+        if run is None or "fallback_from" in run.data.tags:  # never register into a stand-in store
+            raise UserError(f"registering needs the MLflow store {run and run.data.tags['fallback_from']} "
+                            "to be reachable; see the warning above")
         info = log_generator(layout, params.generate, reg.model_name)
         version = str(info.registered_model_version)
         client = MlflowClient()
