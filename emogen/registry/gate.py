@@ -24,7 +24,7 @@ from emogen.errors import UserError
 from emogen.jsonio import read_json
 from emogen.layout import Layout
 from emogen.registry.model import log_generator
-from emogen.tracking import stage_run
+from emogen.tracking import stage_run, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ def register(params: Params, layout: Layout, extra_tags: dict[str, Any] | None =
     scores = read_scores(layout.root / reg.table)
     with stage_run("register", {"registry": reg.model_dump()}) as run:
         if run is None or "fallback_from" in run.data.tags:  # never register into a stand-in store
-            raise UserError(f"registering needs the MLflow store {run and run.data.tags['fallback_from']} "
-                            "to be reachable; see the warning above")
+            raise UserError(f"registering needs the MLflow store {tracking_uri()} to be reachable; "
+                            "see the warning above")
         info = log_generator(layout, params.generate, reg.model_name)
         version = str(info.registered_model_version)
         client = MlflowClient()
