@@ -75,9 +75,13 @@ def _champion(args: argparse.Namespace) -> None:
 
     name = load_params(args.params).registry.model_name
     client = MlflowClient(tracking_uri())
+    aliases: dict[str, list[str]] = {}
+    for alias, number in client.get_registered_model(name).aliases.items():  # search omits them
+        aliases.setdefault(str(number), []).append(alias)
     for version in client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"]):
         tags = version.tags
-        print(f"{name} v{version.version} {','.join(version.aliases) or '-':<20} emo_a={tags.get('emo_a')} "
+        print(f"{name} v{version.version} {','.join(aliases.get(str(version.version), [])) or '-':<20} "
+              f"emo_a={tags.get('emo_a')} "
               f"fid={tags.get('fid')} {tags.get('gate.decision', '')}: {tags.get('gate.reason', '')}")
 
 

@@ -14,15 +14,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
-from conftest import free_port, stop_server, wait_for_http
+from conftest import REPO, free_port, stop_server, wait_for_http
 from emogen.cli import main
 from emogen.config import RegistryParams, parse_params
 from emogen.errors import UserError
 from emogen.layout import Layout
 from emogen.registry.gate import Decision, Scores, decide, read_scores, register
-from emogen.registry.model import request_jobs
+from emogen.registry.model import load_generator, request_jobs, stage_artifacts
 from registry_inputs import write_generator, write_table1
 
 GATE = RegistryParams(min_emo_a_gain=0.01, fid_tolerance=0.1)
@@ -97,6 +98,28 @@ def test_champion_moves_only_when_the_gate_passes(registered):
     tags = client.get_model_version("emogen", "2").tags
     assert tags["gate.decision"] == "rejected" and "does not beat the champion's 0.5000" in tags["gate.reason"]
     assert tags["emo_a"] == "0.4" and tags["stage"] == "register" and "git_commit" in tags
+
+
+def test_champion_command_lists_versions(registered, monkeypatch, capsys):
+    _, uri, *_ = registered
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["pipeline", "champion", "--params", str(REPO / "params.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("emogen v2 challenger") and "rejected" in lines[0]
+    assert lines[1].startswith("emogen v1 champion") and "no champion yet" in lines[1]
+
+
+def test_sd15_profile_registers_a_reference_not_weights(tmp_path):
+    """A pretrained base model goes into the artifacts as base.json alone (pinned paths and
+    revisions), and the generator still loads from it."""
+    root = write_generator(tmp_path / "repo")
+    base_json = root / "models/base/base.json"
+    info = json.loads(base_json.read_text())
+    info.update(profile="pretrained", pipeline=str(root / info["pipeline"]), clip=str(root / info["clip"]))
+    base_json.write_text(json.dumps(info))
+    folder = stage_artifacts(Layout(root), parse_params(TINY).generate, tmp_path / "artifacts")
+    assert sorted(p.name for p in (folder / "models/base").iterdir()) == ["base.json"]
+    assert load_generator(folder, "cpu")("awe", generator=torch.Generator().manual_seed(0)).images[0].size == (16, 16)
 
 
 def test_champion_generates_through_mlflow_and_the_cli(registered, tmp_path, monkeypatch):
