@@ -158,11 +158,17 @@ def _trigger(env, overrides):
     return run
 
 
-def _logs(env, run):
+def _logged(env, run, text, timeout=60) -> bool:
+    """Whether the flow run logged ``text`` (logs reach the server in batches: wait a little)."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+    deadline = time.monotonic() + timeout
     with prefect_client(env) as client:
-        return "\n".join(log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))))
+        while True:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            if any(text in log.message for log in logs) or time.monotonic() > deadline:
+                return any(text in log.message for log in logs)
+            time.sleep(2)
 
 
 def test_served_retrain_registers_gates_and_skips(repo):
@@ -228,7 +234,7 @@ def test_retrain_deployment_runs_on_a_process_work_pool(repo):
         run = _trigger(env, {"stage2.lambda_attr": 0.05})
     finally:
         stop_server(worker, sig=2)
-    assert "skipped: data and params unchanged since champion version 1" in _logs(env, run)
+    assert _logged(env, run, "skipped: data and params unchanged since champion version 1")
 
 
 def test_temp_experiment_logs_to_the_repo_store(repo):
