@@ -36,6 +36,7 @@ STAGES: dict[str, str] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("emogen.generation.commands:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
     "fuse": ("emogen.generation.commands:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
+    "pipeline": ("emogen.pipeline_commands:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
 }
 
 

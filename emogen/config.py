@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from emogen.errors import UserError
@@ -420,6 +419,26 @@ class BaselinesParams(Section):
         return self
 
 
+class RegistryParams(Section):
+    """The MLflow model registry and the champion gate (flows/retrain.py, ``emogen pipeline gate``)."""
+
+    model_name: str = Field("emogen", min_length=1)
+    table: str = "metrics/table1.json"  # the evaluate stage's Table 1: the gate reads emogen's row
+    # champion moves when the challenger's Emo-A beats the champion's by more than this ...
+    min_emo_a_gain: float = Field(0.0, ge=0)
+    # ... and its FID is at most (1 + fid_tolerance) × the champion's (lower FID is better).
+    fid_tolerance: float = Field(0.05, ge=0)
+
+
+class PipelineParams(Section):
+    """Running the DVC stages with Prefect (flows/pipeline.py) and retraining on a schedule."""
+
+    retries: int = Field(2, ge=0)  # per stage, for transient failures
+    retry_delay_seconds: float = Field(10.0, ge=0)  # first back-off; doubles per retry
+    cron: str = "0 3 * * 1"  # retrain deployment schedule (`emogen pipeline serve`)
+    work_pool: str | None = None  # null: serve in-process; a Prefect work pool name otherwise
+
+
 class Params(Section):
     seed: int = Field(520, ge=0)
     data: DataParams = DataParams()
@@ -436,6 +455,8 @@ class Params(Section):
     evaluators: EvaluatorsParams = EvaluatorsParams()
     evaluate: EvaluateParams = EvaluateParams()
     baselines: BaselinesParams = BaselinesParams()
+    registry: RegistryParams = RegistryParams()
+    pipeline: PipelineParams = PipelineParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -472,15 +493,28 @@ def _section_model(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML as DVC reads and writes params files: YAML 1.2 (ruamel), where an unquoted ``no``
+    is a string — `dvc exp run -S` rewrites params.yaml without quotes, and a YAML 1.1
+    reader would turn ``mixed_precision: no`` into False."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise ParamsError(f"{source}: not valid YAML: {exc}") from None
+
+
+def read_params_yaml(path: Path) -> Any:
+    return parse_yaml(Path(path).read_text(), str(path)) or {}
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate ``path`` (default ``params.yaml`` in the working directory)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file (run from the repository root)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_params_yaml(path)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw, str(path))

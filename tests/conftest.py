@@ -68,3 +68,99 @@ def tiny_emoset(tmp_path_factory):
         for stage in (prepare, ingest, balance):
             stage.run(params, layout)
     return TinyEmoSet(layout, params)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, proc, timeout: float = 120.0) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's log if ``proc`` dies first."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def start_mlflow_server(folder: Path):
+    """A real ``mlflow server`` (SQLite backend, artifacts served) on a free 127.0.0.1 port:
+    → (process, uri). The caller stops it."""
+    import subprocess
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=(folder / "server.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stop_server ends its workers too
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{uri}/health", proc)
+    except Exception:
+        stop_server(proc)
+        raise
+    return proc, uri
+
+
+def stop_server(proc, sig=None) -> None:
+    """End a server started in its own process group, workers included (SIGKILL by default)."""
+    import os
+    import signal
+
+    try:
+        os.killpg(proc.pid, sig or signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One MLflow tracking server for the test session (registry, orchestration tests)."""
+    proc, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow_server"))
+    yield uri
+    stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """One Prefect server on a free 127.0.0.1 port for the session → its API URL."""
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("prefect_server")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)], env=env, stdout=(home / "server.log").open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_for_http(f"{api}/health", proc, timeout=180)
+    except Exception:
+        stop_server(proc)
+        raise
+    yield api
+    stop_server(proc)

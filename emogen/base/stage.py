@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from mlflow.entities import Metric
 
 from emogen.base.components import BASE_JSON, load_base
@@ -29,7 +28,7 @@ from emogen.config import BaseModelParams, Params
 from emogen.data.synthetic_world import load_world
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_metric_history, log_metrics, set_tags, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +73,7 @@ def _log_curve(name: str, values: list[float], csv_path: Path) -> None:
         writer.writerows((i, round(v, 6)) for i, v in enumerate(values))
     now = int(time.time() * 1000)
     metrics = [Metric(name, v, now, i) for i, v in enumerate(values)]
-    client, run_id = mlflow.tracking.MlflowClient(), mlflow.active_run().info.run_id
-    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
-        client.log_batch(run_id, metrics=metrics[start : start + 1000])
+    log_metric_history(metrics)
 
 
 def _final(losses: list[float]) -> float:
@@ -119,7 +116,7 @@ def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], d
     layout.metrics.mkdir(parents=True, exist_ok=True)
     grid = layout.metrics / f"{STAGE}_samples.png"
     evidence.grid.save(grid)
-    mlflow.log_artifact(str(grid))
+    log_artifact(str(grid))
     for name, values in (("clip_loss", model.clip_losses), ("unet_loss", model.unet_losses)):
         _log_curve(name, values, layout.metrics / f"{STAGE}_{name}.csv")
 
@@ -150,12 +147,12 @@ def run(params: Params, layout: Layout) -> None:
         if info is not None:
             (out / BASE_JSON).write_text(json.dumps(info, indent=2) + "\n")
             metrics: dict[str, Any] = {"profile": "pretrained", "resolution": info["resolution"]}
-            mlflow.set_tags({f"source.{k}": v for k, v in info["sources"].items()})
+            set_tags({f"source.{k}": v for k, v in info["sources"].items()})
         else:
             info, metrics = train_and_measure(params, layout)
         metrics["seconds_total"] = round(time.perf_counter() - start, 2)
         layout.metrics.mkdir(parents=True, exist_ok=True)
         (layout.metrics / f"{STAGE}.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
-        mlflow.log_artifact(str(out / BASE_JSON))
+        log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        log_artifact(str(out / BASE_JSON))
     log.info("base_model (%s): %s", bp.profile, json.dumps({k: v for k, v in metrics.items() if not k.startswith("seconds_")}))

@@ -14,7 +14,6 @@ import json
 import logging
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -26,7 +25,7 @@ from emogen.emotions import EMOTIONS
 from emogen.errors import DataError
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +71,11 @@ def run(params: Params, layout: Layout) -> None:
         pq.write_table(pa.Table.from_pandas(table, schema=BALANCED, preserve_index=False), layout.balanced)
         layout.metrics.mkdir(parents=True, exist_ok=True)
         (layout.metrics / "balance.json").write_text(json.dumps(counts, indent=1))
-        mlflow.log_metrics({
+        log_metrics({
             "samples_total": counts["samples_total"],
             "unique_images": counts["unique_images"],
             **{f"{table_name}_{kind}_{e}": n for table_name in ("images", "samples")
                for kind, row in counts[table_name].items() for e, n in row.items()},
         })
-        mlflow.log_artifact(str(layout.metrics / "balance.json"))
+        log_artifact(str(layout.metrics / "balance.json"))
     log.info("balance: %d samples over %d images", counts["samples_total"], counts["unique_images"])

@@ -18,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -29,7 +28,7 @@ from emogen.data.entries import REASONS, Issue, check_entries
 from emogen.data.schema import MANIFEST, QUARANTINE
 from emogen.errors import DataError
 from emogen.layout import Layout
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +136,10 @@ def run(params: Params, layout: Layout) -> None:
         start = time.perf_counter()
         metrics = ingest(params, layout)
         seconds = round(time.perf_counter() - start, 2)
-        mlflow.log_metrics({
+        log_metrics({
             "rows": metrics["rows"], "quarantined": metrics["quarantined"], "seconds": seconds,
             **{f"quarantined_{r}": n for r, n in metrics["quarantined_by_reason"].items()},
             **{f"rows_{s}": n for s, n in metrics["per_split"].items()},
         })
-        mlflow.log_artifact(str(layout.metrics / "ingest.json"))
+        log_artifact(str(layout.metrics / "ingest.json"))
     log.info("ingest: %d rows, %d quarantined in %.1f s", metrics["rows"], metrics["quarantined"], seconds)

@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,7 +40,7 @@ from emogen.data.synthetic_world import (
 from emogen.emotions import EMOTIONS
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +179,10 @@ def run(params: Params, layout: Layout) -> None:
         start = time.perf_counter()
         if params.data.source == "synthetic":
             counts = render_synthetic(params, layout.raw)
-            mlflow.log_artifact(str(layout.raw / WORLD_FILE))
+            log_artifact(str(layout.raw / WORLD_FILE))
         else:
             counts = record_fingerprint(Path(params.data.root), layout.raw)
-            mlflow.log_artifact(str(layout.raw / FINGERPRINT_FILE))
+            log_artifact(str(layout.raw / FINGERPRINT_FILE))
         counts["seconds"] = round(time.perf_counter() - start, 2)
-        mlflow.log_metrics(counts)
+        log_metrics(counts)
     log.info("prepare_data: %s", counts)

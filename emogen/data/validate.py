@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 
 # GX logs its import-time internals at INFO: keep them out of the stage log.
@@ -39,7 +38,7 @@ from emogen.data.emoset import SPLITS, read_info  # noqa: E402
 from emogen.emotions import EMOTIONS  # noqa: E402
 from emogen.errors import DataError  # noqa: E402
 from emogen.layout import Layout  # noqa: E402
-from emogen.tracking import stage_run  # noqa: E402
+from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +185,9 @@ def run(params: Params, layout: Layout) -> None:
             out = validation_dir(layout)
             if (layout.metrics / SUMMARY_FILE).is_file():
                 report = json.loads((layout.metrics / SUMMARY_FILE).read_text())
-                mlflow.log_metrics({"evaluated": report["evaluated"], "failed": report["failed"],
+                log_metrics({"evaluated": report["evaluated"], "failed": report["failed"],
                                     "success": int(report["success"])})
-                mlflow.log_artifact(str(layout.metrics / SUMMARY_FILE))
-                mlflow.log_artifact(str(out / "result.json"))
-                mlflow.log_artifacts(str(out / "docs"), "data_docs")
+                log_artifact(str(layout.metrics / SUMMARY_FILE))
+                log_artifact(str(out / "result.json"))
+                log_artifacts(str(out / "docs"), "data_docs")
     log.info("validate: %d expectations passed", summary["evaluated"])

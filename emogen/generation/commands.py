@@ -17,13 +17,29 @@ REGISTRY_SCHEME = "models:/"
 
 
 def resolve_model(spec: str) -> Path:
-    """``--model`` → a local pipeline folder. Registry URIs (``models:/emogen@champion``) are
-    recognised here so that resolving them through MLflow can be added in this one place."""
+    """``--model`` → a local folder: a saved pipeline, or (for a registry URI such as
+    ``models:/emogen@champion``) the generator artifacts of that registered version,
+    downloaded through MLflow from the tracking store (``MLFLOW_TRACKING_URI``)."""
     if spec.startswith(REGISTRY_SCHEME):
-        raise UserError(
-            f"--model {spec}: loading from the model registry is not supported yet; "
-            "pass a pipeline folder (e.g. models/emogen)"
-        )
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from emogen.registry.model import ARTIFACT
+        from emogen.tracking import tracking_uri
+
+        uri = tracking_uri()
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            raise UserError(f"--model {spec}: no MLflow store at {uri}, so no registry; set "
+                            "MLFLOW_TRACKING_URI or register one (`emogen pipeline register`)")
+        mlflow.set_tracking_uri(uri)
+        try:
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec)) / "artifacts" / ARTIFACT
+        except MlflowException as exc:
+            raise UserError(f"--model {spec}: not found in the registry at {uri} "
+                            f"({exc.message.splitlines()[0]}); see `emogen pipeline gate`") from None
+        if not folder.is_dir():
+            raise UserError(f"--model {spec}: not an EmoGen generator (no artifacts/{ARTIFACT} in it)")
+        return folder
     folder = Path(spec)
     if not (folder / "model_index.json").is_file():
         raise MissingModelError(
@@ -37,9 +53,13 @@ def load_pipeline(spec: str, device: str):
     from emogen.devices import resolve_device
     from emogen.generation.pipeline import EmoGenPipeline
     from emogen.generation.stage import quiet_libraries
+    from emogen.registry.model import is_generator_folder, load_generator
 
     quiet_libraries()
-    pipe = EmoGenPipeline.from_pretrained(resolve_model(spec)).to(resolve_device(device))
+    folder = resolve_model(spec)
+    if is_generator_folder(folder):  # a registered generator: built as the generate stage builds it
+        return load_generator(folder, device)
+    pipe = EmoGenPipeline.from_pretrained(folder).to(resolve_device(device))
     pipe.set_progress_bar_config(disable=True)  # one bar over images instead
     return pipe
 
@@ -58,7 +78,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="image n uses seed SEED+n (default: %(default)s)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (must not hold an index.json)")
     parser.add_argument("--template", default="{}", help="prompt with one {} for the emotion, e.g. '{} bag'")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="pipeline folder (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="pipeline folder or registry URI, e.g. models:/emogen@champion (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")

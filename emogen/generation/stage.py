@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import diffusers
-import mlflow
 import torch
 from diffusers import SchedulerMixin
 
@@ -37,7 +36,7 @@ from emogen.images import load_rgb
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage2.mapper import EmotionMapper
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +144,9 @@ def run(params: Params, layout: Layout) -> None:
             # One row per emotion, one column per template.
             by_row = [load_rgb(kept.folder / firsts[t, e]) for e in EMOTIONS for t in gen.transfer_templates]
             make_grid(by_row, len(gen.transfer_templates), gen.grid_cell).save(written.folder / GRIDS_FOLDER / "transfer.png")
-        mlflow.log_metrics({"images": written.count, "seconds": seconds, "images_per_second": written.count / seconds})
-        mlflow.log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
-        mlflow.log_artifact(str(written.index))
+        log_metrics({"images": written.count, "seconds": seconds, "images_per_second": written.count / seconds})
+        log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
+        log_artifact(str(written.index))
     log.info("generate: %d images in %.1f s → %s", written.count, seconds, written.folder)
 
 

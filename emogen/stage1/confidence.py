@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -33,7 +32,7 @@ from emogen.stage1.emotion_space import read_vectors
 from emogen.stage1.encoder import emotion_probabilities, load_encoder
 from emogen.stage1.reporting import log_metrics, write_json
 from emogen.stage1.ground_truth import alpha_vs_truth, find_world
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +155,6 @@ def run(params: Params, layout: Layout) -> None:
         write_json(layout.metrics / "confidence.json", metrics)
         log_metrics(metrics)
         for name in ("alpha.parquet", "vocabulary.json"):
-            mlflow.log_artifact(str(layout.model_dir("confidence") / name))
-        mlflow.log_artifact(str(layout.metrics / "confidence.json"))
+            log_artifact(str(layout.model_dir("confidence") / name))
+        log_artifact(str(layout.metrics / "confidence.json"))
     log.info("confidence: %d attributes, vocabulary of %d, in %.1fs", len(alpha), len(vocabulary), metrics["seconds"])

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -32,7 +31,7 @@ from emogen.stage1.data import image_paths, read_table, split_rows
 from emogen.devices import resolve_device
 from emogen.stage1.encoder import cpu_threads, embed_images, load_encoder
 from emogen.stage1.reporting import log_metrics, write_json
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +172,6 @@ def run(params: Params, layout: Layout) -> None:
         summary["seconds"] = round(time.perf_counter() - started, 1)
         write_json(layout.metrics / "emotion_space.json", summary)
         log_metrics(summary)
-        mlflow.log_artifact(str(picture))
-        mlflow.log_artifact(str(layout.metrics / "emotion_space.json"))
+        log_artifact(str(picture))
+        log_artifact(str(layout.metrics / "emotion_space.json"))
     log.info("emotion_space: %d vectors of width %d in %.1fs", len(vectors), vectors.shape[1], summary["seconds"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -13,6 +12,7 @@ from emogen.emotions import EMOTIONS, NUM_EMOTIONS
 from emogen.layout import Layout
 from emogen.stage1.ground_truth import accuracy_bounds, find_world
 from emogen.stage1.reporting import log_metrics, write_json
+from emogen.tracking import log_artifact
 
 if TYPE_CHECKING:
     from emogen.stage1.train import TrainResult
@@ -64,6 +64,6 @@ def write_stage1_outputs(result: TrainResult, test_rows: pd.DataFrame, dataset_r
     pd.DataFrame(result.history).to_csv(files["history"], index=False)
     log_metrics(metrics)
     for path in files.values():
-        mlflow.log_artifact(str(path))
-    mlflow.log_artifact(str(layout.model_dir("stage1") / "config.json"))
+        log_artifact(str(path))
+    log_artifact(str(layout.model_dir("stage1") / "config.json"))
     return metrics

@@ -7,8 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import mlflow
-
+from emogen import tracking
 from emogen.tracking import flatten
 
 
@@ -27,5 +26,5 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def log_metrics(metrics: dict[str, Any]) -> None:
     """Numeric leaves of a nested metrics dict to the active MLflow run."""
-    mlflow.log_metrics({k: float(v) for k, v in flatten(metrics).items()
+    tracking.log_metrics({k: float(v) for k, v in flatten(metrics).items()
                         if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))})

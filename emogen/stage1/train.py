@@ -17,7 +17,6 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -34,7 +33,7 @@ from emogen.stage1.checkpoints import Checkpoints, checkpoint_root, run_fingerpr
 from emogen.stage1.data import SPLITS, EpochShuffle, epoch_seed, read_table, split_dataset, split_rows
 from emogen.stage1.encoder import EmotionEncoder, build_encoder, cpu_threads, save_encoder
 from emogen.stage1.evaluation import write_stage1_outputs
-from emogen.tracking import stage_run
+from emogen.tracking import log_metrics, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +268,6 @@ def run(params: Params, layout: Layout) -> None:
         train()
         return
     with stage_run("stage1", {"seed": params.seed, "data": params.data.model_dump(), "stage1": cfg.model_dump()}):
-        result = train(on_epoch=lambda record: mlflow.log_metrics(
+        result = train(on_epoch=lambda record: log_metrics(
             {k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"])))
         write_stage1_outputs(result, split_rows(manifest, "test"), dataset_root, layout)

@@ -26,7 +26,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import torch
 from accelerate import Accelerator
@@ -53,7 +52,7 @@ from emogen.stage2.losses import (
 from emogen.stage2.mapper import EmotionMapper, MapperConfig
 from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state
 from emogen.stage2.preview import image_grid, preview_images
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -427,25 +426,25 @@ def train(trainer: Trainer, layout: Layout, started: float) -> dict[str, float]:
         if main:
             bar.set_postfix(summarize_recent(recent))
             if done % p.log_every == 0 or done == steps:
-                mlflow.log_metrics(summarize_recent(recent), step=done)
+                log_metrics(summarize_recent(recent), step=done)
         if p.checkpointing_steps and done % p.checkpointing_steps == 0 and done < steps:
             if main:
                 save_checkpoint(run_dir, trainer.checkpoint(done, history), p.checkpoints_total_limit)
             acc.wait_for_everyone()
         if main and p.sample_every and done % p.sample_every == 0 and done < steps:
-            mlflow.log_artifact(str(trainer.preview(done, samples_dir)), artifact_path="samples")
+            log_artifact(str(trainer.preview(done, samples_dir)), artifact_path="samples")
     train_s = time.perf_counter() - loop_start
 
     if not main:
         return {}
     grid = trainer.preview(steps, samples_dir)
-    mlflow.log_artifact(str(grid), artifact_path="samples")
+    log_artifact(str(grid), artifact_path="samples")
     timing = {"setup_s": setup_s, "train_s": train_s, "time_s": time.perf_counter() - started,
               "resumed_from_step": start}
     metrics = write_outputs(trainer, layout, history, samples_dir, timing)
-    mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items() if not math.isnan(v)})
-    mlflow.log_artifact(str(layout.metrics / "stage2_loss.csv"))
-    mlflow.log_artifact(str(layout.model_dir(STAGE) / "train_config.json"))
+    log_metrics({f"final_{k}": v for k, v in metrics.items() if not math.isnan(v)})
+    log_artifact(str(layout.metrics / "stage2_loss.csv"))
+    log_artifact(str(layout.model_dir(STAGE) / "train_config.json"))
     shutil.rmtree(run_dir, ignore_errors=True)  # done: the checkpoints are no longer needed
     log.info("stage2: L_LDM %.4f, L_attr %.4f, attribute accuracy %.3f (last %d steps); %.1f s",
              metrics["l_ldm"], metrics["l_attr"], metrics["attr_accuracy"], metrics["window_steps"],

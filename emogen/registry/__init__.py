@@ -1,0 +1,1 @@
+"""The MLflow model registry: the generator as a pyfunc model, and the champion gate."""
