@@ -226,8 +226,8 @@ def _stage_layout(emoset, tmp_path):
     for split, entries in emoset.entries.items():
         (emoset.root / f"{split}.json").write_text(json.dumps(entries))
     layout = Layout(tmp_path)
-    layout.raw.parent.mkdir(parents=True)
-    emoset.root.rename(layout.raw)
+    layout.synthetic.parent.mkdir(parents=True)
+    emoset.root.rename(layout.synthetic)
     return layout
 
 

@@ -31,7 +31,7 @@ def manifest(tiny_emoset):
 def uninterrupted(tiny_emoset, manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("run_a")
     cfg = tiny_stage1(out / "ckpt")
-    result = train_encoder(cfg, manifest, tiny_emoset.layout.raw, out / "model", seed=7)
+    result = train_encoder(cfg, manifest, tiny_emoset.layout.synthetic, out / "model", seed=7)
     return cfg, out, result
 
 
@@ -67,12 +67,12 @@ def test_resume_after_interruption_ends_like_uninterrupted(tiny_emoset, manifest
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        train_encoder(cfg, manifest, tiny_emoset.layout.raw, tmp_path / "model", seed=7, on_epoch=stop_after_first)
+        train_encoder(cfg, manifest, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7, on_epoch=stop_after_first)
     assert not (tmp_path / "model").exists()
     assert len(list((tmp_path / "ckpt").glob("*/epoch-0001/progress.json"))) == 1
 
     seen = []
-    resumed = train_encoder(cfg, manifest, tiny_emoset.layout.raw, tmp_path / "model", seed=7, on_epoch=seen.append)
+    resumed = train_encoder(cfg, manifest, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7, on_epoch=seen.append)
     assert resumed.resumed_from_epoch == 1
     assert [r["epoch"] for r in seen] == [1, 2, 3]  # the replayed epoch is reported too
     _, out, result = uninterrupted
@@ -83,11 +83,11 @@ def test_resume_after_interruption_ends_like_uninterrupted(tiny_emoset, manifest
 def test_same_seed_same_vectors_and_gaussians(tiny_emoset, manifest, uninterrupted, tmp_path):
     cfg, out, first = uninterrupted
     second = train_encoder(cfg.model_copy(update={"checkpoint_dir": str(tmp_path)}), manifest,
-                           tiny_emoset.layout.raw, tmp_path / "model", seed=7)
+                           tiny_emoset.layout.synthetic, tmp_path / "model", seed=7)
     _assert_same_weights(_weights(out / "model"), _weights(tmp_path / "model"))
 
     train = manifest[manifest["split"] == "train"]
-    paths = [tiny_emoset.layout.raw / p for p in train["image_path"]]
+    paths = [tiny_emoset.layout.synthetic / p for p in train["image_path"]]
     labels = torch.tensor(train["emotion_idx"].to_numpy())
     v1 = embed_images(first.encoder, paths, batch_size=50, desc=None)
     v2 = embed_images(second.encoder, paths, batch_size=64, desc=None)
@@ -100,7 +100,7 @@ def test_same_seed_same_vectors_and_gaussians(tiny_emoset, manifest, uninterrupt
 def test_other_seed_other_weights(tiny_emoset, manifest, uninterrupted, tmp_path):
     cfg, out, _ = uninterrupted
     train_encoder(cfg.model_copy(update={"checkpoint_dir": str(tmp_path), "epochs": 1}), manifest,
-                  tiny_emoset.layout.raw, tmp_path / "model", seed=8)
+                  tiny_emoset.layout.synthetic, tmp_path / "model", seed=8)
     a, b = _weights(out / "model"), _weights(tmp_path / "model")
     assert not torch.equal(a["fc1.weight"], b["fc1.weight"])
 

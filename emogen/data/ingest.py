@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from emogen.config import Params
-from emogen.data.emoset import FINGERPRINT_FILE, SPLITS, Info, fingerprint, read_info, read_split
+from emogen.data.emoset import SPLITS, Info, fingerprint, read_info, read_split
 from emogen.data.entries import REASONS, Issue, check_entries
 from emogen.data.schema import MANIFEST, QUARANTINE
 from emogen.errors import DataError
@@ -39,7 +39,7 @@ _POOL_MIN_ENTRIES = 4000  # below this a worker pool costs more than it saves
 
 def _check_fingerprint(layout: Layout, root: Path) -> None:
     """A real EmoSet is not tracked by DVC: refuse to ingest one that changed since prepare_data."""
-    recorded_file = layout.raw / FINGERPRINT_FILE
+    recorded_file = layout.fingerprint
     if not recorded_file.is_file():
         raise DataError(f"{recorded_file}: missing; run prepare_data first (dvc repro prepare_data)")
     recorded = json.loads(recorded_file.read_text())

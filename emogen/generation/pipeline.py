@@ -37,7 +37,7 @@ from emogen.base.tokenizer import caption_words, load_tokenizer
 from emogen.emotions import emotion_index
 from emogen.errors import MissingModelError, UserError
 from emogen.generation.sampling import GAUSSIANS_FILE, EmotionGaussians
-from emogen.generation.templates import template_problem
+from emogen.config import template_problem
 from emogen.images import to_pil
 from emogen.stage2.mapper import EmotionMapper
 from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders

@@ -1,7 +1,8 @@
 """Epoch checkpoints of stage-1 training, so an interrupted run resumes where it stopped.
 
-One folder per run fingerprint (params + seed + data), so a changed run never resumes a
-stale one. Each ``epoch-NNNN/`` holds accelerate's state (model, optimizer, scheduler, RNG),
+One folder per run fingerprint (params, seed, data, the stage's code and the pretrained
+trunk's revision) in the workspace's stage-1 cache (``emogen.caches``), so a changed run
+never resumes a stale one. Each ``epoch-NNNN/`` holds accelerate's state (model, optimizer, scheduler, RNG),
 the best weights so far and ``progress.json``, written last: a folder without it is
 incomplete and ignored.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,10 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
+from emogen.base.resolve import resolve_model
+from emogen.caches import cache_dir, code_hash, files_hash
 from emogen.config import Stage1Params
+from emogen.layout import Layout
 
 PROGRESS = "progress.json"
 BEST = "best.safetensors"
@@ -32,19 +35,19 @@ for _name in ("accelerate.checkpointing", "accelerate.accelerator"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-def run_fingerprint(cfg: Stage1Params, seed: int, manifest: pd.DataFrame) -> str:
+def run_fingerprint(cfg: Stage1Params, seed: int, manifest: pd.DataFrame, dataset_root: Path) -> str:
+    """Everything that shapes the trained weights: knobs, seed, rows, image files, code, trunk."""
     knobs = cfg.model_dump(mode="json", exclude=_RUN_ONLY)
     rows = manifest[["id", "split", "emotion_idx", "image_path"]]
     data = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
-    blob = json.dumps({"stage1": knobs, "seed": seed, "data": data}, sort_keys=True)
+    trunk = resolve_model(cfg.pretrained, (("config.json",),), "stage1.pretrained").revision if cfg.pretrained else None
+    blob = json.dumps({"stage1": knobs, "seed": seed, "data": data, "images": files_hash(dataset_root, rows["image_path"]),
+                       "code": code_hash("emogen.stage1.train"), "trunk": trunk}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def checkpoint_root(cfg: Stage1Params) -> Path:
-    if cfg.checkpoint_dir:
-        return Path(cfg.checkpoint_dir)
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "emogen" / "stage1"
+def checkpoint_root(cfg: Stage1Params, layout: Layout) -> Path:
+    return cache_dir(layout, "stage1", cfg.checkpoint_dir)
 
 
 class Checkpoints:

@@ -4,8 +4,9 @@ A training step needs, per balanced.parquet row: the image as the UNet sees it (
 scaling factor, or pixels for a pixel-space base), in both horizontal flips, the stage-1
 emotion vector of that image, α and the attribute's vocabulary index. Images and vectors are
 stored once per *unique* image and indexed per row, so a step only runs the text encoder and
-the UNet. The tensors are cached in the work folder under a fingerprint of every input, so a
-resumed or repeated run does not encode the images again (minutes for EmoSet at 512 px).
+the UNet. The tensors are cached in the work folder under a fingerprint of every input and of
+the code that builds them (``emogen.caches``), so a resumed or repeated run does not encode the
+images again (minutes for EmoSet at 512 px).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from emogen.base.resolve import folder_fingerprint
+from emogen.caches import code_hash, files_hash, locked
 from emogen.errors import DataError, UserError
 from emogen.images import load_rgb, squash_transform
 
@@ -123,19 +126,18 @@ def read_vectors(inputs: StageInputs, ids: list[str]) -> torch.Tensor:
 
 
 def fingerprint(inputs: StageInputs, samples: pd.DataFrame, resolution: int, seed: int) -> str:
-    """Hash of everything the tensors depend on. The VAE is identified by base.json (its
-    sources' revisions); image files by size and mtime (reading every EmoSet JPEG again
-    would cost as much as encoding it)."""
-    digest = hashlib.sha256(f"v2\0{resolution}\0{seed}\0".encode())
-    for path in (inputs.balanced, inputs.sample_alpha, inputs.vectors, inputs.vector_ids,
-                 inputs.base_dir / "base.json"):
+    """Hash of everything the tensors depend on: the input tables, the base model (every file
+    of its folder: weights or the pinned revision), the image files (size, mtime) and the code
+    that encodes them."""
+    digest = hashlib.sha256(f"{resolution}\0{seed}\0".encode())
+    digest.update(code_hash(__name__, "emogen.base.components").encode())
+    digest.update(folder_fingerprint(inputs.base_dir).encode())
+    for path in (inputs.balanced, inputs.sample_alpha, inputs.vectors, inputs.vector_ids):
         digest.update(path.name.encode() + b"\0")
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(2**20), b""):
                 digest.update(chunk)
-    for rel in sorted(samples["image_path"].unique()):
-        stat = (inputs.dataset_root / rel).stat()
-        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    digest.update(files_hash(inputs.dataset_root, samples["image_path"]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -173,13 +175,15 @@ def build_tensors(
 
 
 def load_or_build(inputs: StageInputs, samples: pd.DataFrame, base, seed: int, work_dir: Path) -> tuple[TrainingTensors, str]:
-    """Cached tensors for these inputs, building (and caching) them when absent."""
+    """Cached tensors for these inputs, building (and caching) them when absent; under the
+    entry's lock, so a second process with the same inputs waits and reuses them."""
     key = fingerprint(inputs, samples, base.resolution, seed)
     path = work_dir / f"tensors-{key}.safetensors"
-    if path.is_file():
-        log.info("stage2: reusing training tensors %s", path)
-        return TrainingTensors.load(path), key
-    tensors = build_tensors(inputs, samples, base, seed)
-    tensors.save(path)
+    with locked(path):
+        if path.is_file():
+            log.info("stage2: reusing training tensors %s", path)
+            return TrainingTensors.load(path), key
+        tensors = build_tensors(inputs, samples, base, seed)
+        tensors.save(path)
     log.info("stage2: training tensors cached in %s (%.1f MB)", path, path.stat().st_size / 2**20)
     return tensors, key

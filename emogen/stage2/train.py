@@ -8,7 +8,8 @@ Determinism and resume: the rows of every micro-batch (a fresh seeded permutatio
 epoch), the flips, noise and timesteps are functions of (seed, step, micro-step, rank)
 only, and checkpoints hold the AdamW state, so a run resumed from a checkpoint ends with
 the same weights as an uninterrupted one. Checkpoints and the precomputed training tensors
-live in ``stage2.work_dir`` (outside the DVC output, which DVC deletes before re-running).
+live in the workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC
+deletes before re-running), keyed by params, inputs, base model and code.
 Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m emogen stage stage2`` (README).
 """
 
@@ -19,7 +20,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -35,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from emogen.base.components import BaseComponents, load_base
+from emogen.caches import cache_dir, code_hash, locked
 from emogen.config import Params, Stage2Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, UserError
@@ -74,14 +75,6 @@ def stage_inputs(params: Params, layout: Layout) -> StageInputs:
         base_dir=layout.model_dir("base"),
         dataset_root=layout.dataset_root(params.data),
     )
-
-
-def work_dir(p: Stage2Params, layout: Layout) -> Path:
-    if p.work_dir is None:
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return cache / "emogen" / STAGE
-    path = Path(p.work_dir).expanduser()
-    return path if path.is_absolute() else layout.root / path
 
 
 def _draw_seed(*parts: int) -> int:
@@ -153,7 +146,7 @@ class Trainer:
         self.accelerator = accelerator
         self.seed = stage_seed(params.seed, STAGE)
         self.inputs = stage_inputs(params, layout)
-        self.work_dir = work_dir(p, layout)
+        self.work_dir = cache_dir(layout, STAGE, p.work_dir)
         base = self.base = load_base(self.inputs.base_dir, device=accelerator.device,
                                      dtype=WEIGHT_DTYPES[p.mixed_precision])
         (self.token_id,) = add_placeholder_tokens(base.tokenizer, base.text_encoder, [p.placeholder_token])
@@ -211,7 +204,7 @@ class Trainer:
     def run_key(self) -> str:
         """Identifies a training run: resuming needs the same data, params and world size."""
         spec = json.dumps({"data": self.data_key, "seed": self.seed, "params": self.p.model_dump(),
-                           "world": self.accelerator.num_processes}, sort_keys=True)
+                           "world": self.accelerator.num_processes, "code": code_hash(__name__)}, sort_keys=True)
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
     def losses(self, step: int, micro: int) -> StepOutput:
@@ -344,13 +337,6 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())
-
-
 def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, float]], samples_dir: Path,
                   timing: dict[str, float]) -> dict[str, float]:
     out = layout.model_dir(STAGE)
@@ -365,10 +351,10 @@ def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, floa
         "placeholder_token": p.placeholder_token,
         "prompt_template": p.prompt_template,
         "prompt": trainer.prompt,
-        "mapper": _relative(out / "mapper", layout.root),
-        "base": _relative(trainer.inputs.base_dir, layout.root),
+        "mapper": layout.relative(out / "mapper"),
+        "base": layout.relative(trainer.inputs.base_dir),
         "base_json": base_json,
-        "gaussians": _relative(trainer.inputs.gaussians, layout.root),
+        "gaussians": layout.relative(trainer.inputs.gaussians),
         "emotions": list(EMOTIONS),
         "vector_dim": trainer.vector_dim,
         "text_width": trainer.text_width,
@@ -398,11 +384,17 @@ def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, floa
 
 
 def train(trainer: Trainer, layout: Layout, started: float) -> dict[str, float]:
+    """The training loop, holding its run folder's lock (only the main process writes there)."""
+    run_dir = trainer.work_dir / f"run-{trainer.run_key()}"
+    with locked(run_dir) if trainer.accelerator.is_main_process else nullcontext():
+        return _train(trainer, layout, started, run_dir)
+
+
+def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> dict[str, float]:
     """The training loop with resume, checkpoints, previews and logging; writes the outputs."""
     p, acc = trainer.p, trainer.accelerator
     main = acc.is_main_process
     steps = trainer.total_steps()
-    run_dir = trainer.work_dir / f"run-{trainer.run_key()}"
     samples_dir = run_dir / "samples"
     history: list[dict[str, float]] = []
     start = 0
