@@ -84,6 +84,10 @@ class IngestParams(Section):
     on_error: Literal["fail", "quarantine"] = "quarantine"
     # Full decode catches truncated JPEGs a header read misses; off by default for speed.
     decode_images: bool = False
+    # Larger images are quarantined as too_large from their header, never decoded (a
+    # decompression bomb costs nothing). At most PIL's own hard limit, so every image that
+    # passes ingest also decodes in the later stages.
+    max_pixels: int = Field(50_000_000, ge=1, le=178_956_970)
     workers: int = Field(2, ge=1)
 
 
