@@ -1,8 +1,10 @@
-"""The emotion space (SPEC.md "Stage 1"): every train image's emotion vector and per-emotion Gaussians.
+"""The emotion space (SPEC.md "Stage 1"): emotion vectors and per-emotion Gaussians.
 
 Writes ``models/emotion_space/``: ``vectors.safetensors`` (``vectors``, N×D float32, the
-``fc1`` output in eval mode) + ``vector_ids.parquet`` (``id``, row i ↔ vectors[i]), and
-``gaussians.safetensors`` (``mean`` and unbiased ``std``, 8×D, EmoSet emotion order; ``cov``
+``fc1`` output in eval mode) of every image ``balance`` may use (train, plus
+``balance.splits``) + ``vector_ids.parquet`` (``id``, row i ↔ vectors[i], manifest order),
+and ``gaussians.safetensors`` of the train images only (``mean`` and unbiased ``std``, 8×D,
+EmoSet emotion order; ``cov``
 8×D×D with ``covariance: full``). Also a summary (``metrics/emotion_space.json``) and a
 2-D PCA picture coloured by emotion (``metrics/emotion_space_pca.png``).
 """
@@ -156,17 +158,24 @@ def run(params: Params, layout: Layout) -> None:
     """``emogen stage emotion_space``."""
     cfg = params.emotion_space
     started = time.perf_counter()
-    train = split_rows(read_table(layout.manifest, ("id", "split", "emotion_idx", "image_path")), "train")
-    paths = image_paths(train, layout.dataset_root(params.data))
+    manifest = read_table(layout.manifest, ("id", "split", "emotion_idx", "image_path"))
+    train = split_rows(manifest, "train")
+    # Vectors of every image balance may use (stage 2 trains on them); Gaussians of train only.
+    embedded = manifest[manifest["split"].isin({"train", *params.balance.splits})].reset_index(drop=True)
+    is_train = torch.from_numpy((embedded["split"] == "train").to_numpy())
+    paths = image_paths(embedded, layout.dataset_root(params.data))
     out_dir = layout.model_dir("emotion_space")
     picture = layout.metrics / "emotion_space_pca.png"
-    with stage_run("emotion_space", {"seed": params.seed, "data": params.data.model_dump(), "emotion_space": cfg.model_dump()}):
+    tracked = {"seed": params.seed, "data": params.data.model_dump(), "emotion_space": cfg.model_dump(),
+               "balance": {"splits": params.balance.splits}}
+    with stage_run("emotion_space", tracked):
         with cpu_threads(cfg.cpu_threads):
             encoder = load_encoder(layout.model_dir("stage1"), resolve_device(cfg.device))
-            vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
+            all_vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
+        vectors = all_vectors[is_train]
         labels = torch.tensor(train["emotion_idx"].to_numpy(), dtype=torch.long)
         gaussians = emotion_gaussians(vectors, labels, cfg.covariance)
-        write_space(out_dir, vectors, train["id"].tolist(), gaussians)
+        write_space(out_dir, all_vectors, embedded["id"].tolist(), gaussians)
         summary = space_summary(vectors, labels, gaussians)
         explained = plot_space(vectors, labels, gaussians["mean"], picture, cfg.plot_points, stage_seed(params.seed, "emotion_space"))
         summary["pca_explained_variance"] = {"pc1": float(explained[0]), "pc2": float(explained[1])}
