@@ -32,7 +32,8 @@ from emogen.caches import locked
 from emogen.config import Params, Stage1Params
 from emogen.layout import Layout
 from emogen.seeding import seed_everything, stage_seed
-from emogen.stage1.checkpoints import Checkpoints, checkpoint_root, run_fingerprint
+from emogen.checkpoints import Checkpoints
+from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
 from emogen.stage1.data import SPLITS, EpochShuffle, epoch_seed, read_table, split_dataset, split_rows
 from emogen.stage1.encoder import EmotionEncoder, build_encoder, cpu_threads, save_encoder
 from emogen.stage1.evaluation import write_stage1_outputs
@@ -238,7 +239,7 @@ def train_encoder(
     with cpu_threads(cfg.cpu_threads):
         run = _prepare(cfg, manifest, dataset_root, seed, accelerator)
         folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root)
-        checkpoints = Checkpoints(folder, accelerator)
+        checkpoints = epoch_checkpoints(folder, accelerator)
         # Only the main process locks: the others follow it through the collectives.
         with locked(folder) if accelerator.is_main_process else nullcontext():
             fit = _fit(cfg, run, accelerator, checkpoints, seed, on_epoch)
