@@ -36,7 +36,8 @@ from PIL import Image
 from emogen.base.tokenizer import caption_words, load_tokenizer
 from emogen.emotions import emotion_index
 from emogen.errors import MissingModelError, UserError
-from emogen.generation.sampling import GAUSSIANS_FILE, EmotionGaussians
+from emogen.generation.sampling import EmotionGaussians
+from emogen.stage1.space_files import GAUSSIANS_FILE
 from emogen.config import template_problem
 from emogen.images import to_pil
 from emogen.stage2.mapper import EmotionMapper

@@ -30,7 +30,8 @@ from emogen.errors import MissingModelError, UserError
 from emogen.generation.grid import make_grid
 from emogen.generation.jobs import ImageJob, run_jobs
 from emogen.generation.pipeline import EmoGenPipeline
-from emogen.generation.sampling import GAUSSIANS_FILE, EmotionGaussians
+from emogen.generation.sampling import EmotionGaussians
+from emogen.stage1.space_files import GAUSSIANS_FILE
 from emogen.generation.writer import GRIDS_FOLDER, write_generated
 from emogen.layout import Layout
 from emogen.seeding import stage_seed

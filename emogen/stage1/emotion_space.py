@@ -30,6 +30,7 @@ from emogen.emotions import EMOTIONS, NUM_EMOTIONS, POSITIVE
 from emogen.errors import DataError, UserError
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
+from emogen.stage1.space_files import write_space
 from emogen.stage1.data import image_paths, read_table, split_rows
 from emogen.devices import resolve_device
 from emogen.stage1.encoder import cpu_threads, embed_images, load_encoder
@@ -37,11 +38,6 @@ from emogen.stage1.reporting import log_metrics, write_json
 from emogen.tracking import stage_run
 
 log = logging.getLogger(__name__)
-
-VECTORS_FILE = "vectors.safetensors"
-IDS_FILE = "vector_ids.parquet"
-GAUSSIANS_FILE = "gaussians.safetensors"
-
 
 def emotion_gaussians(vectors: torch.Tensor, labels: torch.Tensor, covariance: str = "diag") -> dict[str, torch.Tensor]:
     """Per emotion: ``mean`` and unbiased ``std`` (8×D); ``cov`` (8×D×D) when ``covariance='full'``."""
@@ -58,27 +54,6 @@ def emotion_gaussians(vectors: torch.Tensor, labels: torch.Tensor, covariance: s
     if covariance == "full":
         out["cov"] = torch.stack([torch.cov(g.T, correction=1) for g in groups])
     return {k: v.float().contiguous() for k, v in out.items()}
-
-
-def write_space(out_dir: Path, vectors: torch.Tensor, ids: list[str], gaussians: dict[str, torch.Tensor]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"emotions": ",".join(EMOTIONS)}
-    save_file({"vectors": vectors.float().contiguous()}, out_dir / VECTORS_FILE, metadata=meta)
-    pd.DataFrame({"id": ids}).to_parquet(out_dir / IDS_FILE, index=False)
-    save_file(gaussians, out_dir / GAUSSIANS_FILE, metadata=meta)
-
-
-def read_vectors(space_dir: Path) -> tuple[torch.Tensor, list[str]]:
-    """(vectors N×D, ids) of an emotion-space folder."""
-    files = [space_dir / VECTORS_FILE, space_dir / IDS_FILE]
-    for file in files:
-        if not file.is_file():
-            raise UserError(f"{file}: missing; run `emogen stage emotion_space` (or `dvc repro emotion_space`) first")
-    vectors = load_file(files[0])["vectors"]
-    ids = pd.read_parquet(files[1])["id"].tolist()
-    if len(ids) != len(vectors):
-        raise DataError(f"{space_dir}: {len(vectors)} vectors but {len(ids)} ids")
-    return vectors, ids
 
 
 def _cosines(means: torch.Tensor) -> np.ndarray:

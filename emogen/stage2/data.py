@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from emogen.base.resolve import folder_fingerprint
 from emogen.caches import code_hash, files_hash, locked
 from emogen.errors import DataError, UserError
+from emogen.stage1 import space_files
 from emogen.images import load_rgb, squash_transform
 
 log = logging.getLogger(__name__)
@@ -110,19 +111,8 @@ def read_samples(inputs: StageInputs, vocabulary_size: int) -> pd.DataFrame:
 
 def read_vectors(inputs: StageInputs, ids: list[str]) -> torch.Tensor:
     """The stage-1 emotion vectors of ``ids``, in that order, ``(len(ids), D)``."""
-    for path in (inputs.vectors, inputs.vector_ids):
-        if not path.is_file():
-            raise UserError(f"{path}: missing; run `emogen stage emotion_space` first")
-    vectors = load_file(str(inputs.vectors))["vectors"].float()
-    vector_ids = pd.read_parquet(inputs.vector_ids, columns=["id"])["id"]
-    if len(vector_ids) != vectors.shape[0]:
-        raise DataError(f"{inputs.vector_ids}: {len(vector_ids)} ids for {vectors.shape[0]} vectors in {inputs.vectors}")
-    row_of = pd.Series(range(len(vector_ids)), index=vector_ids.to_numpy())
-    missing = [i for i in ids if i not in row_of.index]
-    if missing:
-        raise DataError(f"{inputs.vector_ids}: no emotion vector for training image(s) {missing[:5]} "
-                        f"({len(missing)} in all)")
-    return vectors[torch.tensor(row_of.loc[ids].to_numpy(), dtype=torch.long)]
+    vectors, vector_ids = space_files.read_vectors(inputs.vectors.parent)
+    return vectors.float()[space_files.rows_of(inputs.vectors.parent, vector_ids, ids, "training image(s)")]
 
 
 def fingerprint(inputs: StageInputs, samples: pd.DataFrame, resolution: int, seed: int) -> str:

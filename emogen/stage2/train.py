@@ -44,6 +44,7 @@ from emogen.generation.sampling import EmotionGaussians
 from emogen.images import to_pil
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
+from emogen.stage1.space_files import GAUSSIANS_FILE, IDS_FILE, VECTORS_FILE
 from emogen.stage2.data import StageInputs, load_or_build, read_samples, read_vocabulary
 from emogen.stage2.losses import (
     attribute_bank,
@@ -71,9 +72,9 @@ def stage_inputs(params: Params, layout: Layout) -> StageInputs:
         balanced=layout.balanced,
         sample_alpha=confidence / "sample_alpha.parquet",
         vocabulary=confidence / "vocabulary.json",
-        vectors=space / "vectors.safetensors",
-        vector_ids=space / "vector_ids.parquet",
-        gaussians=space / "gaussians.safetensors",
+        vectors=space / VECTORS_FILE,
+        vector_ids=space / IDS_FILE,
+        gaussians=space / GAUSSIANS_FILE,
         base_dir=layout.model_dir("base"),
         dataset_root=layout.dataset_root(params.data),
     )
