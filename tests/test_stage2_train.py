@@ -131,6 +131,7 @@ def test_tiny_base_loads_through_load_base(tiny_models, tmp_path):
     assert base.vae is None and base.latent_channels == 3 and base.latent_size == 16
 
 
+@pytest.mark.slow
 def test_attribute_accuracy_rises_with_training(tmp_path, mlflow_store, tiny_models):
     """A tiny seeded run learns L_attr: the placeholder's attribute accuracy over the last
     steps clearly beats the first steps' (about chance, 1/4): a bug that cuts the gradient
