@@ -97,6 +97,8 @@ class HostMapper(nn.Module):
 
     def __init__(self, mapper: nn.Module):
         super().__init__()
+        # Reported to the pipeline as its component's device: where the output is copied to.
+        self.device, self.dtype = mapper.device, mapper.dtype
         self.inner = mapper.float().cpu()
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:

@@ -41,12 +41,12 @@ def main() -> None:
     try:
         if args.root:
             data = {"source": "emoset", "root": str(args.root.resolve())}
-            record_fingerprint(args.root, layout.raw)
+            record_fingerprint(args.root, layout.fingerprint)
         else:
             data = {"source": "synthetic"}
             start = time.perf_counter()
-            render_synthetic(parse_params({"prepare_data": {"num_images": args.num_images, "workers": args.workers}}), layout.raw)
-            print(f"rendered {args.num_images} images in {time.perf_counter() - start:.1f} s ({layout.raw})")
+            render_synthetic(parse_params({"prepare_data": {"num_images": args.num_images, "workers": args.workers}}), layout.synthetic)
+            print(f"rendered {args.num_images} images in {time.perf_counter() - start:.1f} s ({layout.synthetic})")
         params = parse_params({"data": data, "ingest": {"workers": args.workers, "decode_images": args.decode}})
         start = time.perf_counter()
         metrics = ingest(params, layout)

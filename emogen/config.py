@@ -25,6 +25,19 @@ class ParamsError(UserError, ValueError):
     """params.yaml is missing, unreadable or holds a bad key or value."""
 
 
+def template_problem(template: str) -> str | None:
+    """Why a prompt ``template`` is unusable, or None: it must hold exactly one ``{}`` (where the
+    emotion token goes) and no other braces. Here, not in generation/, so that config imports
+    nothing from the stages."""
+    rest = template.replace("{}", "", 1)
+    if template.count("{}") != 1 or "{" in rest or "}" in rest:
+        return (
+            f"template {template!r} must contain exactly one '{{}}' (where the emotion goes) and no "
+            "other braces, e.g. '{} bag'"
+        )
+    return None
+
+
 class Section(BaseModel):
     # Unknown keys are errors (a typo must not silently fall back to a default).
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,7 +46,8 @@ class Section(BaseModel):
 class DataParams(Section):
     source: Literal["synthetic", "emoset"] = "synthetic"
     # Folder of a real EmoSet download (info.json, train.json, image/, annotation/).
-    # Unused for the synthetic source, which is rendered into data/raw/emoset.
+    # Unused for the synthetic source, which is rendered into data/synthetic/emoset.
+    # Never inside a stage output (emogen/data/placement.py); README: data/raw/emoset.
     root: str | None = None
 
     @model_validator(mode="after")
@@ -75,6 +89,10 @@ class IngestParams(Section):
     on_error: Literal["fail", "quarantine"] = "quarantine"
     # Full decode catches truncated JPEGs a header read misses; off by default for speed.
     decode_images: bool = False
+    # Larger images are quarantined as too_large from their header, never decoded (a
+    # decompression bomb costs nothing). At most PIL's own hard limit, so every image that
+    # passes ingest also decodes in the later stages.
+    max_pixels: int = Field(50_000_000, ge=1, le=178_956_970)
     workers: int = Field(2, ge=1)
 
 
@@ -144,7 +162,8 @@ class Stage1Params(Section):
     # more threads on a busy 2-core machine spin and slow training down many times over.
     cpu_threads: int = Field(1, ge=0)
     # Epoch checkpoints for resuming an interrupted run (one subfolder per run fingerprint),
-    # deleted after a finished run unless keep_checkpoints. null: ~/.cache/emogen/stage1.
+    # deleted after a finished run unless keep_checkpoints. null: .emogen-cache/stage1 in
+    # the workspace (emogen/caches.py); a shared folder is safe (keyed and locked).
     checkpoint_dir: str | None = None
     resume: bool = True
     keep_checkpoints: bool = False
@@ -295,14 +314,14 @@ class Stage2Params(Section):
     sample_inference_steps: int = Field(25, ge=1)  # DDIM steps of the preview grids
     sample_guidance_scale: float | None = Field(None, ge=1)  # null: the base model's own
     log_every: int = Field(10, ge=1)  # MLflow loss logging interval (steps)
-    # Precomputed training tensors and checkpoints (resume); null: ~/.cache/emogen/stage2.
+    # Precomputed training tensors and checkpoints (resume); null: .emogen-cache/stage2 in
+    # the workspace (emogen/caches.py); a shared folder is safe (keyed and locked).
     work_dir: str | None = None
 
     @model_validator(mode="after")
     def _template_has_one_slot(self) -> "Stage2Params":
-        rest = self.prompt_template.replace("{}", "", 1)
-        if "{}" not in self.prompt_template or "{" in rest or "}" in rest:
-            raise ValueError(f"prompt_template must contain '{{}}' exactly once and no other braces, got {self.prompt_template!r}")
+        if problem := template_problem(self.prompt_template):
+            raise ValueError(problem)
         if any(ch.isspace() for ch in self.placeholder_token):
             raise ValueError(f"placeholder_token must not contain spaces, got {self.placeholder_token!r}")
         return self
@@ -332,8 +351,6 @@ class GenerateParams(Section):
 
     @model_validator(mode="after")
     def _templates_have_one_slot(self) -> "GenerateParams":
-        from emogen.generation.templates import template_problem
-
         for template in (self.template, *self.transfer_templates):
             if problem := template_problem(template):
                 raise ValueError(problem)

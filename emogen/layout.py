@@ -18,10 +18,26 @@ class Layout:
     def _p(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
 
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the root (the repo under DVC) when inside it, else absolute:
+        what outputs record, so they do not depend on where the repo is checked out."""
+        path, root = Path(path).resolve(), self.root.resolve()
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
     # data
     @property
-    def raw(self) -> Path:
-        """The synthetic EmoSet (embedded), or only a fingerprint of the real one."""
+    def synthetic(self) -> Path:
+        """The rendered synthetic EmoSet (prepare_data's output; empty for a real EmoSet)."""
+        return self._p("data", "synthetic", "emoset")
+
+    @property
+    def fingerprint(self) -> Path:
+        """Which dataset the pipeline reads (prepare_data's output): a real EmoSet's fingerprint."""
+        return self._p("data", "fingerprint.json")
+
+    @property
+    def user_data(self) -> Path:
+        """Where the README tells users to put a real EmoSet: no stage writes under ``data/raw``."""
         return self._p("data", "raw", "emoset")
 
     @property
@@ -57,4 +73,4 @@ class Layout:
 
     def dataset_root(self, data: DataParams) -> Path:
         """Folder holding the EmoSet layout that ingest and training read images from."""
-        return self.raw if data.source == "synthetic" else Path(data.root)
+        return self.synthetic if data.source == "synthetic" else Path(data.root)

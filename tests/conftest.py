@@ -38,7 +38,7 @@ def mlflow_store(tmp_path, monkeypatch):
 class TinyEmoSet:
     """A rendered tiny synthetic EmoSet after prepare_data → ingest → balance (validate skipped).
 
-    ``layout`` points at its temp root (``layout.raw`` = dataset root, ``layout.manifest``,
+    ``layout`` points at its temp root (``layout.synthetic`` = dataset root, ``layout.manifest``,
     ``layout.balanced``, ``layout.metrics``); ``params`` are the Params that made it.
     Session-scoped and shared: treat its files as read-only.
     """

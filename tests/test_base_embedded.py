@@ -69,7 +69,7 @@ def test_stage_trains_saves_and_reports(layout, mlflow_store):
 
 def test_same_seed_same_weights_and_load_base_gives_identical_outputs(layout, tmp_path):
     params = BaseModelParams.model_validate(TINY)
-    train = load_split(layout.manifest, layout.raw, "train", params.resolution)
+    train = load_split(layout.manifest, layout.synthetic, "train", params.resolution)
     first = train_embedded(params, train, tmp_path / "a", seed=7)
     second = train_embedded(params, train, tmp_path / "b", seed=7)
     for a, b in ((first.unet, second.unet), (first.clip_model, second.clip_model)):

@@ -56,10 +56,10 @@ class EmoSetDir:
         self.entries[split].append([emotion, image_id, image_path, annotation_path])
         return self
 
-    def scan(self, decode=False):
+    def scan(self, decode=False, max_pixels=50_000_000):
         for split, entries in self.entries.items():
             (self.root / f"{split}.json").write_text(json.dumps(entries))
-        rows, issues, total = ingest.scan(self.root, read_info(self.root), decode, workers=1)
+        rows, issues, total = ingest.scan(self.root, read_info(self.root), decode, workers=1, max_pixels=max_pixels)
         return {r["id"]: r for r in rows}, {i.id: i for i in issues}
 
 
@@ -226,8 +226,8 @@ def _stage_layout(emoset, tmp_path):
     for split, entries in emoset.entries.items():
         (emoset.root / f"{split}.json").write_text(json.dumps(entries))
     layout = Layout(tmp_path)
-    layout.raw.parent.mkdir(parents=True)
-    emoset.root.rename(layout.raw)
+    layout.synthetic.parent.mkdir(parents=True)
+    emoset.root.rename(layout.synthetic)
     return layout
 
 
@@ -254,3 +254,23 @@ def test_fail_mode_names_file_and_row(emoset, tmp_path):
     with pytest.raises(DataError, match=r"train\.json row 2 \(id fear_00001.*malformed_annotation"):
         ingest.ingest(parse_params({"ingest": {"on_error": "fail"}}), layout)
     assert not layout.manifest.exists()
+
+
+# --- too large: refused from the header, never decoded ------------------------------------
+
+def _huge_png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("1", (side, side)).save(buf, "PNG")  # 1 bit per pixel: small to make, huge to decode
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_images_above_max_pixels_are_quarantined_as_too_large(emoset, decode):
+    emoset.add("fear_00001", "fear", image=_huge_png(12_000), ext="png")  # 144 Mpx, the issue's case
+    emoset.add("fear_00002", "fear", image=_huge_png(14_000), ext="png")  # above PIL's own bomb limit
+    emoset.add("fear_00003", "fear", image=_jpeg(size=(10, 10)))
+    rows, issues = emoset.scan(decode, max_pixels=100)
+    assert issues["fear_00001"].reason == "too_large" and "144,000,000 pixels > ingest.max_pixels 100" in issues["fear_00001"].detail
+    assert issues["fear_00002"].reason == "too_large"
+    assert "fear_00003" in rows  # exactly at the limit
+    assert "fear_00001" in emoset.scan(decode=False, max_pixels=150_000_000)[0]

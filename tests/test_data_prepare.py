@@ -82,7 +82,7 @@ def test_captions_describe_content_only():
 # --- the rendered set --------------------------------------------------------------------
 
 def test_layout_and_schema_are_emosets(tiny_emoset):
-    root, p = tiny_emoset.layout.raw, tiny_emoset.params.prepare_data
+    root, p = tiny_emoset.layout.synthetic, tiny_emoset.params.prepare_data
     info = json.loads((root / "info.json").read_text())
     assert list(info["emotion"]["label2idx"]) == list(EMOTIONS)
     assert {"scene", "object", "brightness", "colorfulness"} <= set(info)
@@ -102,7 +102,7 @@ def test_layout_and_schema_are_emosets(tiny_emoset):
 def test_no_scene_share_and_captions(tiny_emoset):
     manifest = pd.read_parquet(tiny_emoset.layout.manifest)
     assert 0.3 < manifest["scene"].isna().mean() < 0.5
-    caps = pd.read_parquet(tiny_emoset.layout.raw / "captions.parquet")
+    caps = pd.read_parquet(tiny_emoset.layout.synthetic / "captions.parquet")
     assert set(caps["id"]) == set(manifest["id"])
     # A share names the image's own label (its id starts with it); the rest never name an emotion.
     named = caps["captions"].map(lambda forms: forms[0].endswith(tuple(f", {e}" for e in EMOTIONS)))
@@ -137,9 +137,9 @@ def test_emotion_captions_change_nothing_else(tmp_path):
 
 
 def test_world_json_holds_the_truth(tiny_emoset):
-    world = load_world(tiny_emoset.layout.raw)
+    world = load_world(tiny_emoset.layout.synthetic)
     assert world == WORLD
-    doc = json.loads((tiny_emoset.layout.raw / "world.json").read_text())
+    doc = json.loads((tiny_emoset.layout.synthetic / "world.json").read_text())
     assert set(doc["bayes_accuracy"]) == set(SPLITS) and 0.3 < doc["bayes_accuracy"]["train"] < 0.9
 
 
@@ -151,7 +151,7 @@ def test_same_params_same_files(tmp_path):
         return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
     first = digest(tmp_path / "a")
-    assert len(first) == 2 * 24 + 6 and first == digest(tmp_path / "b")
+    assert len(first) == 2 * 24 + 7 and first == digest(tmp_path / "b")
 
 
 # --- the real profile: check + fingerprint, never copy --------------------------------------
@@ -160,18 +160,19 @@ def test_emoset_root_missing_parts_are_named(tmp_path):
     (tmp_path / "emo").mkdir()
     (tmp_path / "emo" / "train.json").write_text("[]")
     with pytest.raises(DataError, match=r"not an EmoSet layout: missing info\.json, val\.json, test\.json, image, annotation"):
-        record_fingerprint(tmp_path / "emo", tmp_path / "out")
+        record_fingerprint(tmp_path / "emo", tmp_path / "out.json")
     with pytest.raises(DataError, match="no such folder"):
-        record_fingerprint(tmp_path / "nope", tmp_path / "out")
+        record_fingerprint(tmp_path / "nope", tmp_path / "out.json")
 
 
 def test_fingerprint_then_ingest_refuses_a_changed_dataset(tiny_emoset, tmp_path):
     root = tmp_path / "EmoSet"
-    shutil.copytree(tiny_emoset.layout.raw, root)
+    shutil.copytree(tiny_emoset.layout.synthetic, root)
     layout = Layout(tmp_path / "repo")
-    counts = record_fingerprint(root, layout.raw)
+    layout.fingerprint.parent.mkdir(parents=True)
+    counts = record_fingerprint(root, layout.fingerprint)
     assert counts["train"] == len(json.loads((root / "train.json").read_text()))
-    assert sorted(p.name for p in layout.raw.iterdir()) == ["fingerprint.json"]  # nothing copied
+    assert [p.name for p in layout.root.rglob("*") if p.is_file()] == ["fingerprint.json"]  # nothing copied
 
     params = parse_params({"data": {"source": "emoset", "root": str(root)}, "ingest": {"workers": 1}})
     assert ingest.ingest(params, layout)["rows"] == tiny_emoset.params.prepare_data.num_images

@@ -16,9 +16,9 @@ from emogen.layout import Layout
 def copy_of_tiny(tiny_emoset, tmp_path):
     """A Layout holding the tiny set's manifest and info.json (what validate reads)."""
     layout = Layout(tmp_path)
-    layout.raw.mkdir(parents=True)
+    layout.synthetic.mkdir(parents=True)
     layout.processed.mkdir(parents=True)
-    shutil.copy(tiny_emoset.layout.raw / "info.json", layout.raw / "info.json")
+    shutil.copy(tiny_emoset.layout.synthetic / "info.json", layout.synthetic / "info.json")
     shutil.copy(tiny_emoset.layout.manifest, layout.manifest)
     return layout, tiny_emoset.params
 
@@ -76,8 +76,8 @@ def test_split_proportions_outside_tolerance(copy_of_tiny):
 
 def test_older_info_json_skips_vocabulary_checks(copy_of_tiny):
     layout, params = copy_of_tiny
-    info = json.loads((layout.raw / "info.json").read_text())
-    (layout.raw / "info.json").write_text(json.dumps({"emotion": info["emotion"]}))
+    info = json.loads((layout.synthetic / "info.json").read_text())
+    (layout.synthetic / "info.json").write_text(json.dumps({"emotion": info["emotion"]}))
     m = pd.read_parquet(layout.manifest)
     m.loc[0, "scene"] = "moon"
     m.to_parquet(layout.manifest)

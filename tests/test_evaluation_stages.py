@@ -43,7 +43,7 @@ def repo(tiny_emoset, tmp_path, mlflow_store):
 def _real_test_images(layout: Layout) -> list[tuple[str, Image.Image]]:
     rows = read_table(layout.manifest, ["split", "emotion", "image_path"])
     rows = rows[rows["split"] == "test"]
-    return [(e, Image.open(layout.raw / p).convert("RGB").resize((16, 16))) for e, p in zip(rows["emotion"], rows["image_path"])]
+    return [(e, Image.open(layout.synthetic / p).convert("RGB").resize((16, 16))) for e, p in zip(rows["emotion"], rows["image_path"])]
 
 
 def write_methods(layout: Layout) -> None:

@@ -166,10 +166,11 @@ def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: i
     from safetensors.torch import save_file
 
     from emogen.emotions import EMOTIONS
+    from emogen.layout import Layout
 
     root = Path(root)
     rng = np.random.default_rng(seed)
-    dataset = root / "data" / "raw" / "emoset"
+    dataset = Layout(root).synthetic
     rows = []
     for i in range(num_images):
         emotion_idx = i % len(EMOTIONS)

@@ -35,12 +35,6 @@ log = logging.getLogger(__name__)
 STAGE = "base_model"
 
 
-def _portable(path: Path, root: Path) -> str:
-    """Relative to the layout root (the repo under DVC) when inside it, absolute otherwise."""
-    path, root = path.resolve(), root.resolve()
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-
-
 def _sha256(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -58,8 +52,8 @@ def resolve_pretrained(params: BaseModelParams, layout: Layout) -> dict[str, Any
     clip = resolve_model(params.clip, CLIP_FILES, "base_model.clip")
     return {
         "profile": "pretrained",
-        "pipeline": _portable(pipeline.path, layout.root),
-        "clip": _portable(clip.path, layout.root),
+        "pipeline": layout.relative(pipeline.path),
+        "clip": layout.relative(clip.path),
         "resolution": pretrained_resolution(pipeline.path),
         "sources": {pipeline.name: pipeline.revision, clip.name: clip.revision},
         "sampling": params.sampling.model_dump(),
@@ -97,8 +91,8 @@ def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], d
     seconds.update(model.seconds)
     info = {
         "profile": "embedded",
-        "pipeline": _portable(pipeline, layout.root),
-        "clip": _portable(clip, layout.root),
+        "pipeline": layout.relative(pipeline),
+        "clip": layout.relative(clip),
         "resolution": bp.resolution,
         "sources": {
             CAPTIONS_FILE: _sha256(dataset / CAPTIONS_FILE),

@@ -42,7 +42,8 @@ from emogen.seeding import stage_seed
 from emogen.stage2.data import TrainingTensors, load_or_build, read_samples, read_vocabulary
 from emogen.stage2.losses import diffusion_target, ldm_loss
 from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders
-from emogen.stage2.train import SampleOrder, stage_inputs, work_dir
+from emogen.caches import cache_dir
+from emogen.stage2.train import SampleOrder, stage_inputs
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def training_data(params: Params, layout: Layout, base: BaseComponents) -> Train
     inputs = stage_inputs(params, layout)
     samples = read_samples(inputs, len(read_vocabulary(inputs.vocabulary)))
     # Stage 2's seed (it only draws SD's VAE posterior): the same cached tensors as stage 2.
-    tensors, _ = load_or_build(inputs, samples, base, stage_seed(params.seed, "stage2"), work_dir(params.stage2, layout))
+    tensors, _ = load_or_build(inputs, samples, base, stage_seed(params.seed, "stage2"), cache_dir(layout, "stage2", params.stage2.work_dir))
     emotions = pd.read_parquet(inputs.balanced, columns=["emotion_idx"])["emotion_idx"].to_numpy()
     bad = np.flatnonzero((emotions < 0) | (emotions >= len(EMOTIONS)))
     if len(bad):

@@ -16,7 +16,6 @@ from emogen.errors import DataError
 from emogen.jsonio import read_json
 
 INFO_FILE = "info.json"
-FINGERPRINT_FILE = "fingerprint.json"  # what prepare_data records of a real EmoSet
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_DIR, ANNOTATION_DIR = "image", "annotation"
 REQUIRED = (INFO_FILE, *(f"{s}.json" for s in SPLITS), IMAGE_DIR, ANNOTATION_DIR)

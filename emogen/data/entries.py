@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -24,6 +25,7 @@ REASONS: dict[str, str] = {
     "empty_image": "the image file has zero bytes",
     "unreadable_image": "not an image PIL can read (corrupt header, or corrupt data with decode_images)",
     "truncated_image": "the JPEG/PNG ends before its end marker (file cut short)",
+    "too_large": "width × height above ingest.max_pixels (read from the header; never decoded)",
     "missing_annotation": "the annotation file does not exist",
     "malformed_annotation": "the annotation is not a JSON object",
     "invalid_annotation": "an annotation field is missing (emotion) or has the wrong type",
@@ -70,8 +72,9 @@ def _parse_entry(entry: Any) -> tuple[str, str, str, str]:
     return entry[0], entry[1], entry[2], entry[3]
 
 
-def _read_image(path: str, decode: bool) -> tuple[int, int, str, str]:
-    """(width, height, format, mode) from the header; ``decode`` also decodes the pixels."""
+def _read_image(path: str, decode: bool, max_pixels: int) -> tuple[int, int, str, str]:
+    """(width, height, format, mode) from the header; ``decode`` also decodes the pixels, only
+    of an image within ``max_pixels`` (a decompression bomb is refused from its header)."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -81,9 +84,16 @@ def _read_image(path: str, decode: bool) -> tuple[int, int, str, str]:
         if size == 0:
             raise _Bad("empty_image", f"{path} has 0 bytes")
         try:
-            img = Image.open(f)
+            with warnings.catch_warnings():  # PIL's own bomb warning: max_pixels decides here
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(f)
+        except Image.DecompressionBombError as exc:
+            raise _Bad("too_large", f"{path}: {exc}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise _Bad("unreadable_image", f"{path}: {exc}") from None
+        if img.width * img.height > max_pixels:
+            raise _Bad("too_large", f"{path}: {img.width}×{img.height} = {img.width * img.height:,} pixels "
+                                    f"> ingest.max_pixels {max_pixels:,}")
         marker = _END_MARKERS.get(img.format or "")
         if marker:
             f.seek(max(0, size - _TAIL_BYTES))
@@ -131,10 +141,10 @@ def _read_annotation(path: str) -> dict[str, Any]:
     return annotation
 
 
-def check_entry(root: str, emotions: frozenset[str], decode: bool, entry: Any) -> dict[str, Any]:
+def check_entry(root: str, emotions: frozenset[str], decode: bool, max_pixels: int, entry: Any) -> dict[str, Any]:
     """The manifest row of one entry (without ``split``); raises ``_Bad`` when unusable."""
     emotion, image_id, image_path, annotation_path = _parse_entry(entry)
-    width, height, fmt, mode = _read_image(f"{root}/{image_path}", decode)
+    width, height, fmt, mode = _read_image(f"{root}/{image_path}", decode, max_pixels)
     annotation = _read_annotation(f"{root}/{annotation_path}")
     labels = {"split file": emotion, "annotation": annotation["emotion"]}
     if len(PurePosixPath(image_path).parts) >= 2:
@@ -169,13 +179,13 @@ def check_entry(root: str, emotions: frozenset[str], decode: bool, entry: Any) -
     }
 
 
-def check_entries(job: tuple[str, frozenset[str], bool, str, int, list[Any]]) -> list[dict[str, Any] | Issue]:
+def check_entries(job: tuple[str, frozenset[str], bool, int, str, int, list[Any]]) -> list[dict[str, Any] | Issue]:
     """Check a run of entries of one split, starting at row ``start`` (one worker job)."""
-    root, emotions, decode, split, start, entries = job
+    root, emotions, decode, max_pixels, split, start, entries = job
     out: list[dict[str, Any] | Issue] = []
     for row, entry in enumerate(entries, start):
         try:
-            out.append({**check_entry(root, emotions, decode, entry), "split": split})
+            out.append({**check_entry(root, emotions, decode, max_pixels, entry), "split": split})
         except _Bad as bad:
             out.append(Issue(split, row, *_salvage(entry), bad.reason, bad.detail))
     return out

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from emogen.config import Params
-from emogen.data.emoset import FINGERPRINT_FILE, SPLITS, Info, fingerprint, read_info, read_split
+from emogen.data.emoset import SPLITS, Info, fingerprint, read_info, read_split
 from emogen.data.entries import REASONS, Issue, check_entries
 from emogen.data.schema import MANIFEST, QUARANTINE
 from emogen.errors import DataError
@@ -38,7 +38,7 @@ _POOL_MIN_ENTRIES = 4000  # below this a worker pool costs more than it saves
 
 def _check_fingerprint(layout: Layout, root: Path) -> None:
     """A real EmoSet is not tracked by DVC: refuse to ingest one that changed since prepare_data."""
-    recorded_file = layout.raw / FINGERPRINT_FILE
+    recorded_file = layout.fingerprint
     if not recorded_file.is_file():
         raise DataError(f"{recorded_file}: missing; run prepare_data first (dvc repro prepare_data)")
     recorded = json.loads(recorded_file.read_text())
@@ -50,13 +50,14 @@ def _check_fingerprint(layout: Layout, root: Path) -> None:
         )
 
 
-def scan(root: Path, info: Info, decode: bool, workers: int) -> tuple[list[dict[str, Any]], list[Issue], int]:
+def scan(root: Path, info: Info, decode: bool, workers: int, max_pixels: int) -> tuple[list[dict[str, Any]], list[Issue], int]:
     """Check every entry of the three split files: (manifest rows, issues, entries seen)."""
     emotions = frozenset(info.emotions)
     jobs = []
     for split in SPLITS:
         entries = read_split(root, split)
-        jobs += [(str(root), emotions, decode, split, i, entries[i : i + _CHUNK]) for i in range(0, len(entries), _CHUNK)]
+        jobs += [(str(root), emotions, decode, max_pixels, split, i, entries[i : i + _CHUNK])
+                 for i in range(0, len(entries), _CHUNK)]
     total = sum(len(job[-1]) for job in jobs)
     results: list[list[dict[str, Any] | Issue]] = []
     with tqdm(total=total, desc="ingest", unit="entry") as bar:
@@ -75,7 +76,7 @@ def scan(root: Path, info: Info, decode: bool, workers: int) -> tuple[list[dict[
     issues: list[Issue] = []
     first_seen: dict[str, tuple[str, int]] = {}
     for job, result in zip(jobs, results):
-        for row_idx, item in enumerate(result, job[4]):
+        for row_idx, item in enumerate(result, job[5]):
             if isinstance(item, Issue):
                 issues.append(item)
             elif item["id"] in first_seen:
@@ -113,7 +114,7 @@ def ingest(params: Params, layout: Layout) -> dict[str, Any]:
     if not info.vocabularies:
         log.warning("%s/info.json holds only the emotion map (older download): attributes are not checked against "
                     "vocabularies; use the info.json of the EmoSet repository for the full check", root)
-    rows, issues, total = scan(root, info, params.ingest.decode_images, params.ingest.workers)
+    rows, issues, total = scan(root, info, params.ingest.decode_images, params.ingest.workers, params.ingest.max_pixels)
     if issues and params.ingest.on_error == "fail":
         counts = ", ".join(f"{r} {n}" for r, n in Counter(i.reason for i in issues).most_common())
         raise DataError(

@@ -1,13 +1,15 @@
 """prepare_data: render the synthetic EmoSet, or check and fingerprint a real one.
 
 Synthetic (``data.source: synthetic``): renders ``prepare_data.num_images`` images into
-``data/raw/emoset`` in EmoSet's exact layout (info.json, train/val/test.json,
+``data/synthetic/emoset`` in EmoSet's exact layout (info.json, train/val/test.json,
 ``image/<emo>/<id>.jpg``, ``annotation/<emo>/<id>.json``) plus ``captions.parquet``
 (content captions, a share naming the image's emotion) and ``world.json`` (the ground-truth profiles, the label rule and
 the Bayes-optimal accuracy per split). Same params → same files.
 
-Real (``data.source: emoset``): checks that ``data.root`` is an EmoSet layout and writes
-only ``data/raw/emoset/fingerprint.json``; the dataset is never copied.
+Real (``data.source: emoset``): checks that ``data.root`` is an EmoSet layout outside every
+stage output (``emogen.data.placement``) and writes only its fingerprint to
+``data/fingerprint.json``; the dataset is never copied. Both outputs exist for either source
+(the other one empty or a stub) because dvc.yaml's outputs are fixed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,7 +28,8 @@ from tqdm import tqdm
 
 from emogen.config import Params
 from emogen.data import render as rnd
-from emogen.data.emoset import ANNOTATION_DIR, FINGERPRINT_FILE, IMAGE_DIR, INFO_FILE, SPLITS, fingerprint
+from emogen.data.emoset import ANNOTATION_DIR, IMAGE_DIR, INFO_FILE, SPLITS, fingerprint
+from emogen.data.placement import check_data_root, clear_own_output
 from emogen.data.synthetic_world import (
     WORLD_FILE,
     ImageSpec,
@@ -106,7 +108,7 @@ def _render_all(root: Path, items: list[tuple[ImageSpec, str]], world: World, pa
 
 
 def render_synthetic(params: Params, out: Path) -> dict:
-    """Render the synthetic EmoSet into ``out`` (replaced); returns summary counts."""
+    """Render the synthetic EmoSet into ``out`` (cleared first); returns summary counts."""
     p = params.prepare_data
     world = World(no_scene_fraction=p.no_scene_fraction, two_objects_fraction=p.two_objects_fraction)
     rng = np.random.default_rng(stage_seed(params.seed, "prepare_data"))
@@ -117,8 +119,7 @@ def render_synthetic(params: Params, out: Path) -> dict:
     named = emotion_caption_mask(len(specs), p.emotion_caption_fraction,
                                  np.random.default_rng(stage_seed(params.seed, "prepare_data/emotion_captions")))
 
-    if out.exists():
-        shutil.rmtree(out)
+    clear_own_output(out)
     for sub in (IMAGE_DIR, ANNOTATION_DIR):
         for emotion in EMOTIONS:
             (out / sub / emotion).mkdir(parents=True, exist_ok=True)
@@ -166,23 +167,25 @@ def render_synthetic(params: Params, out: Path) -> dict:
 def record_fingerprint(root: Path, out: Path) -> dict:
     """Check that ``root`` is an EmoSet layout and write its fingerprint to ``out``."""
     fp = fingerprint(root)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / FINGERPRINT_FILE).write_text(json.dumps(fp, indent=1))
+    out.write_text(json.dumps(fp, indent=1))
     return fp["counts"]
 
 
 def run(params: Params, layout: Layout) -> None:
     stage_params = {"seed": params.seed, "data": params.data.model_dump(), "prepare_data": params.prepare_data.model_dump()}
+    if params.data.source == "emoset":
+        check_data_root(Path(params.data.root), layout)  # before anything is written
     with stage_run("prepare_data", stage_params):
         start = time.perf_counter()
+        layout.fingerprint.parent.mkdir(parents=True, exist_ok=True)
         if params.data.source == "synthetic":
-            counts = render_synthetic(params, layout.raw)
-            log_artifact(str(layout.raw / WORLD_FILE))
+            counts = render_synthetic(params, layout.synthetic)
+            layout.fingerprint.write_text(json.dumps({"source": "synthetic", "root": layout.relative(layout.synthetic)}, indent=1))
+            log_artifact(str(layout.synthetic / WORLD_FILE))
         else:
-            counts = record_fingerprint(Path(params.data.root), layout.raw)
-            log_artifact(str(layout.raw / FINGERPRINT_FILE))
+            clear_own_output(layout.synthetic)
+            counts = record_fingerprint(Path(params.data.root), layout.fingerprint)
+            log_artifact(str(layout.fingerprint))
         counts["seconds"] = round(time.perf_counter() - start, 2)
         log_metrics(counts)
     log.info("prepare_data: %s", counts)

@@ -54,8 +54,8 @@ def fit_embedded_evaluators(params: Params, layout: Layout, resolution: int) -> 
     if params.data.source != "synthetic":
         raise UserError("evaluators.profile 'embedded' trains on the synthetic world; with data.source "
                         "'emoset' use evaluators.profile: pretrained")
-    world_doc = json.loads((layout.raw / "world.json").read_text())
-    world = load_world(layout.raw)
+    world_doc = json.loads((layout.synthetic / "world.json").read_text())
+    world = load_world(layout.synthetic)
     clip = load_base(layout.model_dir("base")).clip_model  # eval mode, frozen
     if clip.config.vision_config.image_size != resolution:
         raise UserError(f"evaluators.resolution {resolution}: the embedded CLIP reads "

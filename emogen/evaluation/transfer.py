@@ -14,7 +14,11 @@ from emogen.evaluation import metrics as m
 from emogen.evaluation.data import ImageSet
 from emogen.evaluation.evaluators import Evaluators
 from emogen.generation.stage import TRANSFER_METHOD
-from emogen.generation.templates import template_word
+
+
+def template_word(template: str) -> str:
+    """What a transfer template names besides the emotion: ``"{} box"`` → ``"box"``."""
+    return " ".join(template.replace("{}", " ").split())
 
 
 def transfer_table(evaluators: Evaluators, images: ImageSet, params: EvaluateParams, rng: np.random.Generator) -> dict:

@@ -110,7 +110,7 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} must be >= 1, got {value}")
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
-    from emogen.generation.templates import template_problem
+    from emogen.config import template_problem
 
     if problem := template_problem(args.template):
         raise UserError(f"--template: {problem}")

@@ -1,13 +1,12 @@
 """``EmoGenPipeline``: emotion names in, images out (SPEC.md "Generation").
 
 A :class:`diffusers.DiffusionPipeline` subclass: the tokenizer (with the placeholder
-tokens), text encoder, UNet, scheduler and optional VAE are ordinary registered
-components, so ``save_pretrained`` writes a standard diffusers folder, ``.to(device)``,
-progress-bar settings and scheduler swaps (``pipe.scheduler =
-UniPCMultistepScheduler.from_config(pipe.scheduler.config)``) work as for any diffusers
-pipeline. The mapper and the emotion Gaussians are not diffusers/transformers classes,
-so they are saved beside the components (``mapper/``, ``gaussians.safetensors``) and
-handed back by our ``from_pretrained``. The denoising loop is our own rather than
+tokens), text encoder, UNet, scheduler, optional VAE and the mapper (a diffusers
+``ModelMixin``) are ordinary registered components, so ``save_pretrained`` writes a
+standard diffusers folder, ``.to(device)``, progress-bar settings and scheduler swaps
+(``pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)``) work as
+for any diffusers pipeline. The emotion Gaussians are not a module, so they are saved beside
+the components (``gaussians.safetensors``) and handed back by our ``from_pretrained``. The denoising loop is our own rather than
 StableDiffusionPipeline's because the embedded base model is pixel space (no VAE), which
 no stock text-to-image pipeline supports; it is the standard loop: classifier-free guidance
 with the empty prompt as the unconditional input.
@@ -36,13 +35,13 @@ from PIL import Image
 from emogen.base.tokenizer import caption_words, load_tokenizer
 from emogen.emotions import emotion_index
 from emogen.errors import MissingModelError, UserError
-from emogen.generation.sampling import GAUSSIANS_FILE, EmotionGaussians
-from emogen.generation.templates import template_problem
+from emogen.generation.sampling import EmotionGaussians
+from emogen.stage1.space_files import GAUSSIANS_FILE
+from emogen.config import template_problem
 from emogen.images import to_pil
 from emogen.stage2.mapper import EmotionMapper
 from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders
 
-MAPPER_FOLDER = "mapper"
 # The second token exists only for two-token fusion; it is added when the pipeline is built.
 DEFAULT_PLACEHOLDERS = ("<emotion>", "<emotion_2>")
 Fusion = Literal["tokens", "interpolate"]
@@ -155,8 +154,8 @@ class EmoGenPipeline(TextConditionedPipeline):
         text_encoder,
         unet,
         scheduler,
+        mapper: EmotionMapper,
         vae=None,
-        mapper: EmotionMapper | None = None,
         gaussians: EmotionGaussians | None = None,
         placeholder_tokens: list[str] | None = None,
         known_words: list[str] | None = None,
@@ -169,8 +168,8 @@ class EmoGenPipeline(TextConditionedPipeline):
         tokenizer cannot encode are rejected. The last three are the defaults of ``__call__``."""
         super().__init__()
         placeholder_tokens = list(placeholder_tokens or DEFAULT_PLACEHOLDERS)
-        if mapper is None or gaussians is None:
-            raise ValueError("EmoGenPipeline needs a mapper and the emotion gaussians")
+        if gaussians is None:
+            raise ValueError("EmoGenPipeline needs the emotion gaussians")
         if len(placeholder_tokens) != 2:
             raise ValueError(f"placeholder_tokens must be two tokens, got {list(placeholder_tokens)}")
         if mapper.config.in_dim != gaussians.dim:
@@ -181,7 +180,8 @@ class EmoGenPipeline(TextConditionedPipeline):
                 f"{text_encoder.config.hidden_size}-d"
             )
         self.placeholder_ids = add_placeholder_tokens(tokenizer, text_encoder, placeholder_tokens)
-        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae,
+                              mapper=mapper.eval())
         self.register_to_config(
             placeholder_tokens=placeholder_tokens,
             known_words=sorted(known_words) if known_words is not None else None,
@@ -189,14 +189,13 @@ class EmoGenPipeline(TextConditionedPipeline):
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
         )
-        self.mapper = mapper.eval()
         self.gaussians = gaussians
 
     # -- persistence --------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        """The diffusers folder (model_index.json + components) plus ``mapper/`` and the gaussians."""
+        """The diffusers folder (model_index.json + components, the mapper among them) plus the
+        gaussians (not a module)."""
         super().save_pretrained(save_directory, **kwargs)
-        self.mapper.save_pretrained(Path(save_directory) / MAPPER_FOLDER)
         self.gaussians.save(Path(save_directory) / GAUSSIANS_FILE)
 
     @classmethod
@@ -219,8 +218,6 @@ class EmoGenPipeline(TextConditionedPipeline):
                 raise UserError(f"{text_config}: missing; the pipeline folder is incomplete")
             vocab_size = json.loads(text_config.read_text())["vocab_size"]
             kwargs["tokenizer"] = load_tokenizer(folder / "tokenizer", vocab_size, config.get("known_words") or ())
-        if "mapper" not in kwargs:
-            kwargs["mapper"] = EmotionMapper.from_pretrained(folder / MAPPER_FOLDER)
         if "gaussians" not in kwargs:
             kwargs["gaussians"] = EmotionGaussians.load(folder / GAUSSIANS_FILE)
         kwargs.setdefault("local_files_only", True)

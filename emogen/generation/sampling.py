@@ -19,9 +19,6 @@ from safetensors.torch import load_file, save_file
 from emogen.emotions import NUM_EMOTIONS
 from emogen.errors import UserError
 
-GAUSSIANS_FILE = "gaussians.safetensors"
-
-
 @dataclass(frozen=True)
 class EmotionGaussians:
     """``mean``/``std`` (8, D) float32 in EmoSet emotion order; ``cov`` (8, D, D) or None."""

@@ -30,9 +30,10 @@ from emogen.errors import MissingModelError, UserError
 from emogen.generation.grid import make_grid
 from emogen.generation.jobs import ImageJob, run_jobs
 from emogen.generation.pipeline import EmoGenPipeline, TextConditionedPipeline
-from emogen.generation.sampling import GAUSSIANS_FILE, EmotionGaussians
+from emogen.generation.sampling import EmotionGaussians
 from emogen.generation.writer import GRIDS_FOLDER, read_index, write_generated
 from emogen.images import load_rgb
+from emogen.stage1.space_files import GAUSSIANS_FILE
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage2.mapper import EmotionMapper

@@ -115,7 +115,7 @@ def _value(row: dict[str, Any], key: str, default: Any) -> Any:
 def request_jobs(rows: pd.DataFrame) -> list:
     """Input rows → ImageJobs, each row checked (the error names the row and the key)."""
     from emogen.generation.jobs import ImageJob, check_emotions
-    from emogen.generation.templates import template_problem
+    from emogen.config import template_problem
 
     if "emotion" not in rows.columns:
         raise UserError(f"request: an 'emotion' column is required, got columns {list(rows.columns)}")

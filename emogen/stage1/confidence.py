@@ -28,7 +28,7 @@ from emogen.emotions import EMOTIONS
 from emogen.errors import DataError
 from emogen.layout import Layout
 from emogen.stage1.data import read_table, split_rows
-from emogen.stage1.emotion_space import read_vectors
+from emogen.stage1.space_files import read_vectors, rows_of
 from emogen.stage1.encoder import emotion_probabilities, load_encoder
 from emogen.stage1.reporting import log_metrics, write_json
 from emogen.stage1.ground_truth import alpha_vs_truth, find_world
@@ -44,13 +44,9 @@ BALANCED_COLUMNS = ("id", "emotion_idx", "attribute", "attribute_kind")
 def train_probabilities(space_dir: Path, stage1_dir: Path, train: pd.DataFrame) -> np.ndarray:
     """Stage-1 softmax (N, 8) of every train row, in ``train`` order, from the stored vectors."""
     vectors, ids = read_vectors(space_dir)
-    position = pd.Series(np.arange(len(ids)), index=ids)
-    missing = train.loc[~train["id"].isin(position.index), "id"]
-    if not missing.empty:
-        raise DataError(f"{space_dir}: no emotion vector for train image id={missing.iloc[0]!r} "
-                        f"({len(missing)} missing); re-run emotion_space")
+    rows = rows_of(space_dir, ids, train["id"].tolist(), "train image(s)").numpy()
     probs = emotion_probabilities(load_encoder(stage1_dir), vectors).double().numpy()
-    return probs[position[train["id"]].to_numpy()]
+    return probs[rows]
 
 
 def attribute_alpha(probs: np.ndarray, train: pd.DataFrame) -> pd.DataFrame:

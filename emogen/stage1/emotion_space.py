@@ -1,8 +1,10 @@
-"""The emotion space (SPEC.md "Stage 1"): every train image's emotion vector and per-emotion Gaussians.
+"""The emotion space (SPEC.md "Stage 1"): emotion vectors and per-emotion Gaussians.
 
 Writes ``models/emotion_space/``: ``vectors.safetensors`` (``vectors``, N×D float32, the
-``fc1`` output in eval mode) + ``vector_ids.parquet`` (``id``, row i ↔ vectors[i]), and
-``gaussians.safetensors`` (``mean`` and unbiased ``std``, 8×D, EmoSet emotion order; ``cov``
+``fc1`` output in eval mode) of every image ``balance`` may use (train, plus
+``balance.splits``) + ``vector_ids.parquet`` (``id``, row i ↔ vectors[i], manifest order),
+and ``gaussians.safetensors`` of the train images only (``mean`` and unbiased ``std``, 8×D,
+EmoSet emotion order; ``cov``
 8×D×D with ``covariance: full``). Also a summary (``metrics/emotion_space.json``) and a
 2-D PCA picture coloured by emotion (``metrics/emotion_space_pca.png``).
 """
@@ -27,6 +29,7 @@ from emogen.emotions import EMOTIONS, NUM_EMOTIONS, POSITIVE
 from emogen.errors import DataError, UserError
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
+from emogen.stage1.space_files import write_space
 from emogen.stage1.data import image_paths, read_table, split_rows
 from emogen.devices import resolve_device
 from emogen.stage1.encoder import cpu_threads, embed_images, load_encoder
@@ -34,11 +37,6 @@ from emogen.stage1.reporting import log_metrics, write_json
 from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)
-
-VECTORS_FILE = "vectors.safetensors"
-IDS_FILE = "vector_ids.parquet"
-GAUSSIANS_FILE = "gaussians.safetensors"
-
 
 def emotion_gaussians(vectors: torch.Tensor, labels: torch.Tensor, covariance: str = "diag") -> dict[str, torch.Tensor]:
     """Per emotion: ``mean`` and unbiased ``std`` (8×D); ``cov`` (8×D×D) when ``covariance='full'``."""
@@ -55,27 +53,6 @@ def emotion_gaussians(vectors: torch.Tensor, labels: torch.Tensor, covariance: s
     if covariance == "full":
         out["cov"] = torch.stack([torch.cov(g.T, correction=1) for g in groups])
     return {k: v.float().contiguous() for k, v in out.items()}
-
-
-def write_space(out_dir: Path, vectors: torch.Tensor, ids: list[str], gaussians: dict[str, torch.Tensor]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"emotions": ",".join(EMOTIONS)}
-    save_file({"vectors": vectors.float().contiguous()}, out_dir / VECTORS_FILE, metadata=meta)
-    pd.DataFrame({"id": ids}).to_parquet(out_dir / IDS_FILE, index=False)
-    save_file(gaussians, out_dir / GAUSSIANS_FILE, metadata=meta)
-
-
-def read_vectors(space_dir: Path) -> tuple[torch.Tensor, list[str]]:
-    """(vectors N×D, ids) of an emotion-space folder."""
-    files = [space_dir / VECTORS_FILE, space_dir / IDS_FILE]
-    for file in files:
-        if not file.is_file():
-            raise UserError(f"{file}: missing; run `emogen stage emotion_space` (or `dvc repro emotion_space`) first")
-    vectors = load_file(files[0])["vectors"]
-    ids = pd.read_parquet(files[1])["id"].tolist()
-    if len(ids) != len(vectors):
-        raise DataError(f"{space_dir}: {len(vectors)} vectors but {len(ids)} ids")
-    return vectors, ids
 
 
 def _cosines(means: torch.Tensor) -> np.ndarray:
@@ -155,17 +132,24 @@ def run(params: Params, layout: Layout) -> None:
     """``emogen stage emotion_space``."""
     cfg = params.emotion_space
     started = time.perf_counter()
-    train = split_rows(read_table(layout.manifest, ("id", "split", "emotion_idx", "image_path")), "train")
-    paths = image_paths(train, layout.dataset_root(params.data))
+    manifest = read_table(layout.manifest, ("id", "split", "emotion_idx", "image_path"))
+    train = split_rows(manifest, "train")
+    # Vectors of every image balance may use (stage 2 trains on them); Gaussians of train only.
+    embedded = manifest[manifest["split"].isin({"train", *params.balance.splits})].reset_index(drop=True)
+    is_train = torch.from_numpy((embedded["split"] == "train").to_numpy())
+    paths = image_paths(embedded, layout.dataset_root(params.data))
     out_dir = layout.model_dir("emotion_space")
     picture = layout.metrics / "emotion_space_pca.png"
-    with stage_run("emotion_space", {"seed": params.seed, "data": params.data.model_dump(), "emotion_space": cfg.model_dump()}):
+    tracked = {"seed": params.seed, "data": params.data.model_dump(), "emotion_space": cfg.model_dump(),
+               "balance": {"splits": params.balance.splits}}
+    with stage_run("emotion_space", tracked):
         with cpu_threads(cfg.cpu_threads):
             encoder = load_encoder(layout.model_dir("stage1"), resolve_device(cfg.device))
-            vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
+            all_vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
+        vectors = all_vectors[is_train]
         labels = torch.tensor(train["emotion_idx"].to_numpy(), dtype=torch.long)
         gaussians = emotion_gaussians(vectors, labels, cfg.covariance)
-        write_space(out_dir, vectors, train["id"].tolist(), gaussians)
+        write_space(out_dir, all_vectors, embedded["id"].tolist(), gaussians)
         summary = space_summary(vectors, labels, gaussians)
         explained = plot_space(vectors, labels, gaussians["mean"], picture, cfg.plot_points, stage_seed(params.seed, "emotion_space"))
         summary["pca_explained_variance"] = {"pc1": float(explained[0]), "pc2": float(explained[1])}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,10 +27,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from emogen.caches import locked
 from emogen.config import Params, Stage1Params
 from emogen.layout import Layout
 from emogen.seeding import seed_everything, stage_seed
-from emogen.stage1.checkpoints import Checkpoints, checkpoint_root, run_fingerprint
+from emogen.checkpoints import Checkpoints
+from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
 from emogen.stage1.data import SPLITS, EpochShuffle, epoch_seed, read_table, split_dataset, split_rows
 from emogen.stage1.encoder import EmotionEncoder, build_encoder, cpu_threads, save_encoder
 from emogen.stage1.evaluation import write_stage1_outputs
@@ -223,24 +226,29 @@ def train_encoder(
     seed: int,
     on_epoch: EpochCallback | None = None,
     accelerator: Accelerator | None = None,
+    layout: Layout = Layout(),
 ) -> TrainResult:
     """Train on the manifest's train split, select on val, write the best encoder to ``out_dir``.
 
     ``on_epoch`` gets every epoch's record (also the ones replayed from a checkpoint).
+    Checkpoints go to ``layout``'s stage-1 cache; the run holds its lock throughout.
     """
     started = time.perf_counter()
     accelerator = accelerator or make_accelerator(cfg)
     with cpu_threads(cfg.cpu_threads):
         run = _prepare(cfg, manifest, dataset_root, seed, accelerator)
-        checkpoints = Checkpoints(checkpoint_root(cfg) / run_fingerprint(cfg, seed, manifest), accelerator)
-        fit = _fit(cfg, run, accelerator, checkpoints, seed, on_epoch)
-        encoder = accelerator.unwrap_model(run.model)
-        encoder.load_state_dict(fit.best_state)
-        predictions = {s: _predict(run.model, loader, accelerator) for s, loader in run.eval_loaders.items()}
-    if accelerator.is_main_process:
-        save_encoder(encoder, out_dir)
-    if not cfg.keep_checkpoints:
-        checkpoints.remove()
+        folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root)
+        checkpoints = epoch_checkpoints(folder, accelerator)
+        # Only the main process locks: the others follow it through the collectives.
+        with locked(folder) if accelerator.is_main_process else nullcontext():
+            fit = _fit(cfg, run, accelerator, checkpoints, seed, on_epoch)
+            encoder = accelerator.unwrap_model(run.model)
+            encoder.load_state_dict(fit.best_state)
+            predictions = {s: _predict(run.model, loader, accelerator) for s, loader in run.eval_loaders.items()}
+            if accelerator.is_main_process:
+                save_encoder(encoder, out_dir)
+            if not cfg.keep_checkpoints:
+                checkpoints.remove()
     test_pred, test_true, _ = predictions["test"]
     return TrainResult(
         encoder=encoder.cpu().eval(),
@@ -262,7 +270,7 @@ def run(params: Params, layout: Layout) -> None:
     accelerator = make_accelerator(cfg)
     train = partial(
         train_encoder, cfg, manifest, dataset_root, layout.model_dir("stage1"),
-        stage_seed(params.seed, "stage1"), accelerator=accelerator,
+        stage_seed(params.seed, "stage1"), accelerator=accelerator, layout=layout,
     )
     if not accelerator.is_main_process:  # the other `accelerate launch` processes only train
         train()

@@ -4,8 +4,9 @@ A training step needs, per balanced.parquet row: the image as the UNet sees it (
 scaling factor, or pixels for a pixel-space base), in both horizontal flips, the stage-1
 emotion vector of that image, α and the attribute's vocabulary index. Images and vectors are
 stored once per *unique* image and indexed per row, so a step only runs the text encoder and
-the UNet. The tensors are cached in the work folder under a fingerprint of every input, so a
-resumed or repeated run does not encode the images again (minutes for EmoSet at 512 px).
+the UNet. The tensors are cached in the work folder under a fingerprint of every input and of
+the code that builds them (``emogen.caches``), so a resumed or repeated run does not encode the
+images again (minutes for EmoSet at 512 px).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from emogen.base.resolve import folder_fingerprint
+from emogen.caches import code_hash, files_hash, locked
 from emogen.errors import DataError, UserError
+from emogen.stage1 import space_files
 from emogen.images import load_rgb, squash_transform
 
 log = logging.getLogger(__name__)
@@ -107,35 +111,23 @@ def read_samples(inputs: StageInputs, vocabulary_size: int) -> pd.DataFrame:
 
 def read_vectors(inputs: StageInputs, ids: list[str]) -> torch.Tensor:
     """The stage-1 emotion vectors of ``ids``, in that order, ``(len(ids), D)``."""
-    for path in (inputs.vectors, inputs.vector_ids):
-        if not path.is_file():
-            raise UserError(f"{path}: missing; run `emogen stage emotion_space` first")
-    vectors = load_file(str(inputs.vectors))["vectors"].float()
-    vector_ids = pd.read_parquet(inputs.vector_ids, columns=["id"])["id"]
-    if len(vector_ids) != vectors.shape[0]:
-        raise DataError(f"{inputs.vector_ids}: {len(vector_ids)} ids for {vectors.shape[0]} vectors in {inputs.vectors}")
-    row_of = pd.Series(range(len(vector_ids)), index=vector_ids.to_numpy())
-    missing = [i for i in ids if i not in row_of.index]
-    if missing:
-        raise DataError(f"{inputs.vector_ids}: no emotion vector for training image(s) {missing[:5]} "
-                        f"({len(missing)} in all)")
-    return vectors[torch.tensor(row_of.loc[ids].to_numpy(), dtype=torch.long)]
+    vectors, vector_ids = space_files.read_vectors(inputs.vectors.parent)
+    return vectors.float()[space_files.rows_of(inputs.vectors.parent, vector_ids, ids, "training image(s)")]
 
 
 def fingerprint(inputs: StageInputs, samples: pd.DataFrame, resolution: int, seed: int) -> str:
-    """Hash of everything the tensors depend on. The VAE is identified by base.json (its
-    sources' revisions); image files by size and mtime (reading every EmoSet JPEG again
-    would cost as much as encoding it)."""
-    digest = hashlib.sha256(f"v2\0{resolution}\0{seed}\0".encode())
-    for path in (inputs.balanced, inputs.sample_alpha, inputs.vectors, inputs.vector_ids,
-                 inputs.base_dir / "base.json"):
+    """Hash of everything the tensors depend on: the input tables, the base model (every file
+    of its folder: weights or the pinned revision), the image files (size, mtime) and the code
+    that encodes them."""
+    digest = hashlib.sha256(f"{resolution}\0{seed}\0".encode())
+    digest.update(code_hash(__name__, "emogen.base.components").encode())
+    digest.update(folder_fingerprint(inputs.base_dir).encode())
+    for path in (inputs.balanced, inputs.sample_alpha, inputs.vectors, inputs.vector_ids):
         digest.update(path.name.encode() + b"\0")
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(2**20), b""):
                 digest.update(chunk)
-    for rel in sorted(samples["image_path"].unique()):
-        stat = (inputs.dataset_root / rel).stat()
-        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    digest.update(files_hash(inputs.dataset_root, samples["image_path"]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -173,13 +165,15 @@ def build_tensors(
 
 
 def load_or_build(inputs: StageInputs, samples: pd.DataFrame, base, seed: int, work_dir: Path) -> tuple[TrainingTensors, str]:
-    """Cached tensors for these inputs, building (and caching) them when absent."""
+    """Cached tensors for these inputs, building (and caching) them when absent; under the
+    entry's lock, so a second process with the same inputs waits and reuses them."""
     key = fingerprint(inputs, samples, base.resolution, seed)
     path = work_dir / f"tensors-{key}.safetensors"
-    if path.is_file():
-        log.info("stage2: reusing training tensors %s", path)
-        return TrainingTensors.load(path), key
-    tensors = build_tensors(inputs, samples, base, seed)
-    tensors.save(path)
+    with locked(path):
+        if path.is_file():
+            log.info("stage2: reusing training tensors %s", path)
+            return TrainingTensors.load(path), key
+        tensors = build_tensors(inputs, samples, base, seed)
+        tensors.save(path)
     log.info("stage2: training tensors cached in %s (%.1f MB)", path, path.stat().st_size / 2**20)
     return tensors, key

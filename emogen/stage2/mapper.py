@@ -3,24 +3,25 @@
 Default (published): Linear(768, 1024) → ReLU → Linear(1024, 768), 1,574,656 parameters.
 Options: more 1024-wide hidden layers, LayerNorm after each hidden Linear, Dropout after
 each hidden activation, or ``kind="linear"`` (a single Linear, the "FC" variant).
-Saved as ``config.json`` + ``model.safetensors`` (no pickles).
+A diffusers ``ModelMixin``/``ConfigMixin``: saved as ``config.json`` +
+``diffusion_pytorch_model.safetensors`` (no pickles) and registered in the EmoGen pipeline as
+its ``mapper`` component, so the pipeline saves and loads it like its UNet.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 from torch import nn
 
 from emogen.errors import UserError
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,15 @@ class MapperConfig:
             raise ValueError(f"MapperConfig.dropout must be in [0, 1), got {self.dropout}")
 
 
-class EmotionMapper(nn.Module):
-    """``forward(vectors (B, in_dim)) -> token embeddings (B, out_dim)``."""
+class EmotionMapper(ModelMixin, ConfigMixin):
+    """``forward(vectors (B, in_dim)) -> token embeddings (B, out_dim)``; ``config`` holds the
+    MapperConfig fields."""
+
+    config_name = CONFIG_NAME
 
     def __init__(self, config: MapperConfig) -> None:
         super().__init__()
-        self.config = config
+        self.register_to_config(**asdict(config))
         layers: list[nn.Module] = []
         if config.kind == "mlp":
             width = config.in_dim
@@ -68,31 +72,23 @@ class EmotionMapper(nn.Module):
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         return self.net(vectors)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME))
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None = None, return_unused_kwargs: bool = False, **kwargs):
+        """diffusers' loading path: the saved fields go through MapperConfig's checks."""
+        names = {f.name for f in fields(MapperConfig)}
+        model = cls(MapperConfig(**{k: v for k, v in dict(config or {}).items() if k in names}))
+        return (model, kwargs) if return_unused_kwargs else model
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "EmotionMapper":
-        """Load a saved mapper in eval mode; a missing or bad folder is a :class:`UserError`."""
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for path in (config_path, weights_path):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "EmotionMapper":
+        """Load a saved mapper (local only) in eval mode; a missing or bad folder is a
+        :class:`UserError`."""
+        directory = Path(pretrained_model_name_or_path)
+        for path in (directory / CONFIG_NAME, directory / SAFETENSORS_WEIGHTS_NAME):
             if not path.is_file():
                 raise UserError(f"{path}: missing; train the mapper first (`emogen stage stage2`)")
+        kwargs.setdefault("local_files_only", True)
         try:
-            config = MapperConfig(**json.loads(config_path.read_text()))
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"{config_path}: not a mapper config: {exc}") from None
-        mapper = cls(config)
-        try:
-            mapper.load_state_dict(load_file(str(weights_path)))
-        except RuntimeError as exc:
-            raise UserError(f"{weights_path}: weights do not match {config_path}: {exc}") from None
-        return mapper.to(device).eval()
+            return super().from_pretrained(directory, **kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{directory}: not a saved mapper (config.json and weights must match): {exc}") from None

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import DDIMScheduler
-from PIL import Image
 
-from emogen.images import to_pil
 from emogen.stage2.placeholder import encode_with_placeholders
 
 
@@ -47,16 +45,3 @@ def preview_images(
         guided = uncond_out + guidance_scale * (cond_out - uncond_out)
         latents = scheduler.step(guided, t, latents).prev_sample
     return base.decode_latents(latents).float().clamp(-1, 1).cpu()
-
-
-def image_grid(images: torch.Tensor, rows: int) -> Image.Image:
-    """``(rows·cols, 3, H, W)`` in [-1, 1], row-major → one RGB image."""
-    tiles = to_pil(images)
-    scale = max(1, 64 // tiles[0].width)  # tiny embedded images: enlarge (nearest) to be visible
-    tiles = [t.resize((t.width * scale, t.height * scale), Image.NEAREST) for t in tiles]
-    cols = len(tiles) // rows
-    width, height = tiles[0].size
-    grid = Image.new("RGB", (cols * width, rows * height))
-    for i, tile in enumerate(tiles):
-        grid.paste(tile, ((i % cols) * width, (i // cols) * height))
-    return grid

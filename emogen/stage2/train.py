@@ -6,9 +6,10 @@ L = (1 − α)·L_LDM + λ_attr·α·L_attr. Only the mapper has trainable param
 
 Determinism and resume: the rows of every micro-batch (a fresh seeded permutation per
 epoch), the flips, noise and timesteps are functions of (seed, step, micro-step, rank)
-only, and checkpoints hold the AdamW state, so a run resumed from a checkpoint ends with
-the same weights as an uninterrupted one. Checkpoints and the precomputed training tensors
-live in ``stage2.work_dir`` (outside the DVC output, which DVC deletes before re-running).
+only, and checkpoints (accelerate's save_state, ``emogen.checkpoints``) hold the AdamW
+state, so a run resumed from a checkpoint ends with the same weights as an uninterrupted one. Checkpoints and the precomputed training tensors
+live in the workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC
+deletes before re-running), keyed by params, inputs, base model and code.
 Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m emogen stage stage2`` (README).
 """
 
@@ -19,7 +20,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -29,17 +29,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from emogen.base.components import BaseComponents, load_base
+from emogen.caches import cache_dir, code_hash, locked
+from emogen.checkpoints import Checkpoints
 from emogen.config import Params, Stage2Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, UserError
+from emogen.generation.grid import make_grid
+from emogen.generation.sampling import EmotionGaussians
+from emogen.images import to_pil
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.stage2.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from emogen.stage1.space_files import GAUSSIANS_FILE, IDS_FILE, VECTORS_FILE
 from emogen.stage2.data import StageInputs, load_or_build, read_samples, read_vocabulary
 from emogen.stage2.losses import (
     attribute_bank,
@@ -51,7 +55,7 @@ from emogen.stage2.losses import (
 )
 from emogen.stage2.mapper import EmotionMapper, MapperConfig
 from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state
-from emogen.stage2.preview import image_grid, preview_images
+from emogen.stage2.preview import preview_images
 from emogen.tracking import log_artifact, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
@@ -67,20 +71,12 @@ def stage_inputs(params: Params, layout: Layout) -> StageInputs:
         balanced=layout.balanced,
         sample_alpha=confidence / "sample_alpha.parquet",
         vocabulary=confidence / "vocabulary.json",
-        vectors=space / "vectors.safetensors",
-        vector_ids=space / "vector_ids.parquet",
-        gaussians=space / "gaussians.safetensors",
+        vectors=space / VECTORS_FILE,
+        vector_ids=space / IDS_FILE,
+        gaussians=space / GAUSSIANS_FILE,
         base_dir=layout.model_dir("base"),
         dataset_root=layout.dataset_root(params.data),
     )
-
-
-def work_dir(p: Stage2Params, layout: Layout) -> Path:
-    if p.work_dir is None:
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        return cache / "emogen" / STAGE
-    path = Path(p.work_dir).expanduser()
-    return path if path.is_absolute() else layout.root / path
 
 
 def _draw_seed(*parts: int) -> int:
@@ -119,6 +115,20 @@ class StepOutput:
     vocab_idx: torch.Tensor  # (B,)
 
 
+@torch.no_grad()
+def _loss_totals(out: StepOutput) -> torch.Tensor:
+    """(ldm sum, samples, attr sum, attr samples, correct, loss sum) of one micro-batch."""
+    known = out.vocab_idx >= 0
+    correct = 0.0
+    if out.logits is not None:
+        correct = (out.logits.argmax(dim=1) == out.vocab_idx)[known].sum().item()
+    return torch.tensor(
+        [out.ldm.sum().item(), out.ldm.numel(), out.attr[known].sum().item(), known.sum().item(),
+         correct, out.loss.item() * out.ldm.numel()],
+        dtype=torch.float64, device=out.loss.device,
+    )
+
+
 def assert_only_mapper_trains(base: BaseComponents, mapper: nn.Module) -> None:
     """SPEC.md: the VAE, UNet, text encoder and CLIP are frozen; every mapper weight trains."""
     for name, module in (("text_encoder", base.text_encoder), ("unet", base.unet),
@@ -134,14 +144,10 @@ def assert_only_mapper_trains(base: BaseComponents, mapper: nn.Module) -> None:
 
 def read_gaussians(path: Path, vector_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-emotion mean and std of the emotion space (the preview grids sample from them)."""
-    if not path.is_file():
-        raise UserError(f"{path}: missing; run `emogen stage emotion_space` first")
-    gaussians = load_file(str(path))
-    for name in ("mean", "std"):
-        if name not in gaussians or gaussians[name].shape != (len(EMOTIONS), vector_dim):
-            found = tuple(gaussians[name].shape) if name in gaussians else "missing"
-            raise DataError(f"{path}: tensor {name!r} is {found}, expected ({len(EMOTIONS)}, {vector_dim})")
-    return gaussians["mean"].float(), gaussians["std"].float()
+    gaussians = EmotionGaussians.load(path)
+    if gaussians.dim != vector_dim:
+        raise DataError(f"{path}: Gaussians of width {gaussians.dim}, but the emotion vectors are {vector_dim} wide")
+    return gaussians.mean, gaussians.std
 
 
 class Trainer:
@@ -150,9 +156,10 @@ class Trainer:
     def __init__(self, params: Params, layout: Layout, accelerator: Accelerator) -> None:
         p = self.p = params.stage2
         self.accelerator = accelerator
+        accelerator.gradient_accumulation_steps = p.gradient_accumulation_steps  # what accumulate() counts
         self.seed = stage_seed(params.seed, STAGE)
         self.inputs = stage_inputs(params, layout)
-        self.work_dir = work_dir(p, layout)
+        self.work_dir = cache_dir(layout, STAGE, p.work_dir)
         base = self.base = load_base(self.inputs.base_dir, device=accelerator.device,
                                      dtype=WEIGHT_DTYPES[p.mixed_precision])
         (self.token_id,) = add_placeholder_tokens(base.tokenizer, base.text_encoder, [p.placeholder_token])
@@ -210,7 +217,7 @@ class Trainer:
     def run_key(self) -> str:
         """Identifies a training run: resuming needs the same data, params and world size."""
         spec = json.dumps({"data": self.data_key, "seed": self.seed, "params": self.p.model_dump(),
-                           "world": self.accelerator.num_processes}, sort_keys=True)
+                           "world": self.accelerator.num_processes, "code": code_hash(__name__)}, sort_keys=True)
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
     def losses(self, step: int, micro: int) -> StepOutput:
@@ -252,27 +259,17 @@ class Trainer:
         return StepOutput(loss=loss, ldm=ldm, attr=attr, logits=logits, vocab_idx=vocab_idx)
 
     def train_step(self, step: int) -> dict[str, float]:
-        """One optimiser step (all micro-steps); returns the step's loss row (all processes)."""
-        accum = self.p.gradient_accumulation_steps
+        """One optimiser step (all micro-steps, through accelerate's ``accumulate()``, which
+        scales the loss, skips the sync and the step until the last); the step's loss row."""
         # ldm sum, samples, attr sum, attr samples, correct, loss sum
         totals = torch.zeros(6, dtype=torch.float64, device=self.accelerator.device)
-        for micro in range(accum):
-            sync = micro == accum - 1
-            with nullcontext() if sync else self.accelerator.no_sync(self.mapper):
+        for micro in range(self.p.gradient_accumulation_steps):
+            with self.accelerator.accumulate(self.mapper):
                 out = self.losses(step, micro)
-                self.accelerator.backward(out.loss / accum)
-            with torch.no_grad():
-                known = out.vocab_idx >= 0
-                correct = 0.0
-                if out.logits is not None:
-                    correct = (out.logits.argmax(dim=1) == out.vocab_idx)[known].sum().item()
-                totals += torch.tensor(
-                    [out.ldm.sum().item(), out.ldm.numel(), out.attr[known].sum().item(), known.sum().item(),
-                     correct, out.loss.item() * out.ldm.numel()],
-                    dtype=torch.float64, device=totals.device,
-                )
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+                self.accelerator.backward(out.loss)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            totals += _loss_totals(out)
         totals = self.accelerator.reduce(totals, reduction="sum").tolist()
         attr_n = totals[3]
         return {
@@ -283,23 +280,6 @@ class Trainer:
             "attr_acc": totals[4] / attr_n if attr_n else float("nan"),
             "attr_samples": attr_n,
         }
-
-    # -- checkpoints -------------------------------------------------------------------
-    def checkpoint(self, step: int, history: list[dict[str, float]]) -> Checkpoint:
-        scaler = self.accelerator.scaler
-        return Checkpoint(
-            step=step,
-            mapper_state=self.accelerator.unwrap_model(self.mapper).state_dict(),
-            optimizer_state=self.optimizer.state_dict(),
-            scaler_state=scaler.state_dict() if scaler is not None else None,
-            history=history,
-        )
-
-    def restore(self, checkpoint: Checkpoint) -> None:
-        self.accelerator.unwrap_model(self.mapper).load_state_dict(checkpoint.mapper_state)
-        self.optimizer.load_state_dict(checkpoint.optimizer_state)
-        if checkpoint.scaler_state is not None and self.accelerator.scaler is not None:
-            self.accelerator.scaler.load_state_dict(checkpoint.scaler_state)
 
     # -- previews ----------------------------------------------------------------------
     def preview(self, step: int, out_dir: Path) -> Path:
@@ -320,7 +300,7 @@ class Trainer:
             mapper.train()
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"step_{step:06d}.png"
-        image_grid(images, rows=len(EMOTIONS)).save(path)
+        make_grid(to_pil(images), columns=len(images) // len(EMOTIONS), cell=64).save(path)
         return path
 
 
@@ -343,13 +323,6 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())
-
-
 def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, float]], samples_dir: Path,
                   timing: dict[str, float]) -> dict[str, float]:
     out = layout.model_dir(STAGE)
@@ -364,10 +337,10 @@ def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, floa
         "placeholder_token": p.placeholder_token,
         "prompt_template": p.prompt_template,
         "prompt": trainer.prompt,
-        "mapper": _relative(out / "mapper", layout.root),
-        "base": _relative(trainer.inputs.base_dir, layout.root),
+        "mapper": layout.relative(out / "mapper"),
+        "base": layout.relative(trainer.inputs.base_dir),
         "base_json": base_json,
-        "gaussians": _relative(trainer.inputs.gaussians, layout.root),
+        "gaussians": layout.relative(trainer.inputs.gaussians),
         "emotions": list(EMOTIONS),
         "vector_dim": trainer.vector_dim,
         "text_width": trainer.text_width,
@@ -397,55 +370,59 @@ def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, floa
 
 
 def train(trainer: Trainer, layout: Layout, started: float) -> dict[str, float]:
+    """The training loop, holding its run folder's lock (only the main process writes there)."""
+    run_dir = trainer.work_dir / f"run-{trainer.run_key()}"
+    with locked(run_dir) if trainer.accelerator.is_main_process else nullcontext():
+        return _train(trainer, layout, started, run_dir)
+
+
+def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> dict[str, float]:
     """The training loop with resume, checkpoints, previews and logging; writes the outputs."""
     p, acc = trainer.p, trainer.accelerator
-    main = acc.is_main_process
-    steps = trainer.total_steps()
-    run_dir = trainer.work_dir / f"run-{trainer.run_key()}"
-    samples_dir = run_dir / "samples"
-    history: list[dict[str, float]] = []
-    start = 0
-    found = latest_checkpoint(run_dir)
-    if found is not None:
-        checkpoint = load_checkpoint(found)
-        trainer.restore(checkpoint)
-        start, history = checkpoint.step, checkpoint.history[: checkpoint.step]
-        log.info("stage2: resuming from %s (step %d of %d)", found, start, steps)
+    main, steps, samples_dir = acc.is_main_process, trainer.total_steps(), run_dir / "samples"
+    checkpoints = Checkpoints(run_dir, acc, prefix="checkpoint-", digits=8, keep=p.checkpoints_total_limit)
+    history = _resume(checkpoints, steps)
     log.info("stage2: %d steps × effective batch %d over %d samples (%.2f epochs); mapper %s, %d parameters",
              steps, trainer.effective_batch, len(trainer.tensors), steps * trainer.effective_batch / len(trainer.tensors),
              p.mapper.kind, acc.unwrap_model(trainer.mapper).num_parameters())
-
-    setup_s = time.perf_counter() - started
-    loop_start = time.perf_counter()
+    start, setup_s, loop_start = len(history), time.perf_counter() - started, time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="stage2", unit="step", disable=not main)
     for step in bar:
-        row = trainer.train_step(step)
-        history.append(row)
-        done = step + 1
-        recent = history[-p.log_every:]
+        history.append(trainer.train_step(step))
+        done, recent = step + 1, summarize_recent(history[-p.log_every:])
         if main:
-            bar.set_postfix(summarize_recent(recent))
+            bar.set_postfix(recent)
             if done % p.log_every == 0 or done == steps:
-                log_metrics(summarize_recent(recent), step=done)
+                log_metrics(recent, step=done)
         if p.checkpointing_steps and done % p.checkpointing_steps == 0 and done < steps:
-            if main:
-                save_checkpoint(run_dir, trainer.checkpoint(done, history), p.checkpoints_total_limit)
-            acc.wait_for_everyone()
+            checkpoints.save(done, {"step": done, "history": history})
         if main and p.sample_every and done % p.sample_every == 0 and done < steps:
             log_artifact(str(trainer.preview(done, samples_dir)), artifact_path="samples")
-    train_s = time.perf_counter() - loop_start
+    timing = {"setup_s": setup_s, "train_s": time.perf_counter() - loop_start, "resumed_from_step": start}
+    return _finish(trainer, layout, history, samples_dir, timing, started) if main else {}
 
-    if not main:
-        return {}
-    grid = trainer.preview(steps, samples_dir)
+
+def _resume(checkpoints: Checkpoints, steps: int) -> list[dict[str, float]]:
+    """The loss history so far: empty, or restored with the mapper and optimizer from the
+    latest checkpoint of this run."""
+    found = checkpoints.latest()
+    if found is None:
+        return []
+    progress, _ = checkpoints.load(found)
+    log.info("stage2: resuming from %s (step %d of %d)", found, progress["step"], steps)
+    return progress["history"][: progress["step"]]
+
+
+def _finish(trainer: Trainer, layout: Layout, history: list[dict[str, float]], samples_dir: Path,
+            timing: dict[str, float], started: float) -> dict[str, float]:
+    """Final preview, outputs, MLflow; then the run's checkpoints are no longer needed."""
+    grid = trainer.preview(trainer.total_steps(), samples_dir)
     log_artifact(str(grid), artifact_path="samples")
-    timing = {"setup_s": setup_s, "train_s": train_s, "time_s": time.perf_counter() - started,
-              "resumed_from_step": start}
-    metrics = write_outputs(trainer, layout, history, samples_dir, timing)
+    metrics = write_outputs(trainer, layout, history, samples_dir, {**timing, "time_s": time.perf_counter() - started})
     log_metrics({f"final_{k}": v for k, v in metrics.items() if not math.isnan(v)})
     log_artifact(str(layout.metrics / "stage2_loss.csv"))
     log_artifact(str(layout.model_dir(STAGE) / "train_config.json"))
-    shutil.rmtree(run_dir, ignore_errors=True)  # done: the checkpoints are no longer needed
+    shutil.rmtree(samples_dir.parent, ignore_errors=True)
     log.info("stage2: L_LDM %.4f, L_attr %.4f, attribute accuracy %.3f (last %d steps); %.1f s",
              metrics["l_ldm"], metrics["l_attr"], metrics["attr_accuracy"], metrics["window_steps"],
              metrics["time_s"])
