@@ -17,7 +17,6 @@ import math
 import shutil
 import time
 
-import mlflow
 import torch
 from accelerate import Accelerator
 
@@ -39,7 +38,7 @@ from emogen.generation.stage import emotion_jobs, quiet_libraries, sampling_sett
 from emogen.generation.writer import GRIDS_FOLDER, write_generated
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def run(params: Params, layout: Layout, method: str) -> dict:
             data = training_data(params, layout, base)
             budget = stage2_budget(params.stage2, len(data.tensors))
             trainer = BaselineTrainer(data, base, budget, seed, accelerator)
-            on_log = lambda means, step: mlflow.log_metrics(means, step=step)  # noqa: E731
+            on_log = lambda means, step: log_metrics(means, step=step)  # noqa: E731
             if method == "textual_inversion":
                 prompts, history = train_textual_inversion(trainer, bp.textual_inversion, params.stage2,
                                                            bp.log_every, on_log)
@@ -130,10 +129,10 @@ def run(params: Params, layout: Layout, method: str) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         write_history(out / f"{method}_loss.csv", history)
         (out / f"{method}.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
-        mlflow.log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
-        mlflow.log_artifact(str(written.index))
-        mlflow.log_artifact(str(out / f"{method}.json"))
+        log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+        log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
+        log_artifact(str(written.index))
+        log_artifact(str(out / f"{method}.json"))
     log.info("baseline %s: %d images, %.1f s (training %.1f s)", method, written.count, metrics["time_s"], train_s)
     return metrics
 

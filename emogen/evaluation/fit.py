@@ -15,7 +15,6 @@ import logging
 import shutil
 import time
 
-import mlflow
 import torch
 
 from emogen.base.components import load_base, read_base_json
@@ -28,7 +27,7 @@ from emogen.evaluation.data import load_split
 from emogen.evaluation.evaluators import EVALUATORS_JSON, unit_images
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.tracking import flatten, stage_run
+from emogen.tracking import flatten, log_artifact, log_metrics, set_tags, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ def run(params: Params, layout: Layout) -> None:
                    "names": info["names"], **report, "seconds": round(seconds, 1)}
         layout.metrics.mkdir(parents=True, exist_ok=True)
         (layout.metrics / METRICS_FILE).write_text(json.dumps(summary, indent=1) + "\n")
-        mlflow.log_metrics({k: v for k, v in flatten(report).items() if isinstance(v, (int, float))})
-        mlflow.set_tags({"stand_in": str(info["stand_in"]), "profile": info["profile"]})
-        mlflow.log_artifact(str(layout.metrics / METRICS_FILE))
+        log_metrics({k: v for k, v in flatten(report).items() if isinstance(v, (int, float))})
+        set_tags({"stand_in": str(info["stand_in"]), "profile": info["profile"]})
+        log_artifact(str(layout.metrics / METRICS_FILE))
     log.info("evaluators (%s): %s", info["profile"], json.dumps(report))

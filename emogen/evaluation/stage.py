@@ -14,7 +14,6 @@ import logging
 import time
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import torch
 
@@ -27,7 +26,7 @@ from emogen.evaluation.table import evaluate_method, real_fid_stats
 from emogen.evaluation.transfer import TRANSFER_METHOD, transfer_table
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.tracking import stage_run
+from emogen.tracking import log_artifact, log_metrics, set_tags, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +85,14 @@ def run(params: Params, layout: Layout) -> None:
         if transfer_set is not None:
             transfer = transfer_table(evaluators, transfer_set, p, rng)
             (layout.metrics / TRANSFER_FILE).write_text(json.dumps(transfer, indent=1) + "\n")
-            mlflow.log_artifact(str(layout.metrics / TRANSFER_FILE))
+            log_artifact(str(layout.metrics / TRANSFER_FILE))
             logged.update({f"transfer.{t}.{k}": v["value"] for t, row in transfer["templates"].items()
                            for k, v in row.items() if isinstance(v, dict)})
-        mlflow.log_metrics({k.replace("{}", "_").replace(" ", "_"): float(v) for k, v in logged.items()})
-        mlflow.set_tags({"stand_in": str(evaluators.stand_in), "profile": evaluators.info["profile"]})
-        mlflow.log_artifact(str(layout.metrics / TABLE_FILE))
-        mlflow.log_artifact(str(layout.metrics / PER_EMOTION_FILE))
-        mlflow.log_metric("seconds", time.perf_counter() - start)
+        log_metrics({k.replace("{}", "_").replace(" ", "_"): float(v) for k, v in logged.items()})
+        set_tags({"stand_in": str(evaluators.stand_in), "profile": evaluators.info["profile"]})
+        log_artifact(str(layout.metrics / TABLE_FILE))
+        log_artifact(str(layout.metrics / PER_EMOTION_FILE))
+        log_metrics({"seconds": time.perf_counter() - start})
     for method, result in results.items():
         t = result.table
         log.info("%s: Emo-A %.3f [%.3f, %.3f], Sem-D %.4f, FID %s", method, t["emo_a"]["value"], t["emo_a"]["low"],
