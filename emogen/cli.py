@@ -25,6 +25,8 @@ STAGES: dict[str, str] = {
     "base_model": "emogen.base.stage:run",
     "stage2": "emogen.stage2.train:run",
     "generate": "emogen.generation.stage:run",
+    "intensity": "emogen.generation.intensity:run",
+    "report": "emogen.report.stage:run",
 }
 
 # Extra user commands: name → ("module:function" that adds its arguments, help text).
