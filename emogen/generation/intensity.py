@@ -8,8 +8,8 @@ so for each seed the eight emotions share one image and the mean target probabil
 is exactly 1/8 (chance); what s > 0 adds is the measurement.
 
 The ``intensity`` stage runs it on ``models/emogen`` with ``models/evaluators`` and writes
-``metrics/intensity.json`` (DVC metric), ``metrics/intensity.csv`` (DVC plot: target
-probability per intensity, overall and per emotion) and ``metrics/intensity_strip.png``
+``metrics/intensity.json`` (DVC metric), ``metrics/intensity.csv`` (DVC plot: one row per
+intensity: mean target probability, top-1, and the mean target probability per emotion) and ``metrics/intensity_strip.png``
 (rows: emotions, columns: intensities, one seed).
 """
 
@@ -141,10 +141,9 @@ def run(params: Params, layout: Layout) -> None:
         write_json(layout.metrics / JSON_FILE, result)
         with open(layout.metrics / CSV_FILE, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["intensity", "emotion", "mean_target_prob"])
-            for p in points:
-                writer.writerow([p["intensity"], "all", p["mean_target_prob"]["value"]])
-                writer.writerows([p["intensity"], name, value] for name, value in p["per_emotion"].items())
+            writer.writerow(["intensity", "mean_target_prob", "top1", *EMOTIONS])
+            writer.writerows([p["intensity"], p["mean_target_prob"]["value"], p["top1"]["value"],
+                              *(p["per_emotion"][name] for name in EMOTIONS)] for p in points)
         curve.strip.save(layout.metrics / STRIP_FILE)
         for p in points:
             step = round(p["intensity"] * 100)  # MLflow steps are integers: s × 100
