@@ -33,6 +33,7 @@ STAGES: dict[str, str] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("emogen.generation.commands:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
     "fuse": ("emogen.generation.commands:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
+    "demo": ("emogen.demo.app:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
 }
 
 
