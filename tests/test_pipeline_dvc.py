@@ -37,6 +37,8 @@ TINY = {
                "num_sample_images": 1, "sample_inference_steps": 2,
                "mapper": {"hidden_dim": 16}},
     "generate": {"num_images": 2, "num_inference_steps": 2, "transfer_templates": ["{} box"]},
+    "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
+    "report": {"images_per_method": 1},
 }
 
 
