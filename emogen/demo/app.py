@@ -55,7 +55,7 @@ def _request_jobs(pipe, body: dict) -> list:
 def build_app(pipe, model: str, batch_size: int = 1):
     """The app: ``GET /`` the page, ``POST /generate`` the images (NDJSON stream)."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
     from emogen.demo.page import render_page
     from emogen.generation.jobs import run_jobs
@@ -68,8 +68,8 @@ def build_app(pipe, model: str, batch_size: int = 1):
         return render_page(model, pipe.config.resolution)
 
     @app.get("/favicon.ico")
-    def favicon():
-        return JSONResponse({}, status_code=204)
+    def favicon():  # browsers ask for one; "no content" keeps the console free of 404s
+        return Response(status_code=204)
 
     @app.post("/generate")
     async def generate(request: Request):

@@ -34,6 +34,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img.gen { image-rendering: pixelated; margin: 1px; }
 .imgrow { white-space: nowrap; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; }
 .ok { color: #176b2c; } .fail { color: #a33; font-weight: bold; }
 """
 
@@ -195,7 +196,7 @@ def curves_section(inputs: ReportInputs) -> str:
         f"<div>{img(curve_png(inputs.curves[file], x, ys, title), title)}</div>"
         for file, (x, ys, title) in CURVES.items()
     )
-    return f"<h2 id='curves'>Training curves</h2>{charts}"
+    return f"<h2 id='curves'>Training curves</h2><div class='charts'>{charts}</div>"
 
 
 def validation_section(inputs: ReportInputs) -> str:
