@@ -25,6 +25,11 @@ STAGES: dict[str, str] = {
     "base_model": "emogen.base.stage:run",
     "stage2": "emogen.stage2.train:run",
     "generate": "emogen.generation.stage:run",
+    "evaluators": "emogen.evaluation.fit:run",
+    "evaluate": "emogen.evaluation.stage:run",
+    "baseline_prompt": "emogen.baselines.stage:run_prompt",
+    "baseline_textual_inversion": "emogen.baselines.stage:run_textual_inversion",
+    "baseline_dreambooth": "emogen.baselines.stage:run_dreambooth",
     "intensity": "emogen.generation.intensity:run",
     "report": "emogen.report.stage:run",
 }

@@ -62,6 +62,9 @@ class PrepareDataParams(Section):
     # Images with a plain, unlabelled background: their attribute is their first object.
     no_scene_fraction: float = Field(0.4, ge=0, le=1)
     two_objects_fraction: float = Field(0.4, ge=0, le=1)  # the rest have one object
+    # Share of images whose captions also carry their own (noisy) label's emotion word, as
+    # some web captions do: the base model then knows emotion words imperfectly (README).
+    emotion_caption_fraction: float = Field(0.15, ge=0, le=1)
     jpeg_quality: int = Field(95, ge=1, le=100)
     workers: int = Field(2, ge=1)  # rendering processes (the files do not depend on it)
 
@@ -312,6 +315,8 @@ class GenerateParams(Section):
     # Emotion transfer grid (grids/transfer.png): one image per emotion and template; the
     # embedded base model knows only the synthetic world's words (neutral: box, chair, street).
     transfer_templates: tuple[str, ...] = ("{} box", "{} chair", "{} street")
+    # Transfer images per emotion and template (data/generated/emogen_transfer, the transfer table).
+    transfer_images: int = Field(8, ge=1)
     # Any diffusers scheduler class, built from the base model's training noise schedule.
     # Embedded: DDIM, what base_model checks its samples with; published: UniPCMultistepScheduler.
     scheduler: str = Field("DDIMScheduler", min_length=1)
@@ -330,6 +335,85 @@ class GenerateParams(Section):
         for template in (self.template, *self.transfer_templates):
             if problem := template_problem(template):
                 raise ValueError(problem)
+        return self
+
+
+class EmbeddedEvaluatorParams(Section):
+    """The embedded stand-in evaluators, trained on a fresh render of the synthetic world."""
+
+    num_images: int = Field(4000, ge=16)  # training render (emotion probe and content net)
+    held_out_images: int = Field(1000, ge=16)  # a second render: the reported accuracies
+    probe_l2: float = Field(1e-4, ge=0)  # L2 penalty of the linear emotion probe
+    probe_steps: int = Field(200, ge=1)  # L-BFGS iterations
+    channels: tuple[int, ...] = Field((16, 32, 64), min_length=1, max_length=4)  # content net blocks
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+
+
+class EvaluatorsParams(Section):
+    # embedded: stand-ins trained here; pretrained: CLIP ViT-L/14 + probe, ResNet-50s (published).
+    profile: Literal["embedded", "pretrained"] = "embedded"
+    # Every image (real and generated) is resized to this side first; null: the base model's.
+    resolution: int | None = Field(None, ge=8, le=1024)
+    embedded: EmbeddedEvaluatorParams = EmbeddedEvaluatorParams()
+    # pretrained profile: hub ids (HF cache only, never downloaded) or local folders.
+    clip: str = "openai/clip-vit-large-patch14"
+    object_model: str = "microsoft/resnet-50"
+    # A Places365 ResNet-50: a local transformers folder, or the CSAIL file resnet50_places365.pth.tar.
+    scene_model: str | None = None
+    probe_l2: float = Field(1e-4, ge=0)
+    probe_steps: int = Field(200, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = Field(1, ge=0)  # torch CPU threads (0: torch's default)
+
+
+class EvaluateParams(Section):
+    # Rows of Table 1: folders data/generated/<method>/ (a missing one is an error).
+    methods: tuple[str, ...] = Field(("emogen", "prompt", "textual_inversion", "dreambooth"), min_length=1)
+    num_pairs: int = Field(64, ge=1)  # LPIPS / Sem-D pairs per emotion (published: 10)
+    # true: the published metric code's defects (SPEC.md "Metrics"), for comparison only.
+    published_quirks: bool = False
+    bootstrap_samples: int = Field(1000, ge=10)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    transfer: bool = True  # the transfer table from data/generated/emogen_transfer
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = Field(1, ge=0)
+
+
+class TextualInversionParams(Section):
+    # diffusers' textual_inversion recipe: 5e-4 per sample scaled by the batch (--scale_lr) = 4e-3 at 8.
+    learning_rate: float = Field(4e-3, gt=0)
+    # The token's start: the emotion word's own embedding (TI's "initializer token") or the table mean.
+    init: Literal["emotion_word", "mean"] = "emotion_word"
+    token_format: str = "<{}>"  # the learned token of an emotion, {} = its name
+
+
+class DreamBoothParams(Section):
+    # SD's DreamBooth fine-tunes at 5e-6, 1/20 of SD's training rate; 1/20 of the embedded 2e-3.
+    learning_rate: float = Field(1e-4, gt=0)
+    identifier_format: str = "<v_{}>"  # one identifier per emotion, {} = its name
+    # Prompt "<v_amusement> amusement" ("a [V] dog"): the emotion word is the class noun.
+    prior_preservation: bool = True
+    prior_loss_weight: float = Field(1.0, ge=0)
+    num_class_images: int = Field(32, ge=1)  # per emotion, sampled from the base model with its word
+
+
+class BaselinesParams(Section):
+    """Training of the Table 1 baselines; their budget (steps × batch) is stage 2's, read from
+    ``stage2`` params, and their generation settings are ``generate``'s (README "Baselines")."""
+
+    textual_inversion: TextualInversionParams = TextualInversionParams()
+    dreambooth: DreamBoothParams = DreamBoothParams()
+    log_every: int = Field(10, ge=1)  # MLflow loss logging interval (steps)
+
+    @model_validator(mode="after")
+    def _formats_have_one_slot(self) -> "BaselinesParams":
+        for key, fmt in (("textual_inversion.token_format", self.textual_inversion.token_format),
+                         ("dreambooth.identifier_format", self.dreambooth.identifier_format)):
+            if fmt.count("{}") != 1 or any(ch.isspace() for ch in fmt):
+                raise ValueError(f"{key} must contain '{{}}' exactly once and no spaces, got {fmt!r}")
         return self
 
 
@@ -374,6 +458,9 @@ class Params(Section):
     base_model: BaseModelParams = BaseModelParams()
     stage2: Stage2Params = Stage2Params()
     generate: GenerateParams = GenerateParams()
+    evaluators: EvaluatorsParams = EvaluatorsParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    baselines: BaselinesParams = BaselinesParams()
     intensity: IntensityParams = IntensityParams()
     report: ReportParams = ReportParams()
 

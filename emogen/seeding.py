@@ -3,9 +3,6 @@
 import random
 import zlib
 
-import numpy as np
-import torch
-
 
 def stage_seed(base_seed: int, stage: str) -> int:
     """A stable 31-bit seed for ``stage``: same base seed and name, same number."""
@@ -13,6 +10,10 @@ def stage_seed(base_seed: int, stage: str) -> int:
 
 
 def seed_everything(seed: int) -> None:
+    # Imported here: the data stages use stage_seed only and need not pay torch's import (~2-4 s).
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -23,7 +23,7 @@ VECTOR_DIM = 12
 TINY_GENERATE = dict(
     num_images=2, batch_size=8, num_inference_steps=3, guidance_scale=2.0, device="cpu",
     scheduler="UniPCMultistepScheduler",
-    transfer_templates=("{} bag", "{} cup"), grid_cell=16,
+    transfer_templates=("{} bag", "{} cup"), transfer_images=2, grid_cell=16,
 )
 
 

@@ -10,14 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from emogen.base.tokenizer import TokenizerError, build_tokenizer, caption_words, load_tokenizer
-from emogen.data.synthetic_world import World, captions, sample_specs
+from emogen.data.synthetic_world import World, captions, emotion_caption_mask, sample_specs
+from emogen.emotions import EMOTIONS
 
 
 @pytest.fixture(scope="module")
 def caption_list():
     world = World()
     specs = sample_specs(world, 300, np.random.default_rng(0))
-    return [c for spec in specs for c in captions(spec, world)]
+    named = emotion_caption_mask(len(specs), 0.15, np.random.default_rng(1))
+    return [c for spec, emotion in zip(specs, named) for c in captions(spec, world, bool(emotion))]
 
 
 @pytest.fixture
@@ -31,12 +33,14 @@ def test_every_caption_word_is_one_token_and_captions_round_trip(built, caption_
     folder, tokenizer, words = built
     assert {p.name for p in folder.iterdir()} == {"vocab.json", "merges.txt", "tokenizer_config.json"}
     assert "balloon" in words and "beach" in words
+    assert set(EMOTIONS) <= set(words)  # the prompt baseline's words, each one token
     for word in words:
         assert tokenizer.tokenize(word) == [word + "</w>"]
     for caption in caption_list[:50]:
         ids = tokenizer(caption).input_ids
         assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
-        assert tokenizer.decode(ids, skip_special_tokens=True) == caption
+        # a comma is a token of its own and decodes with a space before it, as in SD's CLIP
+        assert tokenizer.decode(ids, skip_special_tokens=True) == caption.replace(",", " ,")
     assert tokenizer.model_max_length == 16
     assert len(tokenizer("").input_ids) == 2  # the empty (unconditional) prompt: start + end
 

@@ -13,7 +13,14 @@ from emogen.config import parse_params
 from emogen.data import ingest
 from emogen.data.emoset import SPLITS
 from emogen.data.prepare import record_fingerprint, render_synthetic
-from emogen.data.synthetic_world import ImageSpec, World, captions, emotion_posterior, load_world
+from emogen.data.synthetic_world import (
+    ImageSpec,
+    World,
+    captions,
+    emotion_caption_mask,
+    emotion_posterior,
+    load_world,
+)
 from emogen.emotions import EMOTIONS, POSITIVE
 from emogen.errors import DataError
 from emogen.layout import Layout
@@ -54,6 +61,14 @@ def test_posterior_is_the_normalised_product():
     assert np.allclose(emotion_posterior(None, ["Chair"], WORLD.to_dict()), 1 / 8)
 
 
+def test_emotion_word_captions():
+    spec = ImageSpec("beach", ("Balloon",), 0, 1)
+    assert captions(spec, WORLD, emotion_word=True) == [
+        "a red balloon on the beach, amusement", "red balloon", "balloon", "beach", "amusement"]
+    mask = emotion_caption_mask(200, 0.15, np.random.default_rng(0))
+    assert mask.sum() == 30 and (mask == emotion_caption_mask(200, 0.15, np.random.default_rng(0))).all()
+
+
 def test_captions_describe_content_only():
     spec = ImageSpec("beach", ("Balloon", "Waste container"), 0, 1)
     forms = captions(spec, WORLD)
@@ -89,9 +104,36 @@ def test_no_scene_share_and_captions(tiny_emoset):
     assert 0.3 < manifest["scene"].isna().mean() < 0.5
     caps = pd.read_parquet(tiny_emoset.layout.raw / "captions.parquet")
     assert set(caps["id"]) == set(manifest["id"])
-    words = {w for forms in caps["captions"] for f in forms for w in f.split()}
-    assert not words & EMOTION_WORDS
+    # A share names the image's own label (its id starts with it); the rest never name an emotion.
+    named = caps["captions"].map(lambda forms: forms[0].endswith(tuple(f", {e}" for e in EMOTIONS)))
+    assert named.sum() == round(0.15 * len(caps))
+    for image_id, forms, is_named in zip(caps["id"], caps["captions"], named):
+        words = {w.strip(",") for f in forms for w in f.split()}
+        label = image_id.rsplit("_", 1)[0]
+        assert words & EMOTION_WORDS == ({label} if is_named else set())
+        assert not is_named or (forms[0].endswith(f", {label}") and forms[-1] == label)
     assert min(len(forms[-1].split()) for forms in caps["captions"]) == 1
+
+
+def test_emotion_captions_change_nothing_else(tmp_path):
+    """The share is its own random stream: images, annotations, labels and splits are identical."""
+    files = {}
+    for fraction in (0.0, 0.5):
+        folder = tmp_path / str(fraction)
+        render_synthetic(parse_params({"prepare_data": {"num_images": 40, "workers": 1,
+                                                        "emotion_caption_fraction": fraction}}), folder)
+        files[fraction] = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*")
+                           if p.is_file() and p.name != "captions.parquet"}
+        files[fraction]["captions"] = pd.read_parquet(folder / "captions.parquet")
+    plain, named = files[0.0].pop("captions"), files[0.5].pop("captions")
+    assert files[0.0] == files[0.5]
+    assert list(plain["id"]) == list(named["id"])
+    changed = [a != b for a, b in zip(plain["captions"].map(list), named["captions"].map(list))]
+    assert sum(changed) == 20
+    for before, after, image_id in zip(plain["captions"], named["captions"], plain["id"]):
+        if list(before) != list(after):
+            label = image_id.rsplit("_", 1)[0]
+            assert list(after) == [f"{before[0]}, {label}", *before[1:], label]
 
 
 def test_world_json_holds_the_truth(tiny_emoset):

@@ -56,6 +56,11 @@ def test_stage_writes_index_grids_and_pipeline_deterministically(tmp_path, mlflo
     for name in EMOTIONS:
         assert (out / name / "0000.png").is_file() and (out / "grids" / f"{name}.png").is_file()
     assert Image.open(out / "grids" / "transfer.png").size == (2 + 2 * 18, 2 + 8 * 18)  # 2 templates × 8 emotions
+    transfer = json.loads((layout.generated / "emogen_transfer" / "index.json").read_text())["images"]
+    assert len(transfer) == 2 * 2 * len(EMOTIONS)  # transfer_images=2 per template and emotion
+    assert {e["template"] for e in transfer} == {"{} bag", "{} cup"}
+    cell = [e["seed"] for e in transfer if e["template"] == "{} cup" and e["emotion"] == "fear"]
+    assert cell == [seeds[-1] + 1, seeds[-1] + 2]  # the same seeds in every cell
     assert (layout.model_dir("emogen") / "model_index.json").is_file()
 
     runs = mlflow.search_runs(experiment_names=["emogen"], output_format="list")

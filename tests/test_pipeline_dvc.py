@@ -36,10 +36,16 @@ TINY = {
     "stage2": {"max_train_steps": 3, "checkpointing_steps": 2, "sample_every": 0,
                "num_sample_images": 1, "sample_inference_steps": 2,
                "mapper": {"hidden_dim": 16}},
-    "generate": {"num_images": 2, "num_inference_steps": 2, "transfer_templates": ["{} box"]},
+    "generate": {"num_images": 2, "num_inference_steps": 2, "transfer_templates": ["{} box"], "transfer_images": 2},
+    "evaluators": {"embedded": {"num_images": 64, "held_out_images": 32, "probe_steps": 10, "channels": [8],
+                                "epochs": 1}},
+    "evaluate": {"num_pairs": 2, "bootstrap_samples": 20},
+    "baselines": {"dreambooth": {"num_class_images": 1}},
     "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
     "report": {"images_per_method": 1},
 }
+# dvc.yaml's foreach stage runs `emogen stage baseline_<method>` as stage `baseline@<method>`.
+DVC_STAGES = {name.replace("baseline_", "baseline@") for name in STAGES}
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -51,7 +57,7 @@ def _merge(base: dict, update: dict) -> dict:
 def _repro(repo: Path, env: dict) -> list[str]:
     out = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    return re.findall(r"Running stage '(\w+)'", out.stdout)
+    return re.findall(r"Running stage '([\w@]+)'", out.stdout)
 
 
 @pytest.mark.slow
@@ -71,10 +77,17 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
 
     ran = _repro(repo, env)
-    assert set(ran) == set(STAGES), ran
+    assert set(ran) == DVC_STAGES, ran
     # The DAG order: every stage after the ones it reads.
     assert ran.index("stage1") > ran.index("validate") and ran.index("stage2") > ran.index("confidence")
-    assert ran.index("stage2") > ran.index("base_model") and ran[-1] == "generate"
+    assert ran.index("stage2") > ran.index("base_model") and ran.index("generate") > ran.index("stage2")
+    assert all(ran.index(f"baseline@{m}") > ran.index("confidence") for m in ("prompt", "textual_inversion", "dreambooth"))
+    assert ran.index("evaluate") > ran.index("generate") and ran.index("evaluators") > ran.index("base_model")
+    assert ran.index("intensity") > max(ran.index("generate"), ran.index("evaluators"))
+    assert ran[-1] == "report" and (repo / "metrics/report.html").is_file()
+    table = json.loads((repo / "metrics/table1.json").read_text())
+    assert set(table["methods"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"} and table["stand_in"]
+    assert set(json.loads((repo / "metrics/transfer.json").read_text())["templates"]) == {"{} box"}
 
     index = json.loads((repo / "data/generated/emogen/index.json").read_text())
     assert {entry["emotion"] for entry in index["images"]} >= set(EMOTIONS)
@@ -84,6 +97,6 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["emogen"])
     assert (runs["status"] == "FINISHED").all()
-    assert {"stage1", "base_model", "stage2", "generate"} <= set(runs["tags.stage"])
+    assert {"stage1", "base_model", "stage2", "generate", "baseline_dreambooth", "evaluators", "evaluate"} <= set(runs["tags.stage"])
 
     assert _repro(repo, env) == []

@@ -3,7 +3,7 @@
 Synthetic (``data.source: synthetic``): renders ``prepare_data.num_images`` images into
 ``data/raw/emoset`` in EmoSet's exact layout (info.json, train/val/test.json,
 ``image/<emo>/<id>.jpg``, ``annotation/<emo>/<id>.json``) plus ``captions.parquet``
-(content-only captions) and ``world.json`` (the ground-truth profiles, the label rule and
+(content captions, a share naming the image's emotion) and ``world.json`` (the ground-truth profiles, the label rule and
 the Bayes-optimal accuracy per split). Same params → same files.
 
 Real (``data.source: emoset``): checks that ``data.root`` is an EmoSet layout and writes
@@ -34,6 +34,7 @@ from emogen.data.synthetic_world import (
     ImageSpec,
     World,
     captions,
+    emotion_caption_mask,
     emotion_posterior,
     sample_specs,
 )
@@ -113,6 +114,9 @@ def render_synthetic(params: Params, out: Path) -> dict:
     specs = sample_specs(world, p.num_images, rng)
     ids = image_ids(specs)
     splits = assign_splits(specs, p.split.model_dump(), rng)
+    # Own stream: the share can change without moving any image, label or split.
+    named = emotion_caption_mask(len(specs), p.emotion_caption_fraction,
+                                 np.random.default_rng(stage_seed(params.seed, "prepare_data/emotion_captions")))
 
     if out.exists():
         shutil.rmtree(out)
@@ -131,7 +135,7 @@ def render_synthetic(params: Params, out: Path) -> dict:
         (out / f"{split}.json").write_text(json.dumps(entries))
     (out / INFO_FILE).write_text(json.dumps(info_json(world), indent=1))
     table = pa.table(
-        {"id": [ids[i] for i in order], "captions": [captions(specs[i], world) for i in order]},
+        {"id": [ids[i] for i in order], "captions": [captions(specs[i], world, bool(named[i])) for i in order]},
         schema=pa.schema([("id", pa.string()), ("captions", pa.list_(pa.string()))]),
     )
     pq.write_table(table, out / CAPTIONS_FILE)
@@ -155,6 +159,7 @@ def render_synthetic(params: Params, out: Path) -> dict:
         **{f"split_{s}": int((split_arr == s).sum()) for s in SPLITS},
         **{f"emotion_{e}": int(sum(s.emotion_idx == i for s in specs)) for i, e in enumerate(EMOTIONS)},
         "no_scene_fraction": round(float(np.mean([s.scene is None for s in specs])), 4),
+        "emotion_caption_fraction": round(float(named.mean()), 4),
         **{f"bayes_accuracy_{s}": v for s, v in bayes.items()},
     }
 

@@ -15,7 +15,14 @@ Each emotion has at least one strongly associated scene and object (profile max 
 mass goes mostly (``POLARITY_SHARE``) to the other emotions of the same polarity, so
 positive attributes resemble each other and the emotion space clusters by polarity
 (SPEC.md). Names follow EmoSet: Places-style lower-case scenes, Open-Images-style
-capitalised objects, never emotion words (captions must not leak the label).
+capitalised objects, never emotion words: content alone never names the label.
+
+**Emotion words in captions** (``emotion_caption_mask``): a share of images (param, ≈15%)
+also carry their own label's emotion word in their captions, as some web captions do
+("a red balloon on the beach, amusement" and the word alone as a short form). The label is
+the noisy one, so the word is only as reliable as a person's tag; the base model learns
+emotion words imperfectly, as SD 1.5 did from the web, and the prompt baseline is fair.
+The share is drawn from its own random stream: images, labels and splits do not change.
 """
 
 from __future__ import annotations
@@ -206,8 +213,17 @@ def _article(words: str) -> str:
     return "an" if words[0] in "aeiou" else "a"
 
 
-def captions(spec: ImageSpec, world: World) -> list[str]:
-    """Content-only captions: the full one first, then shorter forms down to one or two words."""
+def emotion_caption_mask(num_images: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Which images' captions name their emotion: exactly ``round(fraction · n)`` of them.
+    ``rng`` must be a stream of its own, so that the rest of the world is unchanged."""
+    mask = np.zeros(num_images, dtype=bool)
+    mask[rng.permutation(num_images)[: round(fraction * num_images)]] = True
+    return mask
+
+
+def captions(spec: ImageSpec, world: World, emotion_word: bool = False) -> list[str]:
+    """Content captions: the full one first, then shorter forms down to one or two words.
+    ``emotion_word``: the full caption ends with the image's label word, which is also a form."""
     objs = [world.attribute(name) for name in spec.objects]
     scene = world.attribute(spec.scene) if spec.scene else None
     things = " and ".join(f"{_article(o.words)} {o.words}" for o in objs)
@@ -220,4 +236,7 @@ def captions(spec: ImageSpec, world: World) -> list[str]:
         forms += [o.words, o.noun]
     if scene:
         forms.append(scene.noun)
+    if emotion_word:
+        word = EMOTIONS[spec.emotion_idx]
+        forms = [f"{forms[0]}, {word}", *forms[1:], word]
     return list(dict.fromkeys(forms))

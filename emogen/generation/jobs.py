@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from emogen.emotions import emotion_index
 from emogen.errors import UserError
 from emogen.generation.pipeline import EmoGenPipeline, Fusion
+from emogen.generation.prompt_pipeline import PromptPipeline
 from emogen.generation.sampling import vector_sha256
 from emogen.generation.writer import ImageRecord
 
@@ -55,7 +56,7 @@ def _batches(jobs: Sequence[ImageJob], size: int) -> Iterator[list[ImageJob]]:
 
 
 def run_jobs(
-    pipe: EmoGenPipeline, jobs: Sequence[ImageJob], batch_size: int, desc: str = "generating", **call_kwargs
+    pipe: EmoGenPipeline | PromptPipeline, jobs: Sequence[ImageJob], batch_size: int, desc: str = "generating", **call_kwargs
 ) -> Iterator[tuple[ImageRecord, Image.Image]]:
     """Generate every job (a tqdm bar counts images); yields (record, image) in job order.
     ``call_kwargs`` go to the pipeline (num_inference_steps, guidance_scale, ...)."""
@@ -72,16 +73,17 @@ def run_jobs(
                 generator=[torch.Generator().manual_seed(job.seed) for job in batch],
                 **call_kwargs,
             )
-            for job, image, vector in zip(batch, out.images, out.emotion_vectors, strict=True):
+            vectors = [None] * len(batch) if out.emotion_vectors is None else out.emotion_vectors
+            for job, image, vector in zip(batch, out.images, vectors, strict=True):
                 yield ImageRecord(
                     group=job.group or job.emotion,
                     emotion=job.emotion,
                     seed=job.seed,
                     template=job.template,
                     mode=job.fusion or "single",
-                    vector_sha256=vector_sha256(vector),
+                    vector_sha256=None if vector is None else vector_sha256(vector),
                     emotion_2=job.emotion_2,
                     weight=job.weight,
-                    intensity=job.intensity,
+                    intensity=None if vector is None else job.intensity,  # EmoGen's vectors only
                 ), image
             bar.update(len(batch))

@@ -52,7 +52,7 @@ Fusion = Literal["tokens", "interpolate"]
 @dataclass
 class EmoGenPipelineOutput(BaseOutput):
     images: list[Image.Image] | torch.Tensor  # PIL images, or (B, 3, H, W) in [-1, 1] for "pt"
-    emotion_vectors: torch.Tensor  # (B, slots, D): the vector(s) each image was conditioned on
+    emotion_vectors: torch.Tensor | None  # (B, slots, D): each image's vector(s); None: prompts only
 
 
 def check_template(template: str) -> None:
@@ -61,7 +61,90 @@ def check_template(template: str) -> None:
         raise UserError(problem)
 
 
-class EmoGenPipeline(DiffusionPipeline):
+class TextConditionedPipeline(DiffusionPipeline):
+    """The denoising loop shared by EmoGen and the baselines' :class:`PromptPipeline`: text
+    encoder states in, images out, classifier-free guidance against the empty prompt."""
+
+    def check_words(self, template: str) -> None:
+        """Reject template words the base model cannot read, naming them (never unknown tokens).
+        ``config.known_words``: the embedded model's closed vocabulary, or None (open)."""
+        check_template(template)
+        words = caption_words([template.replace("{}", " ")])
+        known = self.config.known_words
+        if known is not None:
+            missing = [w for w in words if w not in set(known)]
+            detail = f"the embedded base model only knows the synthetic world's words, e.g. {', '.join(known[:12])}"
+        else:
+            unk = self.tokenizer.unk_token_id
+            missing = [w for w in words if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
+            detail = "the tokenizer would turn them into unknown tokens"
+        if missing:
+            raise UserError(f"template {template!r}: word(s) {', '.join(missing)} not in the vocabulary; {detail}")
+
+    def _tokenize(self, text: str, batch: int) -> torch.Tensor:
+        ids = self.tokenizer(text).input_ids
+        limit = self.tokenizer.model_max_length
+        if len(ids) > limit:
+            raise UserError(f"prompt {text!r} is {len(ids)} tokens long; the text encoder reads at most {limit}")
+        padded = self.tokenizer(
+            [text] * batch, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
+        )
+        return padded.input_ids.to(self.device)
+
+    def denoise(
+        self,
+        cond: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None,
+        steps: int,
+        scale: float,
+        side: int,
+        latents: torch.Tensor | None = None,
+        output_type: Literal["pil", "pt"] = "pil",
+    ) -> list[Image.Image] | torch.Tensor:
+        """``cond`` (B, L, D) text states → B images (PIL, or (B, 3, H, W) in [-1, 1] for "pt")."""
+        batch, device = cond.shape[0], self.device
+        guided = scale > 1.0
+        if guided:
+            uncond = self.text_encoder(input_ids=self._tokenize("", 1)).last_hidden_state
+            cond = torch.cat([uncond.expand(batch, -1, -1), cond])
+
+        latent_side = side // self.vae_scale_factor
+        shape = (batch, self.unet.config.in_channels, latent_side, latent_side)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        elif latents.shape != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        self.scheduler.set_timesteps(steps, device=device)
+        latents = latents.to(device, self.unet.dtype) * self.scheduler.init_noise_sigma
+        step_kwargs = {}
+        if "generator" in inspect.signature(self.scheduler.step).parameters:
+            step_kwargs["generator"] = generator
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_in = torch.cat([latents, latents]) if guided else latents
+            model_in = self.scheduler.scale_model_input(model_in, t)
+            noise = self.unet(model_in, t, encoder_hidden_states=cond).sample
+            if guided:
+                noise_uncond, noise_cond = noise.chunk(2)
+                noise = noise_uncond + scale * (noise_cond - noise_uncond)
+            latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
+
+        if self.vae is not None:
+            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+        else:
+            images = latents
+        images = images.float().clamp(-1, 1).cpu()
+        self.maybe_free_model_hooks()
+        return to_pil(images) if output_type == "pil" else images
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell: 1 in pixel space, 8 for SD 1.5's VAE."""
+        if self.vae is None:
+            return 1
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+class EmoGenPipeline(TextConditionedPipeline):
     """Emotion name(s) → images; see the module docstring. ``pipe("awe", generator=g).images``."""
 
     _optional_components = ["vae"]
@@ -150,34 +233,9 @@ class EmoGenPipeline(DiffusionPipeline):
         return self
 
     # -- prompts ------------------------------------------------------------------------
-    def check_words(self, template: str) -> None:
-        """Reject template words the base model cannot read, naming them (never unknown tokens)."""
-        check_template(template)
-        words = caption_words([template.replace("{}", " ")])
-        known = self.config.known_words
-        if known is not None:
-            missing = [w for w in words if w not in set(known)]
-            detail = f"the embedded base model only knows the synthetic world's words, e.g. {', '.join(known[:12])}"
-        else:
-            unk = self.tokenizer.unk_token_id
-            missing = [w for w in words if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
-            detail = "the tokenizer would turn them into unknown tokens"
-        if missing:
-            raise UserError(f"template {template!r}: word(s) {', '.join(missing)} not in the vocabulary; {detail}")
-
     def prompt(self, template: str, fusion: Fusion | None) -> str:
         first, second = self.config.placeholder_tokens
         return template.replace("{}", f"{first} {second}" if fusion == "tokens" else first)
-
-    def _tokenize(self, text: str, batch: int) -> torch.Tensor:
-        ids = self.tokenizer(text).input_ids
-        limit = self.tokenizer.model_max_length
-        if len(ids) > limit:
-            raise UserError(f"prompt {text!r} is {len(ids)} tokens long; the text encoder reads at most {limit}")
-        padded = self.tokenizer(
-            [text] * batch, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
-        )
-        return padded.input_ids.to(self.device)
 
     # -- sampling -----------------------------------------------------------------------
     def sample_vectors(
@@ -272,7 +330,6 @@ class EmoGenPipeline(DiffusionPipeline):
         steps = num_inference_steps or self.config.num_inference_steps
         scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
         side = resolution or self.config.resolution
-        device = self.device
 
         vectors = self.sample_vectors(emotions, generators, seconds, fusion, weights, intensities)
         mapper_param = next(self.mapper.parameters())
@@ -281,49 +338,10 @@ class EmoGenPipeline(DiffusionPipeline):
         input_ids = self._tokenize(self.prompt(template, fusion_mode), batch)
         replacements = {pid: tokens[:, slot] for slot, pid in enumerate(self.placeholder_ids[: vectors.shape[1]])}
         cond = encode_with_placeholders(self.text_encoder, input_ids, replacements)
-        guided = scale > 1.0
-        if guided:
-            uncond = self.text_encoder(input_ids=self._tokenize("", 1)).last_hidden_state
-            cond = torch.cat([uncond.expand(batch, -1, -1), cond])
-
-        latent_side = side // self.vae_scale_factor
-        shape = (batch, self.unet.config.in_channels, latent_side, latent_side)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
-        elif latents.shape != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        self.scheduler.set_timesteps(steps, device=device)
-        latents = latents.to(device, self.unet.dtype) * self.scheduler.init_noise_sigma
-        step_kwargs = {}
-        if "generator" in inspect.signature(self.scheduler.step).parameters:
-            step_kwargs["generator"] = generator
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_in = torch.cat([latents, latents]) if guided else latents
-            model_in = self.scheduler.scale_model_input(model_in, t)
-            noise = self.unet(model_in, t, encoder_hidden_states=cond).sample
-            if guided:
-                noise_uncond, noise_cond = noise.chunk(2)
-                noise = noise_uncond + scale * (noise_cond - noise_uncond)
-            latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
-
-        if self.vae is not None:
-            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
-        else:
-            images = latents
-        images = images.float().clamp(-1, 1).cpu()
-        self.maybe_free_model_hooks()
-        if output_type == "pil":
-            images = to_pil(images)
+        images = self.denoise(cond, generator, steps, scale, side, latents, output_type)
         if not return_dict:
             return images, vectors
         return EmoGenPipelineOutput(images=images, emotion_vectors=vectors)
-
-    @property
-    def vae_scale_factor(self) -> int:
-        """Pixels per latent cell: 1 in pixel space, 8 for SD 1.5's VAE."""
-        if self.vae is None:
-            return 1
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
 def _index(name: str) -> int:

@@ -4,9 +4,10 @@ Inputs: ``models/base`` (base model), ``models/stage2`` (mapper + ``train_config
 the placeholder token), ``models/emotion_space/gaussians.safetensors``. Outputs:
 ``models/emogen/`` (the pipeline folder, what ``emogen generate`` loads) and
 ``data/generated/emogen/`` (PNGs, ``index.json``, ``grids/<emotion>.png`` and
-``grids/transfer.png``: rows = emotions, columns = ``transfer_templates``). Image i of the
-index is seeded with ``stage_seed(seed, "generate") + i``; every transfer image with the
-count's next value. Grids and the index are logged to MLflow.
+``grids/transfer.png``: rows = emotions, columns = ``transfer_templates``), and
+``data/generated/emogen_transfer/`` (``transfer_images`` per emotion and template). Image i of
+the index is seeded with ``stage_seed(seed, "generate") + i``; transfer image k of every
+(template, emotion) with the count's next value + k. Grids and the index are logged to MLflow.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from emogen.emotions import EMOTIONS
 from emogen.errors import MissingModelError, UserError
 from emogen.generation.grid import make_grid
 from emogen.generation.jobs import ImageJob, run_jobs
-from emogen.generation.pipeline import EmoGenPipeline
+from emogen.generation.pipeline import EmoGenPipeline, TextConditionedPipeline
 from emogen.generation.sampling import GAUSSIANS_FILE, EmotionGaussians
-from emogen.generation.writer import GRIDS_FOLDER, write_generated
+from emogen.generation.writer import GRIDS_FOLDER, read_index, write_generated
+from emogen.images import load_rgb
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage2.mapper import EmotionMapper
@@ -40,6 +42,7 @@ from emogen.tracking import stage_run
 log = logging.getLogger(__name__)
 
 METHOD = "emogen"
+TRANSFER_METHOD = "emogen_transfer"  # transfer images, same layout (entries carry the template)
 STAGE2_CONFIG = "train_config.json"
 MAPPER_FOLDER = "mapper"
 
@@ -102,10 +105,11 @@ def emotion_jobs(first_seed: int, num_images: int, template: str) -> list[ImageJ
     return [ImageJob(name, first_seed + i, template) for i, name in enumerate(names)]
 
 
-def transfer_jobs(seed: int, templates: tuple[str, ...]) -> list[ImageJob]:
-    """One image per template and emotion, template by template (so each batch shares one),
-    all with the same seed: cells differ only in their emotion (row) and template (column)."""
-    return [ImageJob(name, seed, template) for template in templates for name in EMOTIONS]
+def transfer_jobs(first_seed: int, templates: tuple[str, ...], num_images: int) -> list[ImageJob]:
+    """``num_images`` per template and emotion, template by template (so each batch shares one).
+    Image k of every cell is seeded ``first_seed + k``: cells differ only in their emotion and
+    template, and the k = 0 images make ``grids/transfer.png``."""
+    return [ImageJob(name, first_seed + k, template) for template in templates for name in EMOTIONS for k in range(num_images)]
 
 
 def run(params: Params, layout: Layout) -> None:
@@ -131,10 +135,15 @@ def run(params: Params, layout: Layout) -> None:
         )
         seconds = time.perf_counter() - start
         if gen.transfer_templates:
-            transfer = transfer_jobs(first_seed + len(jobs), gen.transfer_templates)
-            # Generated template by template; the grid has one row per emotion.
-            images = [image for _, image in run_jobs(pipe, transfer, gen.batch_size, desc="transfer")]
-            by_row = [images[t * len(EMOTIONS) + e] for e in range(len(EMOTIONS)) for t in range(len(gen.transfer_templates))]
+            transfer = transfer_jobs(first_seed + len(jobs), gen.transfer_templates, gen.transfer_images)
+            kept = write_generated(
+                layout.generated / TRANSFER_METHOD, TRANSFER_METHOD,
+                run_jobs(pipe, transfer, gen.batch_size, desc="transfer"),
+                grid_columns=gen.grid_columns, grid_cell=gen.grid_cell, replace=True, settings=sampling_settings(pipe),
+            )
+            firsts = {(e["template"], e["emotion"]): e["file"] for e in reversed(read_index(kept.folder)["images"])}
+            # One row per emotion, one column per template.
+            by_row = [load_rgb(kept.folder / firsts[t, e]) for e in EMOTIONS for t in gen.transfer_templates]
             make_grid(by_row, len(gen.transfer_templates), gen.grid_cell).save(written.folder / GRIDS_FOLDER / "transfer.png")
         mlflow.log_metrics({"images": written.count, "seconds": seconds, "images_per_second": written.count / seconds})
         mlflow.log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
@@ -142,15 +151,16 @@ def run(params: Params, layout: Layout) -> None:
     log.info("generate: %d images in %.1f s → %s", written.count, seconds, written.folder)
 
 
-def sampling_settings(pipe: EmoGenPipeline, **overrides) -> dict:
-    """What the images were sampled with, for the index."""
+def sampling_settings(pipe: TextConditionedPipeline, **overrides) -> dict:
+    """What the images were sampled with, for the index (EmoGen's or a baseline's pipeline)."""
     settings = {
         "scheduler": type(pipe.scheduler).__name__,
         "num_inference_steps": pipe.config.num_inference_steps,
         "guidance_scale": pipe.config.guidance_scale,
         "resolution": pipe.config.resolution,
-        "placeholder_tokens": pipe.config.placeholder_tokens,
     }
+    if "placeholder_tokens" in pipe.config:
+        settings["placeholder_tokens"] = pipe.config.placeholder_tokens
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
 

@@ -12,3 +12,8 @@ def template_problem(template: str) -> str | None:
             "other braces, e.g. '{} bag'"
         )
     return None
+
+
+def template_word(template: str) -> str:
+    """What a transfer template names besides the emotion: ``"{} box"`` → ``"box"``."""
+    return " ".join(template.replace("{}", " ").split())

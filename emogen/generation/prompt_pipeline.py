@@ -1,0 +1,100 @@
+"""``PromptPipeline``: the baselines' generator: each emotion's own prompt, EmoGen's loop.
+
+The prompt baseline prompts with the emotion word ("amusement"), Textual Inversion with its
+learned token ("<amusement>", a row of the text encoder's embedding table), DreamBooth with
+its identifier and the emotion word ("<v_amusement> amusement") on its fine-tuned UNet. The
+template's ``{}`` becomes the emotion's prompt, so the transfer templates ("{} box") work as
+they do for EmoGen. It takes the same call as :class:`EmoGenPipeline` (emotion names, one
+generator per image), so :func:`emogen.generation.jobs.run_jobs` drives both; there is no
+emotion vector, so ``emotion_vectors`` is None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+
+from emogen.emotions import EMOTIONS
+from emogen.errors import UserError
+from emogen.generation.pipeline import EmoGenPipelineOutput, TextConditionedPipeline
+
+
+class PromptPipeline(TextConditionedPipeline):
+    """Emotion name(s) → images from each emotion's prompt text. ``pipe(["awe"], generator=[g])``."""
+
+    _optional_components = ["vae"]
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(
+        self,
+        tokenizer,
+        text_encoder,
+        unet,
+        scheduler,
+        vae=None,
+        emotion_prompts: Mapping[str, str] | None = None,
+        known_words: list[str] | None = None,
+        resolution: int = 512,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+    ):
+        """``emotion_prompts``: emotion → prompt text for all eight; None: the emotion words."""
+        super().__init__()
+        prompts = dict(emotion_prompts or {e: e for e in EMOTIONS})
+        if set(prompts) != set(EMOTIONS):
+            raise UserError(f"emotion_prompts must name exactly the eight emotions, got {sorted(prompts)}")
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
+        self.register_to_config(
+            emotion_prompts=prompts,
+            known_words=sorted(known_words) if known_words is not None else None,
+            resolution=resolution,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
+        added = set(tokenizer.get_added_vocab())
+        for emotion, prompt in prompts.items():
+            plain = " ".join(w for w in prompt.split() if w not in added)  # learned tokens are known
+            if not prompt.strip() or any(len(tokenizer(w, add_special_tokens=False).input_ids) != 1
+                                         for w in prompt.split() if w in added):
+                raise UserError(f"emotion_prompts[{emotion!r}] = {prompt!r}: empty, or a learned token is not one id")
+            self.check_words("{} " + plain)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        emotion: str | Sequence[str],
+        *,
+        template: str = "{}",
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        resolution: int | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: Literal["pil", "pt"] = "pil",
+        fuse_with: str | Sequence[str | None] | None = None,
+        **_fusion_settings,
+    ) -> EmoGenPipelineOutput:
+        """One image per entry of ``emotion``, prompted with ``template`` around its prompt."""
+        emotions = [emotion] if isinstance(emotion, str) else list(emotion)
+        if fuse_with is not None and any(f is not None for f in ([fuse_with] if isinstance(fuse_with, str) else fuse_with)):
+            raise UserError("the baselines have no emotion fusion (EmoGen only)")
+        unknown = [e for e in emotions if e not in self.config.emotion_prompts]
+        if not emotions or unknown:
+            raise UserError(f"unknown emotion(s) {unknown}; choose from {', '.join(EMOTIONS)}")
+        if isinstance(generator, list) and len(generator) != len(emotions):
+            raise ValueError(f"got {len(generator)} generators for {len(emotions)} images")
+        self.check_words(template)
+        ids = torch.cat([self._tokenize(template.replace("{}", self.config.emotion_prompts[e]), 1) for e in emotions])
+        cond = self.text_encoder(input_ids=ids).last_hidden_state
+        images = self.denoise(
+            cond,
+            generator,
+            num_inference_steps or self.config.num_inference_steps,
+            self.config.guidance_scale if guidance_scale is None else guidance_scale,
+            resolution or self.config.resolution,
+            latents,
+            output_type,
+        )
+        return EmoGenPipelineOutput(images=images, emotion_vectors=None)

@@ -1,0 +1,25 @@
+"""benchmarks/pipeline.py times a cold `dvc repro` in a fresh clone, stage by stage (tiny target here)."""
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "pipeline.py"
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_times_each_stage_and_its_imports(tmp_path, capsys):
+    main = runpy.run_path(str(BENCHMARK), run_name="benchmark")["main"]
+    out = tmp_path / "timing.json"
+    result = main(["--target", "balance", "-S", "prepare_data.num_images=240", "-S", "prepare_data.workers=1",
+                   "-S", "ingest.workers=1", "-S", "validate.min_images_per_emotion=5", "--json", str(out)])
+    printed = capsys.readouterr().out
+    stages = [row["stage"] for row in result["stages"]]
+    assert stages == ["prepare_data", "ingest", "validate", "balance"]  # cold: every stage ran, in order
+    for row in result["stages"]:
+        assert 0 < row["import_seconds"] < row["seconds"] and 0 < row["import_share"] < 1
+    assert result["total_seconds"] >= sum(row["seconds"] for row in result["stages"]) - 1e-6
+    assert json.loads(out.read_text()) == result
+    assert "budget 720 s" in printed and "balance" in printed

@@ -1,0 +1,178 @@
+"""The evaluators and evaluate stages end to end on a tiny synthetic EmoSet, with real MLflow:
+embedded stand-ins trained, Table 1 and the transfer table written with intervals, and the
+pretrained profile's path with tiny random models built from configs."""
+
+import csv
+import json
+import shutil
+
+import mlflow
+import numpy as np
+import pytest
+from PIL import Image
+
+from emogen.config import parse_params
+from emogen.emotions import EMOTIONS
+from emogen.errors import MissingModelError, UserError
+from emogen.evaluation import fit, stage
+from emogen.evaluation.evaluators import load_evaluators
+from emogen.evaluation.pretrained import torchvision_to_transformers_key
+from emogen.generation.writer import ImageRecord, write_generated
+from emogen.layout import Layout
+from emogen.stage1.data import read_table
+from tiny_sd import build_tiny_sd, write_base_json
+
+TINY_EVAL = {
+    "evaluators": {"embedded": {"num_images": 96, "held_out_images": 48, "probe_steps": 20, "channels": [8],
+                                "epochs": 1, "batch_size": 32}, "device": "cpu"},
+    "evaluate": {"methods": ["emogen", "prompt"], "num_pairs": 3, "bootstrap_samples": 30, "device": "cpu"},
+}
+
+
+@pytest.fixture
+def repo(tiny_emoset, tmp_path, mlflow_store):
+    """A Layout root with the tiny dataset (copied) and a tiny random base model at 16 px."""
+    root = tmp_path / "repo"
+    for part in ("data/raw", "data/processed"):
+        shutil.copytree(tiny_emoset.layout.root / part, root / part)
+    sd = build_tiny_sd(tmp_path / "tiny", with_vae=False, resolution=16)
+    write_base_json(sd, root / "models" / "base")
+    return Layout(root)
+
+
+def _real_test_images(layout: Layout) -> list[tuple[str, Image.Image]]:
+    rows = read_table(layout.manifest, ["split", "emotion", "image_path"])
+    rows = rows[rows["split"] == "test"]
+    return [(e, Image.open(layout.raw / p).convert("RGB").resize((16, 16))) for e, p in zip(rows["emotion"], rows["image_path"])]
+
+
+def write_methods(layout: Layout) -> None:
+    """(Re)write "emogen" = copies of real test images (close to the real set), "prompt" = noise,
+    and a transfer folder with two templates."""
+    real = _real_test_images(layout)
+    assert {e for e, _ in real} == set(EMOTIONS)
+    write_generated(layout.generated / "emogen", "emogen",
+                    ((ImageRecord(e, e, i, "{}", "single"), img) for i, (e, img) in enumerate(real)), replace=True)
+    rng = np.random.default_rng(0)
+    noise = [(ImageRecord(e, e, k, "{}", "prompt"), Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
+             for e in EMOTIONS for k in range(3)]
+    write_generated(layout.generated / "prompt", "prompt", noise, replace=True)
+    transfer = [(ImageRecord(e, e, k, t, "single"), img) for t in ("{} box", "{} street")
+                for k, (e, img) in enumerate(real)]
+    write_generated(layout.generated / "emogen_transfer", "emogen_transfer", transfer, replace=True)
+
+
+def test_embedded_evaluators_and_table1(repo):
+    params = parse_params(TINY_EVAL)
+    fit.run(params, repo)
+    info = json.loads((repo.model_dir("evaluators") / "evaluators.json").read_text())
+    assert info["profile"] == "embedded" and info["stand_in"] and info["resolution"] == 16
+    assert all("embedded" in name and "stand-in" in name for name in info["names"].values())
+    report = json.loads((repo.metrics / "evaluators.json").read_text())
+    probe = report["emotion_probe"]
+    assert probe["chance_accuracy"] == 0.125 and 0 < probe["bayes_accuracy"] <= 1
+    assert 0 <= probe["held_out_accuracy"] <= 1 and "real_test_accuracy" in probe and "world_bayes_accuracy" in probe
+    assert report["scene_classifier"]["bayes_accuracy"] == 1.0
+
+    evaluators = load_evaluators(repo.model_dir("evaluators"))
+    big = Image.new("RGB", (32, 32), (200, 10, 10))
+    assert evaluators.emotion_probs([big]).shape == (1, 8)  # resized to 16 px first
+    np.testing.assert_allclose(evaluators.emotion_probs([big]), evaluators.emotion_probs([big.resize((16, 16), Image.BICUBIC)]), atol=1e-6)
+    with pytest.raises(UserError, match="zebra"):
+        evaluators.finds([big], "zebra")
+
+    write_methods(repo)
+    shutil.rmtree(repo.generated / "prompt")
+    with pytest.raises(UserError, match="generated/prompt: no generated images of method 'prompt'"):
+        stage.run(params, repo)
+    write_methods(repo)
+    stage.run(params, repo)
+    table = json.loads((repo.metrics / "table1.json").read_text())
+    assert table["stand_in"] and table["profile"] == "embedded" and set(table["methods"]) == {"emogen", "prompt"}
+    assert table["images_per_emotion"] == 3 and table["bootstrap"] == {"samples": 30, "confidence": 0.95}
+    for method in table["methods"].values():
+        for metric in ("emo_a", "emo_a_target_prob", "emo_a_polarity", "lpips", "sem_c", "sem_d", "sem_d_cosine"):
+            cell = method[metric]
+            assert cell["low"] <= cell["value"] <= cell["high"], (metric, cell)
+        # FID of a resample (duplicated images) is biased upward: its interval need not hold the value
+        assert 0 <= method["fid"]["value"] and method["fid"]["low"] <= method["fid"]["high"]
+    # copies of real test images are far closer to the real set than noise is
+    assert table["methods"]["emogen"]["fid"]["value"] < table["methods"]["prompt"]["fid"]["value"]
+    rows = list(csv.DictReader((repo.metrics / "table1_per_emotion.csv").open()))
+    assert len(rows) == 2 * len(EMOTIONS) and rows[0]["method"] == "emogen" and rows[0]["emotion"] == "amusement"
+    assert {row["evaluators"] for row in rows} == {"embedded stand-ins"}
+    transfer = json.loads((repo.metrics / "transfer.json").read_text())
+    assert set(transfer["templates"]) == {"{} box", "{} street"} and transfer["stand_in"]
+    assert transfer["templates"]["{} box"]["word"] == "box"
+    assert 0 <= transfer["templates"]["{} street"]["object_kept"]["value"] <= 1
+
+    first = (repo.metrics / "table1.json").read_text()
+    stage.run(params, repo)
+    assert (repo.metrics / "table1.json").read_text() == first  # seeded: same numbers
+
+    quirky = parse_params({**TINY_EVAL, "evaluate": {**TINY_EVAL["evaluate"], "published_quirks": True, "transfer": False}})
+    stage.run(quirky, repo)
+    quirk_table = json.loads((repo.metrics / "table1.json").read_text())
+    assert quirk_table["published_quirks"] and quirk_table["methods"]["emogen"]["pairs"]["value"] == 80  # 10 × 8
+    # near-black inputs (the double 1/255 rescale) shrink CLIP feature differences
+    assert quirk_table["methods"]["prompt"]["sem_d"]["value"] < table["methods"]["prompt"]["sem_d"]["value"]
+
+    mlflow.set_tracking_uri(mlflow.get_tracking_uri())
+    runs = mlflow.search_runs(experiment_names=["emogen"], output_format="list")
+    evaluate_runs = [r for r in runs if r.info.run_name == "evaluate" and "emogen.emo_a" in r.data.metrics]
+    assert evaluate_runs and {r.info.run_name for r in runs} >= {"evaluators", "evaluate"}
+
+
+def _tiny_classifier(folder, labels):
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                          num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    ResNetForImageClassification(config).save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": 16}, crop_pct=1.0).save_pretrained(folder)
+
+
+def test_pretrained_profile_with_tiny_random_models(repo, tmp_path):
+    from transformers import CLIPImageProcessor
+
+    clip = tmp_path / "tiny" / "clip"
+    CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(clip)
+    _tiny_classifier(tmp_path / "objects", ["cardboard box", "folding chair", "tabby cat"])
+    _tiny_classifier(tmp_path / "scenes", ["street", "beach", "forest_path"])
+    raw = {**TINY_EVAL, "evaluators": {"profile": "pretrained", "clip": str(clip), "object_model": str(tmp_path / "objects"),
+                                       "scene_model": str(tmp_path / "scenes"), "probe_steps": 10, "device": "cpu"}}
+    params = parse_params(raw)
+    fit.run(params, repo)
+    report = json.loads((repo.metrics / "evaluators.json").read_text())
+    assert report["stand_in"] is False and "val_accuracy" in report["emotion_probe"]
+    write_methods(repo)
+    stage.run(params, repo)
+    table = json.loads((repo.metrics / "table1.json").read_text())
+    assert table["stand_in"] is False and "CLIP ViT-L/14" in table["evaluators"]["emo_a"]
+    emogen = table["methods"]["emogen"]
+    for metric in ("fid", "lpips"):  # torchvision-based packages are not installed here
+        assert emogen[metric]["value"] is None and "install" in emogen[metric]["note"]
+    assert 0 <= emogen["emo_a"]["value"] <= 1 and 0 < emogen["sem_c"]["value"] <= 1
+    transfer = json.loads((repo.metrics / "transfer.json").read_text())["templates"]
+    assert set(transfer) == {"{} box", "{} street"}  # "box" ↔ "cardboard box", "street" ↔ the scene
+
+
+def test_missing_pretrained_weights_fail_fast_naming_the_model(repo):
+    params = parse_params({"evaluators": {"profile": "pretrained", "clip": "nobody/no-such-clip"}})
+    with pytest.raises(MissingModelError, match="(?s)evaluators.clip.*nobody/no-such-clip.*hf download"):
+        fit.run(params, repo)
+    params = parse_params({"evaluators": {"profile": "pretrained", "clip": str(repo.root / "nowhere"), "scene_model": None}})
+    with pytest.raises(MissingModelError, match="evaluators.clip"):
+        fit.run(params, repo)
+
+
+def test_torchvision_resnet_keys_map_to_transformers():
+    assert torchvision_to_transformers_key("module.conv1.weight") == "resnet.embedder.embedder.convolution.weight"
+    assert torchvision_to_transformers_key("bn1.running_mean") == "resnet.embedder.embedder.normalization.running_mean"
+    assert torchvision_to_transformers_key("layer1.0.conv2.weight") == "resnet.encoder.stages.0.layers.0.layer.1.convolution.weight"
+    assert torchvision_to_transformers_key("layer4.2.bn3.bias") == "resnet.encoder.stages.3.layers.2.layer.2.normalization.bias"
+    assert torchvision_to_transformers_key("layer2.0.downsample.0.weight") == "resnet.encoder.stages.1.layers.0.shortcut.convolution.weight"
+    assert torchvision_to_transformers_key("layer2.0.downsample.1.weight") == "resnet.encoder.stages.1.layers.0.shortcut.normalization.weight"
+    assert torchvision_to_transformers_key("fc.bias") == "classifier.1.bias"
+    with pytest.raises(UserError, match="avgpool"):
+        torchvision_to_transformers_key("avgpool.weight")
