@@ -22,14 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import mlflow
 import numpy as np
 from PIL import Image
 
 from emogen.config import Params
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS, emotion_index
+from emogen.evaluation.evaluators import load_evaluators
+from emogen.generation.commands import load_pipeline
 from emogen.generation.grid import make_grid
 from emogen.generation.jobs import ImageJob, run_jobs
 from emogen.layout import Layout
+from emogen.seeding import stage_seed
+from emogen.stage1.reporting import write_json
+from emogen.tracking import stage_run
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +113,6 @@ def intensity_curve(
 
 def run(params: Params, layout: Layout) -> None:
     """The ``intensity`` stage (module docstring)."""
-    import mlflow
-
-    from emogen.evaluation.evaluators import load_evaluators
-    from emogen.generation.commands import load_pipeline
-    from emogen.stage1.reporting import write_json
-    from emogen.seeding import stage_seed
-    from emogen.tracking import stage_run
-
     cfg = params.intensity
     pipe = load_pipeline(str(layout.model_dir("emogen")), cfg.device)
     pipe.check_words(cfg.template)

@@ -152,7 +152,8 @@ def intensity_section(inputs: ReportInputs) -> str:
         label += " (stand-in)"
     return (f"<h2 id='intensity'>Emotion intensity</h2><p>Rule: {escape(str(info.get('rule', '')))}. "
             f"{escape(str(info.get('images_per_emotion', '?')))} images per emotion and intensity, the same seeds at "
-            f"every intensity, scored by {label}; chance {info.get('chance', 0.125):.3f}.</p>"
+            f"every intensity, scored by {label}; chance {info.get('chance', 0.125):.3f}. "
+            f"The mean target probability rises at every step: <b>{'yes' if info.get('rises') else 'no'}</b>.</p>"
             f"<table id='intensity-table'><tr><th>s</th><th>mean target probability</th><th>top-1</th></tr>{rows}</table>"
             f"<p>Rows: emotions; columns: intensities (one seed).</p>{img(inputs.intensity_strip, 'intensity strip')}")
 
