@@ -9,15 +9,18 @@ Each section class below is owned by the stage of the same name; add knobs there
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from emogen.errors import UserError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
+
+# `dvc exp run -S` rewrites params.yaml with YAML 1.1 booleans: an unquoted `no` reads as False.
+MixedPrecision = Annotated[Literal["no", "fp16", "bf16"], BeforeValidator(lambda v: "no" if v is False else v)]
 
 class ParamsError(UserError, ValueError):
     """params.yaml is missing, unreadable or holds a bad key or value."""
@@ -133,7 +136,7 @@ class Stage1Params(Section):
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
     hflip: bool = True
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: MixedPrecision = "no"
     device: Literal["auto", "cpu"] = "auto"
     # Decode every image once into memory (small sets); false decodes per batch (EmoSet).
     cache_images: bool = True
@@ -217,7 +220,7 @@ class EmbeddedUnetParams(Section):
     # Min-SNR-γ loss weighting (0 = plain ε MSE).
     snr_gamma: float = Field(5.0, ge=0)
     num_train_timesteps: int = Field(1000, ge=10)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: MixedPrecision = "no"
 
     @model_validator(mode="after")
     def _shapes(self) -> "EmbeddedUnetParams":
@@ -285,7 +288,7 @@ class Stage2Params(Section):
     gradient_accumulation_steps: int = Field(1, ge=1)  # published 8: effective batch 8 either way
     # Optimiser steps; null = one epoch over balanced.parquet at the effective batch (published).
     max_train_steps: int | None = Field(None, ge=1)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # published fp16 (GPU)
+    mixed_precision: MixedPrecision = "no"  # published fp16 (GPU)
     checkpointing_steps: int = Field(200, ge=0)  # 0: never (resume needs checkpoints)
     checkpoints_total_limit: int = Field(2, ge=1)
     sample_every: int = Field(200, ge=0)  # sample grid every N steps (0: only at the end)

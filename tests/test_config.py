@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from conftest import REPO
 from emogen.config import ParamsError, load_params, parse_params
@@ -42,3 +43,11 @@ def test_unknown_emotion_lists_valid():
     with pytest.raises(ValueError, match="amusement, awe"):
         emotion_index("joy")
     assert emotion_index("sadness") == len(EMOTIONS) - 1
+
+
+def test_unquoted_no_from_dvc_exp_run_means_no_mixed_precision():
+    # `dvc exp run -S` rewrites params.yaml and drops the quotes: `no` then reads as False.
+    params = parse_params(yaml.safe_load("stage1: {mixed_precision: no}\nstage2: {mixed_precision: no}"))
+    assert params.stage1.mixed_precision == "no" and params.stage2.mixed_precision == "no"
+    with pytest.raises(ParamsError, match="stage1.mixed_precision"):
+        parse_params({"stage1": {"mixed_precision": True}})

@@ -87,11 +87,6 @@ def _locate(recorded: str, base_dir: Path) -> Path:
     return base_dir.resolve().parent.parent / path
 
 
-def component_folder(base_dir: str | Path, name: str) -> Path:
-    """The folder base.json records for ``name`` ("pipeline" or "clip")."""
-    return _locate(read_base_json(base_dir)[name], Path(base_dir))
-
-
 def load_base(base_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> BaseComponents:
     """Load every part of the base model recorded in ``base_dir/base.json``, frozen, eval mode."""
     base_dir = Path(base_dir)

@@ -13,13 +13,12 @@ mapper, and not even the images the generators saw.
   "does the image show a box", for the transfer table). Its pooled features are the FID
   features (Inception's role); its per-block activations, unit-normalised over channels,
   give an LPIPS-style distance with equal layer weights (AlexNet's role, no learned weights).
-- Sem-D uses the CLIP image features, as the published Sem-D does.
+- Sem-D uses the CLIP image features (projected, not normalised), as the published Sem-D does.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +84,16 @@ def to_pixels(images: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def clip_features(clip: CLIPModel, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """L2-normalised projected image features; the embedded CLIP takes [-1, 1] pixels."""
+    """L2-normalised projected image features (the probe's input); the embedded CLIP takes [-1, 1] pixels."""
     from emogen.base.embedded_clip import image_features
 
     return image_features(clip, pixels, batch)
+
+
+@torch.no_grad()
+def raw_clip_features(clip: CLIPModel, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Projected image features as CLIP returns them (Sem-D: their squared difference, as published)."""
+    return torch.cat([clip.get_image_features(pixel_values=x).pooler_output for x in pixels.split(batch)])
 
 
 @dataclass
@@ -204,8 +209,8 @@ def held_out_report(
     return report
 
 
-def save_embedded(out: Path, base_clip: Path, probe: nn.Linear, net: ContentNet) -> None:
-    shutil.copytree(base_clip, out / CLIP_FOLDER)
+def save_embedded(out: Path, clip: CLIPModel, probe: nn.Linear, net: ContentNet) -> None:
+    clip.save_pretrained(out / CLIP_FOLDER)  # a copy: the evaluators stand alone
     save_file({k: v.contiguous() for k, v in probe.state_dict().items()}, out / PROBE_FILE)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / CONTENT_FILE)
 
@@ -272,7 +277,7 @@ class EmbeddedEvaluators(Evaluators):
     def semd_features(self, images: Sequence[Image.Image], published_quirks: bool = False) -> np.ndarray:
         # The published code rescaled [0, 1] images by 1/255 once more: near-black inputs.
         pixels = self._pixels(images, 1 / 255 if published_quirks else 1.0)
-        return clip_features(self.clip, pixels, self.batch_size).cpu().numpy()
+        return raw_clip_features(self.clip, pixels, self.batch_size).cpu().numpy()
 
     def fid_features(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self._net(images)[0].cpu().numpy()

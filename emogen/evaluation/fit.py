@@ -17,9 +17,8 @@ import time
 
 import mlflow
 import torch
-from transformers import CLIPModel
 
-from emogen.base.components import component_folder, read_base_json
+from emogen.base.components import load_base, read_base_json
 from emogen.config import Params
 from emogen.data.synthetic_world import load_world
 from emogen.devices import resolve_device
@@ -57,8 +56,7 @@ def fit_embedded_evaluators(params: Params, layout: Layout, resolution: int) -> 
                         "'emoset' use evaluators.profile: pretrained")
     world_doc = json.loads((layout.raw / "world.json").read_text())
     world = load_world(layout.raw)
-    clip_dir = component_folder(layout.model_dir("base"), "clip")
-    clip = CLIPModel.from_pretrained(clip_dir, local_files_only=True).eval().requires_grad_(False)
+    clip = load_base(layout.model_dir("base")).clip_model  # eval mode, frozen
     if clip.config.vision_config.image_size != resolution:
         raise UserError(f"evaluators.resolution {resolution}: the embedded CLIP reads "
                         f"{clip.config.vision_config.image_size} px images only (leave it null)")
@@ -75,7 +73,7 @@ def fit_embedded_evaluators(params: Params, layout: Layout, resolution: int) -> 
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    embedded.save_embedded(out, clip_dir, probe, net)
+    embedded.save_embedded(out, clip, probe, net)
     info = {
         "profile": "embedded",
         "stand_in": True,
