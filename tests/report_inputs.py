@@ -65,7 +65,9 @@ def write_report_inputs(root: Path, seed: int = 0) -> Layout:
         writer.writerow(["method", "emotion", "emo_a", "sem_c"])
         writer.writerows([method, e, 0.5, 0.6] for method in METHODS for e in EMOTIONS)
     (m / "transfer.json").write_text(json.dumps(
-        {"templates": {t: {"emo_a": interval(0.3), "object_kept": interval(0.7)} for t in TEMPLATES}}))
+        {"stand_in": True, "evaluators": {"emo_a": "probe (stand-in)", "object_kept": "content net (stand-in)"},
+         "templates": {t: {"word": t.split()[-1], "images": 8, "emo_a": interval(0.3), "object_kept": interval(0.7)}
+                       for t in TEMPLATES}}))
     (m / "intensity.json").write_text(json.dumps({
         "evaluator": "clip-embedded linear probe", "stand_in": True, "rule": "e = c + s·(x − c)",
         "images_per_emotion": 2, "template": "{}", "chance": 0.125, "rises": True,

@@ -64,6 +64,8 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
         images = browser.images()
         cells = browser.eval("Array.from(document.querySelectorAll('#table1-table tr')).map("
                              "r => Array.from(r.cells).map(c => c.innerText.trim()))")
+        transfer = browser.eval("Array.from(document.querySelectorAll('#transfer-table tr')).map("
+                                "r => Array.from(r.cells).map(c => c.innerText.trim()))")
         rows = browser.eval("Array.from(document.querySelectorAll('#images-table tr th:first-child')).map(t => t.innerText)")
         errors = browser.console_errors()
     finally:
@@ -76,4 +78,6 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
     assert cells[1][3].startswith("0.500 [0.450, 0.550]")  # emogen, Emo-A
     assert cells[2][3].startswith("0.450")  # prompt, Emo-A
     assert rows == ["emotion", *EMOTIONS]
+    assert transfer[0] == ["template", "word", "images", "emo_a", "object_kept"]
+    assert transfer[1][:3] == ["{} box", "box", "8"] and transfer[1][3].startswith("0.300 [0.250, 0.350]")
     assert errors == []

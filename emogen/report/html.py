@@ -120,12 +120,16 @@ def images_section(inputs: ReportInputs, size: int) -> str:
 
 def transfer_section(inputs: ReportInputs, size: int) -> str:
     rows_json = inputs.transfer["templates"]
-    metrics = sorted({k for row in rows_json.values() for k in row})
-    head = "".join(f"<th>{escape(k)}</th>" for k in metrics)
+    columns = list(dict.fromkeys(k for row in rows_json.values() for k in row))
+    head = "".join(f"<th>{escape(k)}</th>" for k in columns)
     body = "".join(
-        f"<tr><th>{escape(t)}</th>" + "".join(interval_cell(row.get(k), 3) for k in metrics) + "</tr>"
+        f"<tr><th>{escape(t)}</th>"
+        + "".join(interval_cell(row.get(k), 3) if isinstance(row.get(k), dict) or row.get(k) is None
+                  else f"<td class='num'>{escape(str(row[k]))}</td>" for k in columns)
+        + "</tr>"
         for t, row in rows_json.items()
     )
+    evaluators = "; ".join(f"{escape(k)}: {escape(str(v))}" for k, v in inputs.transfer.get("evaluators", {}).items())
     grid_head = "".join(f"<th>{escape(t)}</th>" for t in inputs.transfer_templates)
     grid = "".join(
         f"<tr><th>{emotion}</th>"
@@ -135,7 +139,7 @@ def transfer_section(inputs: ReportInputs, size: int) -> str:
         for emotion in EMOTIONS
     )
     return (f"<h2 id='transfer'>Emotion transfer</h2><p>The emotion token with a neutral word; "
-            f"object_kept: does the object classifier still find the word.</p>"
+            f"object_kept: does the object classifier still find the word. Evaluators: {evaluators or 'not stated'}.</p>"
             f"<table id='transfer-table'><tr><th>template</th>{head}</tr>{body}</table>"
             f"<table id='transfer-grid'><tr><th>emotion</th>{grid_head}</tr>{grid}</table>")
 
