@@ -30,6 +30,8 @@ STAGES: dict[str, str] = {
     "baseline_prompt": "emogen.baselines.stage:run_prompt",
     "baseline_textual_inversion": "emogen.baselines.stage:run_textual_inversion",
     "baseline_dreambooth": "emogen.baselines.stage:run_dreambooth",
+    "intensity": "emogen.generation.intensity:run",
+    "report": "emogen.report.stage:run",
 }
 
 # Extra user commands: name → ("module:function" that adds its arguments, help text).
@@ -37,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("emogen.generation.commands:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
     "fuse": ("emogen.generation.commands:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
     "pipeline": ("emogen.pipeline_commands:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
+    "demo": ("emogen.demo.app:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
 }
 
 

@@ -456,6 +456,32 @@ class PipelineParams(Section):
     work_pool: str | None = None  # null: serve in-process; a Prefect work pool name otherwise
 
 
+class IntensityParams(Section):
+    # Emotion intensities s measured (e = c + s·(x − c): 0 neutral centre, 1 the Gaussian).
+    intensities: tuple[float, ...] = Field((0.0, 0.5, 1.0, 1.5), min_length=1)
+    num_images: int = Field(16, ge=1)  # per emotion and intensity, same seeds at every s
+    template: str = "{}"
+    batch_size: int = Field(32, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    grid_cell: int = Field(64, ge=0)  # intensity_strip.png cells are enlarged to this
+
+    @model_validator(mode="after")
+    def _check(self) -> "IntensityParams":
+        if any(s < 0 for s in self.intensities):
+            raise ValueError(f"intensities must be >= 0, got {list(self.intensities)}")
+        if problem := template_problem(self.template):
+            raise ValueError(problem)
+        return self
+
+
+class ReportParams(Section):
+    # Methods shown side by side (folders under data/generated/), in this order.
+    methods: tuple[str, ...] = Field(("emogen", "prompt", "textual_inversion", "dreambooth"), min_length=1)
+    images_per_method: int = Field(8, ge=1)  # per emotion and method in the image rows
+    image_size: int = Field(64, ge=8)  # px each image is shown at (enlarged, nearest neighbour)
+    top_attributes: int = Field(3, ge=1)  # strongest attributes per emotion in the α table
+
+
 class Params(Section):
     seed: int = Field(520, ge=0)
     data: DataParams = DataParams()
@@ -474,6 +500,8 @@ class Params(Section):
     baselines: BaselinesParams = BaselinesParams()
     registry: RegistryParams = RegistryParams()
     pipeline: PipelineParams = PipelineParams()
+    intensity: IntensityParams = IntensityParams()
+    report: ReportParams = ReportParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

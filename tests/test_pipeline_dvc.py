@@ -41,6 +41,8 @@ TINY = {
                                 "epochs": 1}},
     "evaluate": {"num_pairs": 2, "bootstrap_samples": 20},
     "baselines": {"dreambooth": {"num_class_images": 1}},
+    "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
+    "report": {"images_per_method": 1},
 }
 # dvc.yaml's foreach stage runs `emogen stage baseline_<method>` as stage `baseline@<method>`.
 DVC_STAGES = {name.replace("baseline_", "baseline@") for name in STAGES}
@@ -80,7 +82,9 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
     assert ran.index("stage1") > ran.index("validate") and ran.index("stage2") > ran.index("confidence")
     assert ran.index("stage2") > ran.index("base_model") and ran.index("generate") > ran.index("stage2")
     assert all(ran.index(f"baseline@{m}") > ran.index("confidence") for m in ("prompt", "textual_inversion", "dreambooth"))
-    assert ran[-1] == "evaluate" and ran.index("evaluators") > ran.index("base_model")
+    assert ran.index("evaluate") > ran.index("generate") and ran.index("evaluators") > ran.index("base_model")
+    assert ran.index("intensity") > max(ran.index("generate"), ran.index("evaluators"))
+    assert ran[-1] == "report" and (repo / "metrics/report.html").is_file()
     table = json.loads((repo / "metrics/table1.json").read_text())
     assert set(table["methods"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"} and table["stand_in"]
     assert set(json.loads((repo / "metrics/transfer.json").read_text())["templates"]) == {"{} box"}

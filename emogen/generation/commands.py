@@ -78,6 +78,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="image n uses seed SEED+n (default: %(default)s)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (must not hold an index.json)")
     parser.add_argument("--template", default="{}", help="prompt with one {} for the emotion, e.g. '{} bag'")
+    parser.add_argument("--intensity", type=float, default=1.0, metavar="S",
+                        help="emotion intensity: 0 neutral centre, 1 the emotion's Gaussian, >1 beyond (default: %(default)s)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="pipeline folder or registry URI, e.g. models:/emogen@champion (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
@@ -110,6 +112,8 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} must be >= 1, got {value}")
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
+    if args.intensity < 0:
+        raise UserError(f"--intensity must be >= 0 (0: neutral centre, 1: the emotion's Gaussian), got {args.intensity:g}")
     from emogen.config import template_problem
 
     if problem := template_problem(args.template):
@@ -134,7 +138,8 @@ def generate_command(args: argparse.Namespace) -> None:
 
     emotions = _emotion_list(args.emotion)
     _check_counts(args)
-    jobs = [ImageJob(e, args.seed + n, args.template) for e in emotions for n in range(args.num_images)]
+    jobs = [ImageJob(e, args.seed + n, args.template, intensity=args.intensity)
+            for e in emotions for n in range(args.num_images)]
     _generate(args, jobs, grid_columns=min(args.num_images, 8))
 
 
@@ -155,12 +160,14 @@ def fuse_command(args: argparse.Namespace) -> None:
         group = f"{first}_to_{second}"
         steps = [k / (args.strip - 1) for k in range(args.strip)]
         # Same seed along a row: only w changes from one image to the next.
-        jobs = [ImageJob(first, s, args.template, group, second, "interpolate", w) for s in seeds for w in steps]
+        jobs = [ImageJob(first, s, args.template, group, second, "interpolate", w, args.intensity)
+                for s in seeds for w in steps]
         _generate(args, jobs, grid_columns=args.strip)
         return
     if args.mode == "tokens":
-        jobs = [ImageJob(first, s, args.template, f"{first}+{second}_tokens", second, "tokens") for s in seeds]
+        jobs = [ImageJob(first, s, args.template, f"{first}+{second}_tokens", second, "tokens", intensity=args.intensity)
+                for s in seeds]
     else:
         group = f"{first}+{second}_w{weight:g}"
-        jobs = [ImageJob(first, s, args.template, group, second, "interpolate", weight) for s in seeds]
+        jobs = [ImageJob(first, s, args.template, group, second, "interpolate", weight, args.intensity) for s in seeds]
     _generate(args, jobs, grid_columns=min(args.num_images, 8))

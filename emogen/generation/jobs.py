@@ -31,6 +31,7 @@ class ImageJob:
     emotion_2: str | None = None  # fusion partner
     fusion: Fusion | None = None
     weight: float | None = None  # interpolation weight w of emotion_2
+    intensity: float = 1.0  # 0: neutral centre, 1: the emotion's Gaussian, > 1: beyond
 
 
 def check_emotions(names: Sequence[str]) -> list[str]:
@@ -68,6 +69,7 @@ def run_jobs(
                 fuse_with=[job.emotion_2 for job in batch] if first.fusion else None,
                 fusion=first.fusion or "interpolate",
                 weight=[0.5 if job.weight is None else job.weight for job in batch],
+                intensity=[job.intensity for job in batch],
                 generator=[torch.Generator().manual_seed(job.seed) for job in batch],
                 **call_kwargs,
             )
@@ -82,5 +84,6 @@ def run_jobs(
                     vector_sha256=None if vector is None else vector_sha256(vector),
                     emotion_2=job.emotion_2,
                     weight=job.weight,
+                    intensity=None if vector is None else job.intensity,  # EmoGen's vectors only
                 ), image
             bar.update(len(batch))

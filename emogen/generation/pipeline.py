@@ -12,7 +12,8 @@ no stock text-to-image pipeline supports; it is the standard loop: classifier-fr
 with the empty prompt as the unconditional input.
 
 Sampling, per image: e ~ N(mean, diag(std²)) (or the full covariance) drawn with that
-image's generator → mapper → the placeholder's input embedding → text encoder → UNet.
+image's generator, moved by its ``intensity`` towards or past the neutral centre
+(:mod:`emogen.generation.sampling`) → mapper → the placeholder's input embedding → text encoder → UNet.
 Each image's vector and initial noise come from its own generator, so an image is the same
 whether it is generated alone or in a batch (up to float rounding).
 """
@@ -241,22 +242,25 @@ class EmoGenPipeline(TextConditionedPipeline):
         fuse_with: Sequence[str] | None = None,
         fusion: Fusion = "interpolate",
         weights: Sequence[float] | None = None,
+        intensities: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """(B, slots, D) emotion vectors: one slot, or two for token fusion.
 
         Image i draws one standard-normal z from ``generators[i]``; its vector is
-        mean + std·z of its emotion. A fused image uses the same z for both emotions, so
-        each is still a sample of its own Gaussian, and an interpolation strip's ends
-        (w = 0, w = 1) are exactly the single-emotion images of that seed.
+        mean + std·z of its emotion at intensity ``intensities[i]`` (default 1: the
+        Gaussian sample). A fused image uses the same z and intensity for both emotions, so
+        each is still a sample of its own (scaled) Gaussian, and an interpolation strip's
+        ends (w = 0, w = 1) are exactly the single-emotion images of that seed.
         """
+        intensities = [1.0] * len(emotions) if intensities is None else intensities
         rows = []
         for i, (name, gen) in enumerate(zip(emotions, generators, strict=True)):
             z = self.gaussians.draw(gen)
-            first = self.gaussians.at(_index(name), z)
+            first = self.gaussians.at(_index(name), z, intensities[i])
             if fuse_with is None:
                 rows.append(first[None])
                 continue
-            second = self.gaussians.at(_index(fuse_with[i]), z)
+            second = self.gaussians.at(_index(fuse_with[i]), z, intensities[i])
             if fusion == "tokens":
                 rows.append(torch.stack([first, second]))
             else:
@@ -274,6 +278,7 @@ class EmoGenPipeline(TextConditionedPipeline):
         fuse_with: str | Sequence[str] | None = None,
         fusion: Fusion = "interpolate",
         weight: float | Sequence[float] = 0.5,
+        intensity: float | Sequence[float] = 1.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
@@ -288,7 +293,9 @@ class EmoGenPipeline(TextConditionedPipeline):
         ``emotion``); ``fusion="tokens"`` puts two placeholders in the prompt, each with
         its own emotion's vector (the template's ``{}`` becomes ``"<emotion> <emotion_2>"``);
         ``"interpolate"`` uses one placeholder with e = (1 − w)·e₁ + w·e₂ (``weight`` one
-        value, or one per entry of ``emotion``). ``generator``: one per image (batching
+        value, or one per entry of ``emotion``). ``intensity`` s (one value, or one per
+        entry of ``emotion``): e = c + s·(x − c) with c the neutral centre; 0 = no emotion in
+        particular, 1 = the emotion's Gaussian (default), > 1 beyond. ``generator``: one per image (batching
         then changes nothing) or a single one shared in order, as in diffusers.
         """
         if output_type not in ("pil", "pt"):
@@ -300,12 +307,16 @@ class EmoGenPipeline(TextConditionedPipeline):
             raise UserError(f"fusion must be 'tokens' or 'interpolate', got {fusion!r}")
         seconds = None if fuse_with is None else _per_entry(fuse_with, len(emotions), "fuse_with")
         weights = _per_entry(weight, len(emotions), "weight")
+        intensities = _per_entry(intensity, len(emotions), "intensity")
+        if any(s < 0 for s in intensities):
+            raise UserError(f"intensity must be >= 0 (0: neutral centre, 1: the emotion's Gaussian), got {intensities}")
         if seconds is not None and fusion == "interpolate" and not all(0.0 <= w <= 1.0 for w in weights):
             raise UserError(f"interpolation weights must lie in [0, 1], got {weights}")
         repeat = num_images_per_emotion
         emotions = [e for e in emotions for _ in range(repeat)]
         seconds = None if seconds is None else [e for e in seconds for _ in range(repeat)]
         weights = [w for w in weights for _ in range(repeat)]
+        intensities = [s for s in intensities for _ in range(repeat)]
         batch = len(emotions)
         if isinstance(generator, list) and len(generator) != batch:
             raise ValueError(f"got {len(generator)} generators for {batch} images")
@@ -317,7 +328,7 @@ class EmoGenPipeline(TextConditionedPipeline):
         scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
         side = resolution or self.config.resolution
 
-        vectors = self.sample_vectors(emotions, generators, seconds, fusion, weights)
+        vectors = self.sample_vectors(emotions, generators, seconds, fusion, weights, intensities)
         mapper_param = next(self.mapper.parameters())
         tokens = self.mapper(vectors.flatten(0, 1).to(mapper_param.device, mapper_param.dtype))
         tokens = tokens.view(batch, vectors.shape[1], -1)

@@ -3,6 +3,12 @@
 SPEC.md "Generation": e ~ N(mean_emotion, diag(std_emotion²)), or N(mean, cov) when the
 emotion_space stage stored a full covariance. Every image draws from its own
 ``torch.Generator``, so an image does not depend on which batch it was generated in.
+
+Intensity s (our extension; the published code has none): e = c + s·(x − c), where x is the
+emotion's Gaussian sample and c the neutral centre, the mean of the eight emotion means.
+s = 0 gives c for every emotion (no emotion in particular), s = 1 the Gaussian sample itself,
+s > 1 moves past it along the same line, away from the centre. The whole sample is scaled,
+so the spread around the emotion's mean shrinks or grows with s too.
 """
 
 from __future__ import annotations
@@ -94,15 +100,28 @@ class EmotionGaussians:
         device = generator.device if generator is not None else "cpu"
         return torch.randn(self.dim, generator=generator, device=device, dtype=torch.float32).cpu()
 
-    def at(self, emotion: int, z: torch.Tensor) -> torch.Tensor:
-        """The emotion's vector for the standard-normal draw ``z``: mean + std·z (or L·z)."""
-        if self.cov is None:
-            return self.mean[emotion] + self.std[emotion] * z
-        return self.mean[emotion] + self.scale_tril(emotion) @ z
+    @property
+    def centre(self) -> torch.Tensor:
+        """The neutral centre c (D,): the mean of the eight emotion means."""
+        return self.mean.mean(dim=0)
 
-    def sample(self, emotion: int, generator: torch.Generator | None) -> torch.Tensor:
-        """One vector (D,) ~ N(mean, diag(std²)) (or N(mean, cov))."""
-        return self.at(emotion, self.draw(generator))
+    def at(self, emotion: int, z: torch.Tensor, intensity: float = 1.0) -> torch.Tensor:
+        """The emotion's vector for the standard-normal draw ``z``: x = mean + std·z (or L·z),
+        moved to c + intensity·(x − c) (module docstring)."""
+        if intensity < 0:
+            raise UserError(f"intensity must be >= 0 (0: neutral centre, 1: the emotion's Gaussian), got {intensity:g}")
+        if self.cov is None:
+            x = self.mean[emotion] + self.std[emotion] * z
+        else:
+            x = self.mean[emotion] + self.scale_tril(emotion) @ z
+        if intensity == 1.0:  # exactly the Gaussian sample (no rounding through c)
+            return x
+        centre = self.centre
+        return centre + intensity * (x - centre)
+
+    def sample(self, emotion: int, generator: torch.Generator | None, intensity: float = 1.0) -> torch.Tensor:
+        """One vector (D,) ~ N(mean, diag(std²)) (or N(mean, cov)), at ``intensity``."""
+        return self.at(emotion, self.draw(generator), intensity)
 
 
 def vector_sha256(vector: torch.Tensor) -> str:

@@ -46,6 +46,7 @@ class ImageRecord:
     vector_sha256: str | None = None  # of the sampled emotion vector(s) (None: no vector)
     emotion_2: str | None = None
     weight: float | None = None
+    intensity: float | None = None  # EmoGen's emotion intensity (sampling.py); None: not applicable
 
 
 @dataclass(frozen=True)

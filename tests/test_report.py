@@ -1,0 +1,83 @@
+"""The report stage: the page from fixture inputs, its errors, and the page in headless Chromium."""
+
+import mlflow
+import pytest
+
+from browser import Browser
+from emogen.config import Params
+from emogen.emotions import EMOTIONS
+from emogen.errors import UserError
+from emogen.report.stage import run as run_report
+from emogen.report.stage import write_report
+from report_inputs import IMAGES_PER_EMOTION, METHODS, TEMPLATES, write_report_inputs
+
+# 4 methods × 8 emotions × 3 images, 8 × 2 transfer cells, intensity strip, PCA, 4 curve charts.
+EXPECTED_IMAGES = len(METHODS) * 8 * IMAGES_PER_EMOTION + 8 * len(TEMPLATES) + 1 + 1 + 4
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    layout = write_report_inputs(tmp_path_factory.mktemp("report"))
+    return write_report(Params(), layout)
+
+
+def test_stage_writes_a_self_contained_page_and_logs_it(tmp_path, mlflow_store):
+    layout = write_report_inputs(tmp_path / "repo")
+    run_report(Params(), layout)
+    page = (layout.metrics / "report.html").read_text()
+    assert page.count("<img") == EXPECTED_IMAGES
+    assert page.count('src="data:image/png;base64,') == EXPECTED_IMAGES
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "0.500 <span class=\"ci\">[0.450, 0.550]" in page  # emogen's Emo-A with its interval
+    assert "not computed: install lpips" in page and "stand-ins" in page
+    runs = mlflow.search_runs(experiment_names=["emogen"])
+    assert list(runs["tags.stage"]) == ["report"]
+    artifacts = mlflow.artifacts.list_artifacts(run_id=runs["run_id"][0])
+    assert [a.path for a in artifacts] == ["report.html"]
+
+
+@pytest.mark.parametrize("remove, message", [
+    ("metrics/transfer.json", "transfer.json: build it with `dvc repro evaluate`"),
+    ("data/generated/dreambooth/index.json", "dreambooth/index.json: missing"),
+    ("models/confidence/alpha.parquet", "alpha.parquet: missing"),
+    ("metrics/stage2_loss.csv", "stage2_loss.csv: missing"),
+])
+def test_missing_input_names_the_file(tmp_path, remove, message):
+    layout = write_report_inputs(tmp_path)
+    (tmp_path / remove).unlink()
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("`", ".")):
+        write_report(Params(), layout)
+
+
+def test_method_missing_from_table1_is_named(tmp_path):
+    layout = write_report_inputs(tmp_path)
+    params = Params(report={"methods": ["emogen", "nope"]})
+    with pytest.raises(UserError, match="methods.nope missing"):
+        write_report(params, layout)
+
+
+def test_page_renders_in_headless_chromium(report, tmp_path):
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(report.resolve().as_uri())
+        shot = browser.screenshot(tmp_path / "report.png")
+        images = browser.images()
+        cells = browser.eval("Array.from(document.querySelectorAll('#table1-table tr')).map("
+                             "r => Array.from(r.cells).map(c => c.innerText.trim()))")
+        transfer = browser.eval("Array.from(document.querySelectorAll('#transfer-table tr')).map("
+                                "r => Array.from(r.cells).map(c => c.innerText.trim()))")
+        rows = browser.eval("Array.from(document.querySelectorAll('#images-table tr th:first-child')).map(t => t.innerText)")
+        errors = browser.console_errors()
+    finally:
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    assert len(images) == EXPECTED_IMAGES
+    assert all(im["complete"] and im["width"] > 0 and im["shown"] > 0 for im in images), images
+    assert all(im["distinct"] >= 2 for im in images), [im["alt"] for im in images if im["distinct"] < 2]
+    assert [row[0] for row in cells] == ["method", *METHODS]
+    assert cells[1][3].startswith("0.500 [0.450, 0.550]")  # emogen, Emo-A
+    assert cells[2][3].startswith("0.450")  # prompt, Emo-A
+    assert rows == ["emotion", *EMOTIONS]
+    assert transfer[0] == ["template", "word", "images", "emo_a", "object_kept"]
+    assert transfer[1][:3] == ["{} box", "box", "8"] and transfer[1][3].startswith("0.300 [0.250, 0.350]")
+    assert errors == []
