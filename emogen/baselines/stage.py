@@ -83,7 +83,10 @@ def run(params: Params, layout: Layout, method: str) -> dict:
             data = training_data(params, layout, base)
             budget = stage2_budget(params.stage2, len(data.tensors))
             trainer = BaselineTrainer(data, base, budget, seed, accelerator)
-            on_log = lambda means, step: mlflow.log_metrics(means, step=step)  # noqa: E731
+
+            def on_log(means: dict[str, float], step: int) -> None:
+                mlflow.log_metrics(means, step=step)
+
             if method == "textual_inversion":
                 prompts, history = train_textual_inversion(trainer, bp.textual_inversion, params.stage2,
                                                            bp.log_every, on_log)
