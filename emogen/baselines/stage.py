@@ -101,7 +101,9 @@ def run(params: Params, layout: Layout, method: str) -> dict:
                 prompts, history = train_dreambooth(trainer, db, params.stage2, prior, bp.log_every, on_log)
         train_s = time.perf_counter() - started
 
-        pipe = build_pipeline(base, params, prompts, words).to(dtype=getattr(torch, gen.dtype))
+        pipe = build_pipeline(base, params, prompts, words)
+        if gen.dtype != "float32":  # trained in float32; generate in generate.dtype as EmoGen does
+            pipe.to(dtype=getattr(torch, gen.dtype))
         pipe.set_progress_bar_config(disable=True)
         model_dir = layout.model_dir("baselines") / method
         if model_dir.exists():  # a stage output: no stale files from an earlier run
