@@ -33,7 +33,7 @@ TINY_EVAL = {
 def repo(tiny_emoset, tmp_path, mlflow_store):
     """A Layout root with the tiny dataset (copied) and a tiny random base model at 16 px."""
     root = tmp_path / "repo"
-    for part in ("data/raw", "data/processed"):
+    for part in ("data/synthetic", "data/processed"):
         shutil.copytree(tiny_emoset.layout.root / part, root / part)
     sd = build_tiny_sd(tmp_path / "tiny", with_vae=False, resolution=16)
     write_base_json(sd, root / "models" / "base")

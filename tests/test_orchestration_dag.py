@@ -2,6 +2,7 @@
 dvc.yaml, and params overrides are parsed and checked as `dvc exp run -S` takes them."""
 
 import pytest
+from dvc.repo import Repo
 import yaml
 
 from conftest import REPO
@@ -13,7 +14,10 @@ from emogen.orchestration import dag_stages, fingerprint, params_with_overrides,
 def test_dag_order_is_dvcs_and_lists_every_stage():
     order = dag_stages(REPO)
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert len(order) == len(set(order)) and set(STAGES) <= set(order)
+    assert len(order) == len(set(order))
+    with Repo(str(REPO)) as repo:  # foreach stages expand to e.g. baseline@prompt
+        assert {s.name for s in repo.index.stages} == set(order)
+        assert set(STAGES) <= {s.cmd.split()[-1] for s in repo.index.stages}  # `emogen stage <name>`
     for name, stage in stages.items():  # every stage after each stage whose output it reads
         for other, upstream in stages.items():
             produced = {next(iter(o)) if isinstance(o, dict) else o for key in ("outs", "metrics", "plots")
