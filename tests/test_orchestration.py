@@ -51,11 +51,11 @@ write_table1("metrics/table1.json", emo_a=0.5 + lam, fid=20.0)  # test input, no
 """
 DVC_YAML = {"stages": {
     "prepare_data": {"cmd": "emogen stage prepare_data", "params": ["seed", "data", "prepare_data"],
-                     "outs": ["data/raw/emoset"]},
-    "ingest": {"cmd": "emogen stage ingest", "deps": ["data/raw/emoset"], "params": ["data", "ingest"],
+                     "outs": [{"data/synthetic/emoset": {"persist": True}}, {"data/fingerprint.json": {"persist": True}}]},
+    "ingest": {"cmd": "emogen stage ingest", "deps": ["data/synthetic/emoset", "data/fingerprint.json"], "params": ["data", "ingest"],
                "outs": ["data/processed/manifest.parquet", "data/processed/quarantine.parquet"],
                "metrics": [{"metrics/ingest.json": {"cache": False}}]},
-    "validate": {"cmd": "emogen stage validate", "deps": ["data/processed/manifest.parquet", "data/raw/emoset"],
+    "validate": {"cmd": "emogen stage validate", "deps": ["data/processed/manifest.parquet", "data/synthetic/emoset"],
                  "params": ["data", "validate"], "outs": ["metrics/validation"],
                  "metrics": [{"metrics/validate.json": {"cache": False}}]},
     "generate": {"cmd": "python generate_fixture.py", "deps": ["generate_fixture.py", "metrics/validate.json"],
