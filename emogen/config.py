@@ -400,7 +400,7 @@ class DreamBoothParams(Section):
     # Prompt "<v_amusement> amusement" ("a [V] dog"): the emotion word is the class noun.
     prior_preservation: bool = True
     prior_loss_weight: float = Field(1.0, ge=0)
-    num_class_images: int = Field(32, ge=1)  # per emotion, sampled from the base model with its word
+    num_class_images: int = Field(16, ge=1)  # per emotion, sampled from the base model with its word
 
 
 class BaselinesParams(Section):

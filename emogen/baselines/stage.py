@@ -83,7 +83,10 @@ def run(params: Params, layout: Layout, method: str) -> dict:
             data = training_data(params, layout, base)
             budget = stage2_budget(params.stage2, len(data.tensors))
             trainer = BaselineTrainer(data, base, budget, seed, accelerator)
-            on_log = lambda means, step: mlflow.log_metrics(means, step=step)  # noqa: E731
+
+            def on_log(means: dict[str, float], step: int) -> None:
+                mlflow.log_metrics(means, step=step)
+
             if method == "textual_inversion":
                 prompts, history = train_textual_inversion(trainer, bp.textual_inversion, params.stage2,
                                                            bp.log_every, on_log)
@@ -98,7 +101,9 @@ def run(params: Params, layout: Layout, method: str) -> dict:
                 prompts, history = train_dreambooth(trainer, db, params.stage2, prior, bp.log_every, on_log)
         train_s = time.perf_counter() - started
 
-        pipe = build_pipeline(base, params, prompts, words).to(dtype=getattr(torch, gen.dtype))
+        pipe = build_pipeline(base, params, prompts, words)
+        if gen.dtype != "float32":  # trained in float32; generate in generate.dtype as EmoGen does
+            pipe.to(dtype=getattr(torch, gen.dtype))
         pipe.set_progress_bar_config(disable=True)
         model_dir = layout.model_dir("baselines") / method
         if model_dir.exists():  # a stage output: no stale files from an earlier run
