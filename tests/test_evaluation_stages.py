@@ -62,6 +62,7 @@ def write_methods(layout: Layout) -> None:
     write_generated(layout.generated / "emogen_transfer", "emogen_transfer", transfer, replace=True)
 
 
+@pytest.mark.slow  # over a minute on the busy 2-core machine: trains the stand-ins, evaluates 3 times
 def test_embedded_evaluators_and_table1(repo):
     params = parse_params(TINY_EVAL)
     fit.run(params, repo)
@@ -132,6 +133,7 @@ def _tiny_classifier(folder, labels):
     ConvNextImageProcessor(size={"shortest_edge": 16}, crop_pct=1.0).save_pretrained(folder)
 
 
+@pytest.mark.slow  # about a minute on the busy 2-core machine
 def test_pretrained_profile_with_tiny_random_models(repo, tmp_path):
     from transformers import CLIPImageProcessor
 

@@ -13,7 +13,6 @@ from emogen.config import EvaluateParams
 from emogen.evaluation import metrics as m
 from emogen.evaluation.data import ImageSet
 from emogen.evaluation.evaluators import Evaluators
-from emogen.generation.stage import TRANSFER_METHOD
 
 
 def template_word(template: str) -> str:
