@@ -53,3 +53,15 @@ def write_upstream(root: Path, with_vae: bool = False, seed: int = 0) -> Path:
         std=0.1 + torch.rand(8, VECTOR_DIM, generator=generator),
     ).save(space / "gaussians.safetensors")
     return root
+
+
+def saved_pipeline(root: Path, **generate_overrides) -> Path:
+    """A saved EmoGen pipeline folder under ``root``, built from random upstream outputs by the
+    generate stage's own builder."""
+    from emogen.generation.stage import build_pipeline
+
+    models = write_upstream(root) / "models"
+    pipe = build_pipeline(models / "base", models / "stage2", models / "emotion_space" / "gaussians.safetensors",
+                          tiny_generate_params(**generate_overrides))
+    pipe.save_pretrained(models / "emogen")
+    return models / "emogen"

@@ -12,7 +12,7 @@ import pytest
 from browser import Browser
 from emogen.demo.app import build_app, server
 from emogen.generation.commands import load_pipeline
-from generation_inputs import tiny_generate_params, write_upstream
+from generation_inputs import saved_pipeline
 
 
 def free_port() -> int:
@@ -23,14 +23,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory):
-    from emogen.generation.stage import build_pipeline
-
-    root = write_upstream(tmp_path_factory.mktemp("upstream"))
-    models = root / "models"
-    pipe = build_pipeline(models / "base", models / "stage2", models / "emotion_space" / "gaussians.safetensors",
-                          tiny_generate_params(num_inference_steps=2))
-    pipe.save_pretrained(models / "emogen")
-    pipe = load_pipeline(str(models / "emogen"), "cpu")  # as `emogen demo` loads it
+    folder = saved_pipeline(tmp_path_factory.mktemp("upstream"), num_inference_steps=2)
+    pipe = load_pipeline(str(folder), "cpu")  # as `emogen demo` loads it
     port = free_port()
     srv = server(build_app(pipe, "tiny test pipeline"), "127.0.0.1", port)
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -13,7 +13,7 @@ from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
 from emogen.generation.stage import run as run_stage
 from emogen.layout import Layout
-from generation_inputs import tiny_generate_params, write_upstream
+from generation_inputs import saved_pipeline, tiny_generate_params, write_upstream
 
 
 def tree_bytes(folder):
@@ -26,15 +26,7 @@ def pixels(path):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A saved pipeline folder, built from random upstream outputs by the stage's own builder."""
-    from emogen.generation.stage import build_pipeline
-
-    root = write_upstream(tmp_path_factory.mktemp("upstream"))
-    models = root / "models"
-    pipe = build_pipeline(models / "base", models / "stage2", models / "emotion_space" / "gaussians.safetensors",
-                          tiny_generate_params())
-    pipe.save_pretrained(models / "emogen")
-    return models / "emogen"
+    return saved_pipeline(tmp_path_factory.mktemp("upstream"))
 
 
 def test_stage_writes_index_grids_and_pipeline_deterministically(tmp_path, mlflow_store):

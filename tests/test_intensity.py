@@ -12,7 +12,7 @@ from emogen.errors import UserError
 from emogen.generation.intensity import intensity_curve
 from emogen.generation.pipeline import EmoGenPipeline
 from emogen.generation.sampling import EmotionGaussians
-from generation_inputs import tiny_generate_params, write_upstream
+from generation_inputs import saved_pipeline
 
 
 class PixelProbe:
@@ -35,14 +35,7 @@ class PixelProbe:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from emogen.generation.stage import build_pipeline
-
-    root = write_upstream(tmp_path_factory.mktemp("upstream"))
-    models = root / "models"
-    pipe = build_pipeline(models / "base", models / "stage2", models / "emotion_space" / "gaussians.safetensors",
-                          tiny_generate_params())
-    pipe.save_pretrained(models / "emogen")
-    return models / "emogen"
+    return saved_pipeline(tmp_path_factory.mktemp("upstream"))
 
 
 def test_intensity_rule_centre_gaussian_and_beyond():

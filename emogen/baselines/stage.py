@@ -34,7 +34,7 @@ from emogen.config import Params
 from emogen.emotions import EMOTIONS
 from emogen.generation.jobs import run_jobs
 from emogen.generation.prompt_pipeline import PromptPipeline
-from emogen.generation.stage import emotion_jobs, quiet_libraries, sampling_settings, scheduler_from_name
+from emogen.generation.stage import emotion_jobs, quiet_libraries, sampler_components, sampling_settings
 from emogen.generation.writer import GRIDS_FOLDER, write_generated
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
@@ -46,19 +46,7 @@ METHODS = ("prompt", "textual_inversion", "dreambooth")
 
 
 def build_pipeline(base, params: Params, prompts: dict[str, str], words: list[str] | None) -> PromptPipeline:
-    gen = params.generate
-    return PromptPipeline(
-        tokenizer=base.tokenizer,
-        text_encoder=base.text_encoder,
-        unet=base.unet,
-        scheduler=scheduler_from_name(gen.scheduler, base.noise_scheduler.config),
-        vae=base.vae,
-        emotion_prompts=prompts,
-        known_words=words,
-        resolution=gen.resolution or base.resolution,
-        num_inference_steps=gen.num_inference_steps,
-        guidance_scale=gen.guidance_scale,
-    )
+    return PromptPipeline(**sampler_components(base, params.generate), emotion_prompts=prompts, known_words=words)
 
 
 def run(params: Params, layout: Layout, method: str) -> dict:

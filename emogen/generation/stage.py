@@ -58,6 +58,21 @@ def scheduler_from_name(name: str, noise_schedule: dict, key: str = "generate.sc
     return cls.from_config(noise_schedule)
 
 
+def sampler_components(base, gen: GenerateParams) -> dict:
+    """What every generation pipeline (EmoGen and the baselines) takes from the base model and
+    the ``generate`` settings, so all methods sample alike."""
+    return dict(
+        tokenizer=base.tokenizer,
+        text_encoder=base.text_encoder,
+        unet=base.unet,
+        scheduler=scheduler_from_name(gen.scheduler, base.noise_scheduler.config),
+        vae=base.vae,
+        resolution=gen.resolution or base.resolution,
+        num_inference_steps=gen.num_inference_steps,
+        guidance_scale=gen.guidance_scale,
+    )
+
+
 def second_placeholder(token: str) -> str:
     """``<emotion>`` → ``<emotion_2>``: the second token of two-token fusion."""
     return f"{token[:-1]}_2>" if token.startswith("<") and token.endswith(">") else f"{token}_2"
@@ -83,18 +98,11 @@ def build_pipeline(
     gaussians = EmotionGaussians.load(gaussians_path)
     base = load_base(base_dir, device=device, dtype=dtype)
     pipe = EmoGenPipeline(
-        tokenizer=base.tokenizer,
-        text_encoder=base.text_encoder,
-        unet=base.unet,
-        scheduler=scheduler_from_name(gen.scheduler, base.noise_scheduler.config),
-        vae=base.vae,
+        **sampler_components(base, gen),
         mapper=mapper,
         gaussians=gaussians,
         placeholder_tokens=[placeholder, second_placeholder(placeholder)],
         known_words=read_base_json(base_dir).get("words"),
-        resolution=gen.resolution or base.resolution,
-        num_inference_steps=gen.num_inference_steps,
-        guidance_scale=gen.guidance_scale,
     )
     return pipe.to(device)
 
