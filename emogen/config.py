@@ -178,6 +178,9 @@ class Stage1Params(Section):
 class EmotionSpaceParams(Section):
     # diag: per-dimension std (SPEC.md); full: also the D×D covariance per emotion.
     covariance: Literal["diag", "full"] = "diag"
+    # uniform: every image of the emotion counts once (SPEC.md); confidence: weighted by
+    # stage 1's probability of the image's own label (README "Emotion space").
+    weights: Literal["uniform", "confidence"] = "uniform"
     batch_size: int = Field(256, ge=1)
     workers: int = Field(2, ge=0)
     cpu_threads: int = Field(1, ge=0)

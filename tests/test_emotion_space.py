@@ -36,6 +36,25 @@ def test_full_covariance_option():
     np.testing.assert_allclose(torch.diagonal(gaussians["cov"], dim1=1, dim2=2).sqrt(), gaussians["std"], rtol=1e-5)
 
 
+def test_weighted_gaussians_are_numpys_reliability_weighted_estimates():
+    vectors, labels = _vectors(per_emotion=6)
+    weights = torch.rand(len(labels), generator=torch.Generator().manual_seed(1))
+    gaussians = emotion_gaussians(vectors, labels, covariance="full", weights=weights)
+    for i in range(len(EMOTIONS)):
+        group, w = vectors[labels == i].double().numpy(), weights[labels == i].double().numpy()
+        cov = np.cov(group.T, ddof=1, aweights=w)
+        np.testing.assert_allclose(gaussians["mean"][i], np.average(group, axis=0, weights=w), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gaussians["cov"][i], cov, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gaussians["std"][i], np.sqrt(np.diag(cov)), rtol=1e-5)
+    # zero weight = the image left out; equal weights = the unweighted (published) estimate
+    keep = torch.arange(len(labels)) % 3 != 0
+    dropped = emotion_gaussians(vectors, labels, "full", weights=keep.double())
+    for key, value in emotion_gaussians(vectors[keep], labels[keep], "full").items():
+        torch.testing.assert_close(dropped[key], value)
+    for key, value in emotion_gaussians(vectors, labels, "full").items():
+        torch.testing.assert_close(emotion_gaussians(vectors, labels, "full", torch.full((len(labels),), 0.3))[key], value)
+
+
 def test_too_few_images_names_the_emotion():
     vectors, labels = _vectors(per_emotion=2)
     keep = ~((labels == EMOTIONS.index("fear")) & (torch.arange(len(labels)) % 2 == 0))

@@ -37,7 +37,8 @@ SWITCHED = {
     "generate.resolution": 512,
 }
 # Documented as published where the default already is the published value.
-DEFAULT_IS_PUBLISHED = {"stage1.vector_dim": 768, "stage2.prompt_template": "{}", "stage2.attr_temperature": 1.0,
+DEFAULT_IS_PUBLISHED = {"stage1.vector_dim": 768, "emotion_space.covariance": "diag",
+                        "emotion_space.weights": "uniform", "stage2.prompt_template": "{}", "stage2.attr_temperature": 1.0,
                         "stage2.learning_rate": 1e-3, "stage2.max_train_steps": None, "generate.template": "{}"}
 # fp16 autocast needs a CUDA device, which CI lacks: NOT exercised by any test (README says so).
 GPU_ONLY = {"stage2.mixed_precision"}

@@ -32,27 +32,48 @@ from emogen.seeding import stage_seed
 from emogen.stage1.space_files import write_space
 from emogen.stage1.data import image_paths, read_table, split_rows
 from emogen.devices import resolve_device
-from emogen.stage1.encoder import cpu_threads, embed_images, load_encoder
+from emogen.stage1.encoder import cpu_threads, embed_images, emotion_probabilities, load_encoder
 from emogen.stage1.reporting import log_metrics, write_json
 from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)
 
-def emotion_gaussians(vectors: torch.Tensor, labels: torch.Tensor, covariance: str = "diag") -> dict[str, torch.Tensor]:
-    """Per emotion: ``mean`` and unbiased ``std`` (8×D); ``cov`` (8×D×D) when ``covariance='full'``."""
+def emotion_gaussians(
+    vectors: torch.Tensor, labels: torch.Tensor, covariance: str = "diag", weights: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Per emotion: ``mean`` and unbiased ``std`` (8×D); ``cov`` (8×D×D) when ``covariance='full'``.
+
+    ``weights`` (N,): each vector's weight in its emotion's statistics (reliability weights:
+    the unbiased estimate divides by Σw − Σw²/Σw, which is n − 1 for equal weights)."""
     counts = torch.bincount(labels, minlength=NUM_EMOTIONS)
     if (counts < 2).any():
         few = [f"{EMOTIONS[i]} ({int(c)})" for i, c in enumerate(counts) if c < 2]
         raise DataError(f"emotion space: need ≥ 2 train images per emotion for a std; too few: {', '.join(few)}")
     x = vectors.double()  # sums over thousands of vectors: accumulate in float64
-    groups = [x[labels == i] for i in range(NUM_EMOTIONS)]
-    out = {
-        "mean": torch.stack([g.mean(0) for g in groups]),
-        "std": torch.stack([g.std(0, correction=1) for g in groups]),
-    }
-    if covariance == "full":
-        out["cov"] = torch.stack([torch.cov(g.T, correction=1) for g in groups])
+    w = torch.ones(len(x), dtype=torch.float64) if weights is None else weights.double()
+    means, stds, covs = [], [], []
+    for i in range(NUM_EMOTIONS):
+        g, gw = x[labels == i], w[labels == i]
+        total = gw.sum()
+        mean = gw @ g / total
+        centred = g - mean
+        norm = total - (gw**2).sum() / total
+        means.append(mean)
+        stds.append(((gw @ centred**2) / norm).sqrt())
+        if covariance == "full":
+            covs.append((centred * gw[:, None]).T @ centred / norm)
+    out = {"mean": torch.stack(means), "std": torch.stack(stds)}
+    if covs:
+        out["cov"] = torch.stack(covs)
     return {k: v.float().contiguous() for k, v in out.items()}
+
+
+def confidence_weights(encoder: torch.nn.Module, vectors: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each train image's stage-1 probability of its own label: the confidence α averages
+    (SPEC.md "Emotion confidence α"), here weighting the image in its emotion's Gaussian so
+    that images whose content does not evoke their (noisy) label count less."""
+    probs = emotion_probabilities(encoder, vectors)
+    return probs.gather(1, labels[:, None]).squeeze(1)
 
 
 def _cosines(means: torch.Tensor) -> np.ndarray:
@@ -60,8 +81,11 @@ def _cosines(means: torch.Tensor) -> np.ndarray:
     return (unit @ unit.T).numpy()
 
 
-def space_summary(vectors: torch.Tensor, labels: torch.Tensor, gaussians: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Norms and spreads per emotion, the 8×8 cosine matrix of the means, polarity clustering."""
+def space_summary(
+    vectors: torch.Tensor, labels: torch.Tensor, gaussians: dict[str, torch.Tensor], weights: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """Norms and spreads per emotion (with weights: also the effective image count
+    (Σw)²/Σw²), the 8×8 cosine matrix of the means, polarity clustering."""
     cos = _cosines(gaussians["mean"])
     pos = sorted(POSITIVE)
     neg = [i for i in range(NUM_EMOTIONS) if i not in POSITIVE]
@@ -77,6 +101,7 @@ def space_summary(vectors: torch.Tensor, labels: torch.Tensor, gaussians: dict[s
                 "count": int((labels == i).sum()),
                 "mean_norm": float(gaussians["mean"][i].norm()),
                 "avg_std": float(gaussians["std"][i].mean()),
+                **({} if weights is None else {"effective_count": _effective_count(weights[labels == i])}),
             }
             for i, name in enumerate(EMOTIONS)
         },
@@ -85,6 +110,11 @@ def space_summary(vectors: torch.Tensor, labels: torch.Tensor, gaussians: dict[s
         "cosine_within_negative": off_diagonal_mean(neg, neg),
         "cosine_across_polarity": off_diagonal_mean(pos, neg),
     }
+
+
+def _effective_count(weights: torch.Tensor) -> float:
+    w = weights.double()
+    return float(w.sum() ** 2 / (w**2).sum())
 
 
 def pca_2d(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -148,9 +178,10 @@ def run(params: Params, layout: Layout) -> None:
             all_vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
         vectors = all_vectors[is_train]
         labels = torch.tensor(train["emotion_idx"].to_numpy(), dtype=torch.long)
-        gaussians = emotion_gaussians(vectors, labels, cfg.covariance)
+        weights = confidence_weights(encoder, vectors, labels) if cfg.weights == "confidence" else None
+        gaussians = emotion_gaussians(vectors, labels, cfg.covariance, weights)
         write_space(out_dir, all_vectors, embedded["id"].tolist(), gaussians)
-        summary = space_summary(vectors, labels, gaussians)
+        summary = space_summary(vectors, labels, gaussians, weights)
         explained = plot_space(vectors, labels, gaussians["mean"], picture, cfg.plot_points, stage_seed(params.seed, "emotion_space"))
         summary["pca_explained_variance"] = {"pc1": float(explained[0]), "pc2": float(explained[1])}
         summary["seconds"] = round(time.perf_counter() - started, 1)
