@@ -6,10 +6,11 @@ tokens), text encoder, UNet, scheduler, optional VAE and the mapper (a diffusers
 standard diffusers folder, ``.to(device)``, progress-bar settings and scheduler swaps
 (``pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)``) work as
 for any diffusers pipeline. The emotion Gaussians are not a module, so they are saved beside
-the components (``gaussians.safetensors``) and handed back by our ``from_pretrained``. The denoising loop is our own rather than
-StableDiffusionPipeline's because the embedded base model is pixel space (no VAE), which
-no stock text-to-image pipeline supports; it is the standard loop: classifier-free guidance
-with the empty prompt as the unconditional input.
+the components (``gaussians.safetensors``) and handed back by our ``from_pretrained``. The
+text encoder's states (the mapper's vector at the placeholder) are sampled by
+:meth:`TextConditionedPipeline.denoise`: diffusers' StableDiffusionPipeline for latent models,
+the one pixel-space loop for the embedded model; classifier-free guidance with the empty
+prompt as the unconditional input.
 
 Sampling, per image: e ~ N(mean, diag(std²)) (or the full covariance) drawn with that
 image's generator, moved by its ``intensity`` towards or past the neutral centre
@@ -22,17 +23,18 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, SchedulerMixin, StableDiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from emogen.base.components import BaseComponents
 from emogen.base.tokenizer import caption_words, load_tokenizer
 from emogen.emotions import emotion_index
 from emogen.errors import MissingModelError, UserError
@@ -46,12 +48,21 @@ from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeh
 # The second token exists only for two-token fusion; it is added when the pipeline is built.
 DEFAULT_PLACEHOLDERS = ("<emotion>", "<emotion_2>")
 Fusion = Literal["tokens", "interpolate"]
+# diffusers' callback_on_step_end: (pipeline, step index, timestep, tensors) → tensors to replace
+StepCallback = Callable[[DiffusionPipeline, int, torch.Tensor, dict], dict]
 
 
 @dataclass
 class EmoGenPipelineOutput(BaseOutput):
     images: list[Image.Image] | torch.Tensor  # PIL images, or (B, 3, H, W) in [-1, 1] for "pt"
     emotion_vectors: torch.Tensor | None  # (B, slots, D): each image's vector(s); None: prompts only
+
+
+def base_modules(base: BaseComponents, scheduler: SchedulerMixin) -> dict:
+    """The base model's parts and resolution that every pipeline here is built from, with
+    ``scheduler`` as its sampler."""
+    return dict(tokenizer=base.tokenizer, text_encoder=base.text_encoder, unet=base.unet, scheduler=scheduler,
+                vae=base.vae, resolution=base.resolution)
 
 
 def check_template(template: str) -> None:
@@ -61,8 +72,46 @@ def check_template(template: str) -> None:
 
 
 class TextConditionedPipeline(DiffusionPipeline):
-    """The denoising loop shared by EmoGen and the baselines' :class:`PromptPipeline`: text
-    encoder states in, images out, classifier-free guidance against the empty prompt."""
+    """Text encoder states in, images out: the one sampling path of this project — EmoGen, the
+    baselines' :class:`PromptPipeline`, the base model's evidence and stage 2's previews.
+
+    Latent models (a VAE: SD 1.5, tiny SD) are sampled by diffusers' own
+    :class:`~diffusers.StableDiffusionPipeline`, built from these components and called with
+    ``prompt_embeds`` (our states) and ``negative_prompt_embeds`` (the empty prompt's), so any
+    scheduler, fp16/bf16, ``latents=``, generators and ``callback_on_step_end`` behave as
+    diffusers documents. Its constructor updates an outdated scheduler config in place
+    (``steps_offset`` → 1, ``clip_sample`` → False), as it does for every SD checkpoint.
+    Pixel-space models (no VAE: the embedded one) use :meth:`_pixel_loop`, the project's only
+    denoising loop: no stock text-to-image pipeline samples without a VAE, and the SD pipeline's
+    constructor would turn off the ``clip_sample`` a pixel-space sampler needs.
+    """
+
+    _optional_components = ["vae"]
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(
+        self,
+        tokenizer,
+        text_encoder,
+        unet,
+        scheduler,
+        vae=None,
+        known_words: list[str] | None = None,
+        resolution: int = 512,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+    ):
+        """``known_words``: the closed vocabulary of the embedded base model (templates must
+        use only these words); None for an open one (SD 1.5's CLIP), where only words the
+        tokenizer cannot encode are rejected. The last three are the sampling defaults."""
+        super().__init__()
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
+        self.register_to_config(
+            known_words=sorted(known_words) if known_words is not None else None,
+            resolution=resolution,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+        )
 
     def check_words(self, template: str) -> None:
         """Reject template words the base model cannot read, naming them (never unknown tokens).
@@ -90,50 +139,109 @@ class TextConditionedPipeline(DiffusionPipeline):
         )
         return padded.input_ids.to(self.device)
 
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(B, L, D) final text encoder states of ``prompts``, padded to the full length."""
+        ids = torch.cat([self._tokenize(text, 1) for text in prompts])
+        return self.text_encoder(input_ids=ids).last_hidden_state
+
+    @torch.no_grad()
     def denoise(
         self,
-        cond: torch.Tensor,
-        generator: torch.Generator | list[torch.Generator] | None,
-        steps: int,
-        scale: float,
-        side: int,
+        prompt_embeds: torch.Tensor,
+        *,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        resolution: int | None = None,
         latents: torch.Tensor | None = None,
         output_type: Literal["pil", "pt"] = "pil",
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> list[Image.Image] | torch.Tensor:
-        """``cond`` (B, L, D) text states → B images (PIL, or (B, 3, H, W) in [-1, 1] for "pt")."""
-        batch, device = cond.shape[0], self.device
-        guided = scale > 1.0
-        if guided:
-            uncond = self.text_encoder(input_ids=self._tokenize("", 1)).last_hidden_state
-            cond = torch.cat([uncond.expand(batch, -1, -1), cond])
+        """``prompt_embeds`` (B, L, D) → B images (PIL, or (B, 3, H, W) in [-1, 1] for "pt").
 
-        latent_side = side // self.vae_scale_factor
-        shape = (batch, self.unet.config.in_channels, latent_side, latent_side)
+        Classifier-free guidance when ``guidance_scale > 1``, against the empty prompt's
+        states (what diffusers itself encodes for ``negative_prompt=None``). Unset settings
+        are the pipeline's config. ``callback_on_step_end(pipe, i, t, {"latents": ...})`` runs
+        after every step, as in diffusers (the pixel loop offers "latents" only).
+        """
+        if output_type not in ("pil", "pt"):
+            raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
+        steps = num_inference_steps or self.config.num_inference_steps
+        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        side = resolution or self.config.resolution
+        batch = prompt_embeds.shape[0]
+        shape = (batch, self.unet.config.in_channels, side // self.vae_scale_factor, side // self.vae_scale_factor)
+        if latents is not None and latents.shape != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        negative = None
+        if scale > 1.0:
+            negative = self.text_encoder(input_ids=self._tokenize("", 1)).last_hidden_state.expand(batch, -1, -1)
+        settings = dict(
+            generator=generator, num_inference_steps=steps, guidance_scale=scale, latents=latents,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=list(callback_on_step_end_tensor_inputs),
+        )
+        if self.vae is None:
+            images = self._pixel_loop(prompt_embeds, negative, shape, **settings)
+        else:
+            images = self.stable_diffusion()(
+                prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, height=side, width=side,
+                output_type="pt", **settings,
+            ).images * 2 - 1  # diffusers' "pt" images are in [0, 1]
+        images = images.float().clamp(-1, 1).cpu()
+        self.maybe_free_model_hooks()
+        return to_pil(images) if output_type == "pil" else images
+
+    def stable_diffusion(self) -> StableDiffusionPipeline:
+        """diffusers' SD pipeline on this pipeline's current components (no safety checker:
+        the images are measured, not served)."""
+        pipe = StableDiffusionPipeline(
+            vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
+            scheduler=self.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
+        return pipe
+
+    def _pixel_loop(
+        self,
+        cond: torch.Tensor,
+        uncond: torch.Tensor | None,
+        shape: tuple[int, ...],
+        generator,
+        num_inference_steps: int,
+        guidance_scale: float,
+        latents: torch.Tensor | None,
+        callback_on_step_end: StepCallback | None,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> torch.Tensor:
+        """The standard guided sampling loop (StableDiffusionPipeline's) with the image itself as
+        the latent: no VAE, nothing to decode."""
+        if set(callback_on_step_end_tensor_inputs) - {"latents"}:
+            raise ValueError(f"the pixel-space loop passes only 'latents' to callbacks, "
+                             f"not {callback_on_step_end_tensor_inputs}")
+        device = self.device
+        guided = uncond is not None
+        if guided:
+            cond = torch.cat([uncond, cond])
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
-        elif latents.shape != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        self.scheduler.set_timesteps(steps, device=device)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
         latents = latents.to(device, self.unet.dtype) * self.scheduler.init_noise_sigma
         step_kwargs = {}
         if "generator" in inspect.signature(self.scheduler.step).parameters:
             step_kwargs["generator"] = generator
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_in = torch.cat([latents, latents]) if guided else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
             noise = self.unet(model_in, t, encoder_hidden_states=cond).sample
             if guided:
                 noise_uncond, noise_cond = noise.chunk(2)
-                noise = noise_uncond + scale * (noise_cond - noise_uncond)
+                noise = noise_uncond + guidance_scale * (noise_cond - noise_uncond)
             latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
-
-        if self.vae is not None:
-            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
-        else:
-            images = latents
-        images = images.float().clamp(-1, 1).cpu()
-        self.maybe_free_model_hooks()
-        return to_pil(images) if output_type == "pil" else images
+            if callback_on_step_end is not None:
+                latents = callback_on_step_end(self, i, t, {"latents": latents}).pop("latents", latents)
+        return latents
 
     @property
     def vae_scale_factor(self) -> int:
@@ -145,9 +253,6 @@ class TextConditionedPipeline(DiffusionPipeline):
 
 class EmoGenPipeline(TextConditionedPipeline):
     """Emotion name(s) → images; see the module docstring. ``pipe("awe", generator=g).images``."""
-
-    _optional_components = ["vae"]
-    model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(
         self,
@@ -164,10 +269,8 @@ class EmoGenPipeline(TextConditionedPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
     ):
-        """``known_words``: the closed vocabulary of the embedded base model (templates must
-        use only these words); None for an open one (SD 1.5's CLIP), where only words the
-        tokenizer cannot encode are rejected. The last three are the defaults of ``__call__``."""
-        super().__init__()
+        """``known_words``, ``resolution`` and the sampling defaults: see
+        :class:`TextConditionedPipeline`."""
         placeholder_tokens = list(placeholder_tokens or DEFAULT_PLACEHOLDERS)
         if gaussians is None:
             raise ValueError("EmoGenPipeline needs the emotion gaussians")
@@ -180,16 +283,11 @@ class EmoGenPipeline(TextConditionedPipeline):
                 f"mapper outputs {mapper.config.out_dim}-d embeddings, the text encoder takes "
                 f"{text_encoder.config.hidden_size}-d"
             )
+        super().__init__(tokenizer, text_encoder, unet, scheduler, vae, known_words, resolution, num_inference_steps,
+                         guidance_scale)
         self.placeholder_ids = add_placeholder_tokens(tokenizer, text_encoder, placeholder_tokens)
-        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae,
-                              mapper=mapper.eval())
-        self.register_to_config(
-            placeholder_tokens=placeholder_tokens,
-            known_words=sorted(known_words) if known_words is not None else None,
-            resolution=resolution,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-        )
+        self.register_modules(mapper=mapper.eval())
+        self.register_to_config(placeholder_tokens=placeholder_tokens)
         self.gaussians = gaussians
 
     # -- persistence --------------------------------------------------------------------
@@ -285,6 +383,8 @@ class EmoGenPipeline(TextConditionedPipeline):
         resolution: int | None = None,
         latents: torch.Tensor | None = None,
         output_type: Literal["pil", "pt"] = "pil",
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         return_dict: bool = True,
     ) -> EmoGenPipelineOutput | tuple:
         """Generate ``num_images_per_emotion`` images for each name in ``emotion``.
@@ -296,10 +396,9 @@ class EmoGenPipeline(TextConditionedPipeline):
         value, or one per entry of ``emotion``). ``intensity`` s (one value, or one per
         entry of ``emotion``): e = c + s·(x − c) with c the neutral centre; 0 = no emotion in
         particular, 1 = the emotion's Gaussian (default), > 1 beyond. ``generator``: one per image (batching
-        then changes nothing) or a single one shared in order, as in diffusers.
+        then changes nothing) or a single one shared in order, as in diffusers. The sampling
+        settings, ``latents`` and the callback go to :meth:`TextConditionedPipeline.denoise`.
         """
-        if output_type not in ("pil", "pt"):
-            raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
         emotions = [emotion] if isinstance(emotion, str) else list(emotion)
         if not emotions or num_images_per_emotion < 1:
             raise UserError("need at least one emotion and num_images_per_emotion >= 1")
@@ -324,10 +423,6 @@ class EmoGenPipeline(TextConditionedPipeline):
         self.check_words(template)
         fusion_mode = fusion if seconds is not None else None
 
-        steps = num_inference_steps or self.config.num_inference_steps
-        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
-        side = resolution or self.config.resolution
-
         vectors = self.sample_vectors(emotions, generators, seconds, fusion, weights, intensities)
         mapper_param = next(self.mapper.parameters())
         tokens = self.mapper(vectors.flatten(0, 1).to(mapper_param.device, mapper_param.dtype))
@@ -335,7 +430,12 @@ class EmoGenPipeline(TextConditionedPipeline):
         input_ids = self._tokenize(self.prompt(template, fusion_mode), batch)
         replacements = {pid: tokens[:, slot] for slot, pid in enumerate(self.placeholder_ids[: vectors.shape[1]])}
         cond = encode_with_placeholders(self.text_encoder, input_ids, replacements)
-        images = self.denoise(cond, generator, steps, scale, side, latents, output_type)
+        images = self.denoise(
+            cond, generator=generator, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            resolution=resolution, latents=latents, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
         if not return_dict:
             return images, vectors
         return EmoGenPipelineOutput(images=images, emotion_vectors=vectors)
