@@ -18,7 +18,8 @@ import torch
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.generation.pipeline import EmoGenPipelineOutput, StepCallback, TextConditionedPipeline
+from emogen.generation.pipeline import EmoGenPipelineOutput
+from emogen.generation.text_pipeline import StepCallback, TextConditionedPipeline
 
 
 class PromptPipeline(TextConditionedPipeline):

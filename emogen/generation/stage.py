@@ -29,7 +29,8 @@ from emogen.emotions import EMOTIONS
 from emogen.errors import MissingModelError, UserError
 from emogen.generation.grid import make_grid
 from emogen.generation.jobs import ImageJob, run_jobs
-from emogen.generation.pipeline import EmoGenPipeline, TextConditionedPipeline, base_modules
+from emogen.generation.pipeline import EmoGenPipeline
+from emogen.generation.text_pipeline import TextConditionedPipeline, base_modules
 from emogen.generation.sampling import EmotionGaussians
 from emogen.generation.writer import GRIDS_FOLDER, read_index, write_generated
 from emogen.images import load_rgb

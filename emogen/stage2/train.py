@@ -40,7 +40,8 @@ from emogen.config import Params, Stage2Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, UserError
 from emogen.generation.grid import make_grid
-from emogen.generation.pipeline import EmoGenPipeline, base_modules
+from emogen.generation.pipeline import EmoGenPipeline
+from emogen.generation.text_pipeline import base_modules
 from emogen.generation.sampling import EmotionGaussians
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
