@@ -1,18 +1,24 @@
-"""benchmarks/generate.py runs at the tiny shape on CPU and prints a speed ratio (CI smoke test)."""
+"""benchmarks/generate.py runs at the tiny shapes on CPU and prints a speed ratio (CI smoke test): pixel
+space in float32 (the project's loop) and a tiny latent model in float16 (diffusers' SD pipeline)."""
 
 import re
 import runpy
 from pathlib import Path
 
+import pytest
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "generate.py"
 
 
-def test_generation_benchmark_prints_a_ratio(capsys):
+# Largest pixel difference between batched and one-by-one images: float32 round-off, or half's.
+@pytest.mark.parametrize(("shape", "dtype", "tolerance"), [("tiny", "float32", 2), ("tiny_sd", "float16", 8)])
+def test_generation_benchmark_prints_a_ratio(capsys, shape, dtype, tolerance):
     main = runpy.run_path(str(BENCHMARK), run_name="benchmark")["main"]
-    ratio = main(["--shape", "tiny", "--emotions", "2", "--images-per-emotion", "2", "--steps", "2",
-                  "--device", "cpu"])
+    ratio = main(["--shape", shape, "--emotions", "2", "--images-per-emotion", "2", "--steps", "2",
+                  "--device", "cpu", "--dtype", dtype])
     out = capsys.readouterr().out
     assert re.search(r"speed-up: \d+\.\d\dx", out) and ratio > 0
     assert "largest pixel difference" in out
     difference = int(re.search(r"largest pixel difference (\d+)", out).group(1))
-    assert difference <= 2  # both paths generate the same images
+    assert difference <= tolerance  # both paths generate the same images
+    assert f"torch.{dtype}" in out

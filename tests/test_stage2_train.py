@@ -11,6 +11,7 @@ import torch
 from emogen.base.components import load_base
 from emogen.config import parse_params
 from emogen.errors import DataError
+from emogen.generation.sampling import EmotionGaussians
 from emogen.layout import Layout
 from emogen.stage2 import train as stage2_train
 from emogen.stage2.data import read_samples
@@ -113,6 +114,30 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, mlflow
     resumed = EmotionMapper.from_pretrained(layout.model_dir("stage2") / "mapper").state_dict()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
     assert (layout.metrics / "stage2_loss.csv").read_text() == curve
+
+
+def test_previews_sample_the_full_covariance_as_generation_does(tmp_path, tiny_models):
+    from accelerate import Accelerator
+
+    layout = _repo(tmp_path, tiny_models["vae"])
+    path = layout.model_dir("emotion_space") / "gaussians.safetensors"
+    diagonal = EmotionGaussians.load(path)
+    correlated = torch.stack([torch.diag(s**2) + 0.5 for s in diagonal.std])  # positive definite
+    EmotionGaussians(diagonal.mean, diagonal.std, correlated).save(path)
+    trainer = stage2_train.Trainer(_params(), layout, Accelerator(cpu=True))
+    mapper = trainer.accelerator.unwrap_model(trainer.mapper)
+    seen = []
+    mapper.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    grid = trainer.preview(5, tmp_path / "samples")
+    assert mapper.training, "the preview hands the mapper back in training mode"
+    # One image per emotion (num_sample_images 1), image i seeded first + i, as generate seeds its jobs.
+    first = stage2_train._draw_seed(trainer.seed, 2)
+    gaussians = EmotionGaussians.load(path)
+    expected = torch.stack([gaussians.sample(e, torch.Generator().manual_seed(first + e)) for e in range(8)])
+    assert torch.equal(seen[0], expected)
+    assert not torch.allclose(expected, torch.stack(
+        [diagonal.sample(e, torch.Generator().manual_seed(first + e)) for e in range(8)]))
+    assert grid.read_bytes() == trainer.preview(5, tmp_path / "again").read_bytes()
 
 
 def test_misaligned_sample_alpha_is_a_clear_error(tmp_path, tiny_models):

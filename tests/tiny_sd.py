@@ -99,8 +99,9 @@ def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 
         cross_attention_dim=width, attention_head_dim=2,
     )
     unet.save_pretrained(pipeline / "unet")
+    # SD 1.5's schedule settings (diffusers' SD pipeline rewrites others); pixel space clips x0 to [-1, 1].
     DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                  beta_end=0.012).save_pretrained(pipeline / "scheduler")
+                  beta_end=0.012, steps_offset=1, clip_sample=not with_vae).save_pretrained(pipeline / "scheduler")
     index = {
         "_class_name": "StableDiffusionPipeline" if with_vae else "DiffusionPipeline",
         "_diffusers_version": "0.42.1",

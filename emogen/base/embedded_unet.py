@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
@@ -124,33 +124,3 @@ def train_unet(
     ema.copy_to(unet.parameters())
     unet.to("cpu").eval().requires_grad_(False)
     return losses
-
-
-@torch.no_grad()
-def sample(
-    unet: UNet2DConditionModel,
-    scheduler: DDPMScheduler,
-    cond: torch.Tensor,
-    uncond: torch.Tensor,
-    guidance_scale: float,
-    steps: int,
-    generator: torch.Generator,
-    batch: int = 128,
-) -> torch.Tensor:
-    """Pixel-space DDIM with classifier-free guidance: ``cond`` (N, L, W) text states, ``uncond``
-    (L, W) the empty prompt's → images (N, 3, R, R) in [-1, 1]."""
-    ddim = DDIMScheduler.from_config(scheduler.config)
-    size = unet.config.sample_size
-    noise = torch.randn(len(cond), unet.config.in_channels, size, size, generator=generator)
-    out = []
-    for start in range(0, len(cond), batch):
-        x = noise[start : start + batch]
-        c = cond[start : start + batch]
-        context = torch.cat([uncond.expand_as(c), c])
-        ddim.set_timesteps(steps)
-        for t in ddim.timesteps:
-            eps_uncond, eps_cond = unet(torch.cat([x, x]), t, encoder_hidden_states=context).sample.chunk(2)
-            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-            x = ddim.step(eps, t, x).prev_sample
-        out.append(x.clamp(-1, 1))
-    return torch.cat(out)

@@ -16,14 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from diffusers import DDIMScheduler
 from PIL import Image, ImageDraw, ImageFont
 
 from emogen.base.components import BaseComponents
 from emogen.base.data import CaptionedImages
 from emogen.base.embedded_clip import image_features, text_features, tokenize
-from emogen.base.embedded_unet import sample
 from emogen.data.synthetic_world import World
 from emogen.generation.grid import make_grid
+from emogen.generation.text_pipeline import TextConditionedPipeline, base_modules
 from emogen.images import to_pil
 
 GRID_FULL, GRID_SHORT, CELL = 3, 2, 64
@@ -47,12 +48,12 @@ def pick_held_out(test: CaptionedImages, count: int, generator: torch.Generator)
 
 
 def _generate(base: BaseComponents, prompts: Sequence[str], generator: torch.Generator) -> torch.Tensor:
-    states = base.text_encoder(input_ids=tokenize(base.tokenizer, prompts)).last_hidden_state
-    empty = base.text_encoder(input_ids=tokenize(base.tokenizer, [""])).last_hidden_state[0]
-    return sample(
-        base.unet, base.noise_scheduler, states, empty, base.sampling["guidance_scale"],
-        base.sampling["num_inference_steps"], generator,
-    )
+    """Images in [-1, 1] for ``prompts``, sampled (DDIM, base.json's sampling settings) by the
+    same pipeline code as generation."""
+    pipe = TextConditionedPipeline(**base_modules(base, DDIMScheduler.from_config(base.noise_scheduler.config)),
+                                   **base.sampling)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.denoise(pipe.encode_prompts(prompts), generator=generator, output_type="pt")
 
 
 def _top1(image_feats: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:

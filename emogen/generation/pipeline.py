@@ -6,10 +6,11 @@ tokens), text encoder, UNet, scheduler, optional VAE and the mapper (a diffusers
 standard diffusers folder, ``.to(device)``, progress-bar settings and scheduler swaps
 (``pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)``) work as
 for any diffusers pipeline. The emotion Gaussians are not a module, so they are saved beside
-the components (``gaussians.safetensors``) and handed back by our ``from_pretrained``. The denoising loop is our own rather than
-StableDiffusionPipeline's because the embedded base model is pixel space (no VAE), which
-no stock text-to-image pipeline supports; it is the standard loop: classifier-free guidance
-with the empty prompt as the unconditional input.
+the components (``gaussians.safetensors``) and handed back by our ``from_pretrained``. The
+text encoder's states (the mapper's vector at the placeholder) are sampled by
+:meth:`TextConditionedPipeline.denoise`: diffusers' StableDiffusionPipeline for latent models,
+the one pixel-space loop for the embedded model; classifier-free guidance with the empty
+prompt as the unconditional input.
 
 Sampling, per image: e ~ N(mean, diag(std²)) (or the full covariance) drawn with that
 image's generator, moved by its ``intensity`` towards or past the neutral centre
@@ -20,7 +21,6 @@ whether it is generated alone or in a batch (up to float rounding).
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,18 +28,15 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from emogen.base.tokenizer import caption_words, load_tokenizer
+from emogen.base.tokenizer import load_tokenizer
 from emogen.emotions import emotion_index
 from emogen.errors import MissingModelError, UserError
 from emogen.generation.sampling import EmotionGaussians
+from emogen.generation.text_pipeline import StepCallback, TextConditionedPipeline
 from emogen.stage1.space_files import GAUSSIANS_FILE
-from emogen.config import template_problem
-from emogen.images import to_pil
 from emogen.stage2.mapper import EmotionMapper
 from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders
 
@@ -54,100 +51,8 @@ class EmoGenPipelineOutput(BaseOutput):
     emotion_vectors: torch.Tensor | None  # (B, slots, D): each image's vector(s); None: prompts only
 
 
-def check_template(template: str) -> None:
-    problem = template_problem(template)
-    if problem:
-        raise UserError(problem)
-
-
-class TextConditionedPipeline(DiffusionPipeline):
-    """The denoising loop shared by EmoGen and the baselines' :class:`PromptPipeline`: text
-    encoder states in, images out, classifier-free guidance against the empty prompt."""
-
-    def check_words(self, template: str) -> None:
-        """Reject template words the base model cannot read, naming them (never unknown tokens).
-        ``config.known_words``: the embedded model's closed vocabulary, or None (open)."""
-        check_template(template)
-        words = caption_words([template.replace("{}", " ")])
-        known = self.config.known_words
-        if known is not None:
-            missing = [w for w in words if w not in set(known)]
-            detail = f"the embedded base model only knows the synthetic world's words, e.g. {', '.join(known[:12])}"
-        else:
-            unk = self.tokenizer.unk_token_id
-            missing = [w for w in words if unk in self.tokenizer(w, add_special_tokens=False).input_ids]
-            detail = "the tokenizer would turn them into unknown tokens"
-        if missing:
-            raise UserError(f"template {template!r}: word(s) {', '.join(missing)} not in the vocabulary; {detail}")
-
-    def _tokenize(self, text: str, batch: int) -> torch.Tensor:
-        ids = self.tokenizer(text).input_ids
-        limit = self.tokenizer.model_max_length
-        if len(ids) > limit:
-            raise UserError(f"prompt {text!r} is {len(ids)} tokens long; the text encoder reads at most {limit}")
-        padded = self.tokenizer(
-            [text] * batch, padding="max_length", max_length=limit, truncation=True, return_tensors="pt"
-        )
-        return padded.input_ids.to(self.device)
-
-    def denoise(
-        self,
-        cond: torch.Tensor,
-        generator: torch.Generator | list[torch.Generator] | None,
-        steps: int,
-        scale: float,
-        side: int,
-        latents: torch.Tensor | None = None,
-        output_type: Literal["pil", "pt"] = "pil",
-    ) -> list[Image.Image] | torch.Tensor:
-        """``cond`` (B, L, D) text states → B images (PIL, or (B, 3, H, W) in [-1, 1] for "pt")."""
-        batch, device = cond.shape[0], self.device
-        guided = scale > 1.0
-        if guided:
-            uncond = self.text_encoder(input_ids=self._tokenize("", 1)).last_hidden_state
-            cond = torch.cat([uncond.expand(batch, -1, -1), cond])
-
-        latent_side = side // self.vae_scale_factor
-        shape = (batch, self.unet.config.in_channels, latent_side, latent_side)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
-        elif latents.shape != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        self.scheduler.set_timesteps(steps, device=device)
-        latents = latents.to(device, self.unet.dtype) * self.scheduler.init_noise_sigma
-        step_kwargs = {}
-        if "generator" in inspect.signature(self.scheduler.step).parameters:
-            step_kwargs["generator"] = generator
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_in = torch.cat([latents, latents]) if guided else latents
-            model_in = self.scheduler.scale_model_input(model_in, t)
-            noise = self.unet(model_in, t, encoder_hidden_states=cond).sample
-            if guided:
-                noise_uncond, noise_cond = noise.chunk(2)
-                noise = noise_uncond + scale * (noise_cond - noise_uncond)
-            latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
-
-        if self.vae is not None:
-            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
-        else:
-            images = latents
-        images = images.float().clamp(-1, 1).cpu()
-        self.maybe_free_model_hooks()
-        return to_pil(images) if output_type == "pil" else images
-
-    @property
-    def vae_scale_factor(self) -> int:
-        """Pixels per latent cell: 1 in pixel space, 8 for SD 1.5's VAE."""
-        if self.vae is None:
-            return 1
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-
 class EmoGenPipeline(TextConditionedPipeline):
     """Emotion name(s) → images; see the module docstring. ``pipe("awe", generator=g).images``."""
-
-    _optional_components = ["vae"]
-    model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(
         self,
@@ -164,10 +69,8 @@ class EmoGenPipeline(TextConditionedPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
     ):
-        """``known_words``: the closed vocabulary of the embedded base model (templates must
-        use only these words); None for an open one (SD 1.5's CLIP), where only words the
-        tokenizer cannot encode are rejected. The last three are the defaults of ``__call__``."""
-        super().__init__()
+        """``known_words``, ``resolution`` and the sampling defaults: see
+        :class:`TextConditionedPipeline`."""
         placeholder_tokens = list(placeholder_tokens or DEFAULT_PLACEHOLDERS)
         if gaussians is None:
             raise ValueError("EmoGenPipeline needs the emotion gaussians")
@@ -180,16 +83,11 @@ class EmoGenPipeline(TextConditionedPipeline):
                 f"mapper outputs {mapper.config.out_dim}-d embeddings, the text encoder takes "
                 f"{text_encoder.config.hidden_size}-d"
             )
+        super().__init__(tokenizer, text_encoder, unet, scheduler, vae, known_words, resolution, num_inference_steps,
+                         guidance_scale)
         self.placeholder_ids = add_placeholder_tokens(tokenizer, text_encoder, placeholder_tokens)
-        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae,
-                              mapper=mapper.eval())
-        self.register_to_config(
-            placeholder_tokens=placeholder_tokens,
-            known_words=sorted(known_words) if known_words is not None else None,
-            resolution=resolution,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-        )
+        self.register_modules(mapper=mapper.eval())
+        self.register_to_config(placeholder_tokens=placeholder_tokens)
         self.gaussians = gaussians
 
     # -- persistence --------------------------------------------------------------------
@@ -285,6 +183,8 @@ class EmoGenPipeline(TextConditionedPipeline):
         resolution: int | None = None,
         latents: torch.Tensor | None = None,
         output_type: Literal["pil", "pt"] = "pil",
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         return_dict: bool = True,
     ) -> EmoGenPipelineOutput | tuple:
         """Generate ``num_images_per_emotion`` images for each name in ``emotion``.
@@ -296,10 +196,9 @@ class EmoGenPipeline(TextConditionedPipeline):
         value, or one per entry of ``emotion``). ``intensity`` s (one value, or one per
         entry of ``emotion``): e = c + s·(x − c) with c the neutral centre; 0 = no emotion in
         particular, 1 = the emotion's Gaussian (default), > 1 beyond. ``generator``: one per image (batching
-        then changes nothing) or a single one shared in order, as in diffusers.
+        then changes nothing) or a single one shared in order, as in diffusers. The sampling
+        settings, ``latents`` and the callback go to :meth:`TextConditionedPipeline.denoise`.
         """
-        if output_type not in ("pil", "pt"):
-            raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
         emotions = [emotion] if isinstance(emotion, str) else list(emotion)
         if not emotions or num_images_per_emotion < 1:
             raise UserError("need at least one emotion and num_images_per_emotion >= 1")
@@ -324,10 +223,6 @@ class EmoGenPipeline(TextConditionedPipeline):
         self.check_words(template)
         fusion_mode = fusion if seconds is not None else None
 
-        steps = num_inference_steps or self.config.num_inference_steps
-        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
-        side = resolution or self.config.resolution
-
         vectors = self.sample_vectors(emotions, generators, seconds, fusion, weights, intensities)
         mapper_param = next(self.mapper.parameters())
         tokens = self.mapper(vectors.flatten(0, 1).to(mapper_param.device, mapper_param.dtype))
@@ -335,7 +230,12 @@ class EmoGenPipeline(TextConditionedPipeline):
         input_ids = self._tokenize(self.prompt(template, fusion_mode), batch)
         replacements = {pid: tokens[:, slot] for slot, pid in enumerate(self.placeholder_ids[: vectors.shape[1]])}
         cond = encode_with_placeholders(self.text_encoder, input_ids, replacements)
-        images = self.denoise(cond, generator, steps, scale, side, latents, output_type)
+        images = self.denoise(
+            cond, generator=generator, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            resolution=resolution, latents=latents, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
         if not return_dict:
             return images, vectors
         return EmoGenPipelineOutput(images=images, emotion_vectors=vectors)

@@ -1,4 +1,4 @@
-"""``PromptPipeline``: the baselines' generator: each emotion's own prompt, EmoGen's loop.
+"""``PromptPipeline``: the baselines' generator: each emotion's own prompt, EmoGen's sampling.
 
 The prompt baseline prompts with the emotion word ("amusement"), Textual Inversion with its
 learned token ("<amusement>", a row of the text encoder's embedding table), DreamBooth with
@@ -18,14 +18,12 @@ import torch
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.generation.pipeline import EmoGenPipelineOutput, TextConditionedPipeline
+from emogen.generation.pipeline import EmoGenPipelineOutput
+from emogen.generation.text_pipeline import StepCallback, TextConditionedPipeline
 
 
 class PromptPipeline(TextConditionedPipeline):
     """Emotion name(s) → images from each emotion's prompt text. ``pipe(["awe"], generator=[g])``."""
-
-    _optional_components = ["vae"]
-    model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def __init__(
         self,
@@ -41,18 +39,12 @@ class PromptPipeline(TextConditionedPipeline):
         guidance_scale: float = 7.5,
     ):
         """``emotion_prompts``: emotion → prompt text for all eight; None: the emotion words."""
-        super().__init__()
         prompts = dict(emotion_prompts or {e: e for e in EMOTIONS})
         if set(prompts) != set(EMOTIONS):
             raise UserError(f"emotion_prompts must name exactly the eight emotions, got {sorted(prompts)}")
-        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
-        self.register_to_config(
-            emotion_prompts=prompts,
-            known_words=sorted(known_words) if known_words is not None else None,
-            resolution=resolution,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-        )
+        super().__init__(tokenizer, text_encoder, unet, scheduler, vae, known_words, resolution, num_inference_steps,
+                         guidance_scale)
+        self.register_to_config(emotion_prompts=prompts)
         added = set(tokenizer.get_added_vocab())
         for emotion, prompt in prompts.items():
             plain = " ".join(w for w in prompt.split() if w not in added)  # learned tokens are known
@@ -73,6 +65,8 @@ class PromptPipeline(TextConditionedPipeline):
         resolution: int | None = None,
         latents: torch.Tensor | None = None,
         output_type: Literal["pil", "pt"] = "pil",
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         fuse_with: str | Sequence[str | None] | None = None,
         **_fusion_settings,
     ) -> EmoGenPipelineOutput:
@@ -86,15 +80,11 @@ class PromptPipeline(TextConditionedPipeline):
         if isinstance(generator, list) and len(generator) != len(emotions):
             raise ValueError(f"got {len(generator)} generators for {len(emotions)} images")
         self.check_words(template)
-        ids = torch.cat([self._tokenize(template.replace("{}", self.config.emotion_prompts[e]), 1) for e in emotions])
-        cond = self.text_encoder(input_ids=ids).last_hidden_state
+        cond = self.encode_prompts([template.replace("{}", self.config.emotion_prompts[e]) for e in emotions])
         images = self.denoise(
-            cond,
-            generator,
-            num_inference_steps or self.config.num_inference_steps,
-            self.config.guidance_scale if guidance_scale is None else guidance_scale,
-            resolution or self.config.resolution,
-            latents,
-            output_type,
+            cond, generator=generator, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            resolution=resolution, latents=latents, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
         return EmoGenPipelineOutput(images=images, emotion_vectors=None)

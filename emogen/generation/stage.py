@@ -29,7 +29,8 @@ from emogen.emotions import EMOTIONS
 from emogen.errors import MissingModelError, UserError
 from emogen.generation.grid import make_grid
 from emogen.generation.jobs import ImageJob, run_jobs
-from emogen.generation.pipeline import EmoGenPipeline, TextConditionedPipeline
+from emogen.generation.pipeline import EmoGenPipeline
+from emogen.generation.text_pipeline import TextConditionedPipeline, base_modules
 from emogen.generation.sampling import EmotionGaussians
 from emogen.generation.writer import GRIDS_FOLDER, read_index, write_generated
 from emogen.images import load_rgb
@@ -37,6 +38,7 @@ from emogen.stage1.space_files import GAUSSIANS_FILE
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage2.mapper import EmotionMapper
+from emogen.stage2.placeholder import second_placeholder
 from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
@@ -61,21 +63,12 @@ def scheduler_from_name(name: str, noise_schedule: dict, key: str = "generate.sc
 def sampler_components(base, gen: GenerateParams) -> dict:
     """What every generation pipeline (EmoGen and the baselines) takes from the base model and
     the ``generate`` settings, so all methods sample alike."""
-    return dict(
-        tokenizer=base.tokenizer,
-        text_encoder=base.text_encoder,
-        unet=base.unet,
-        scheduler=scheduler_from_name(gen.scheduler, base.noise_scheduler.config),
-        vae=base.vae,
-        resolution=gen.resolution or base.resolution,
-        num_inference_steps=gen.num_inference_steps,
-        guidance_scale=gen.guidance_scale,
-    )
-
-
-def second_placeholder(token: str) -> str:
-    """``<emotion>`` → ``<emotion_2>``: the second token of two-token fusion."""
-    return f"{token[:-1]}_2>" if token.startswith("<") and token.endswith(">") else f"{token}_2"
+    return {
+        **base_modules(base, scheduler_from_name(gen.scheduler, base.noise_scheduler.config)),
+        "resolution": gen.resolution or base.resolution,
+        "num_inference_steps": gen.num_inference_steps,
+        "guidance_scale": gen.guidance_scale,
+    }
 
 
 def read_placeholder(stage2_dir: Path) -> str:

@@ -20,6 +20,11 @@ from torch import nn
 from emogen.errors import UserError
 
 
+def second_placeholder(token: str) -> str:
+    """``<emotion>`` → ``<emotion_2>``: the second token of two-token fusion."""
+    return f"{token[:-1]}_2>" if token.startswith("<") and token.endswith(">") else f"{token}_2"
+
+
 def add_placeholder_tokens(tokenizer, text_encoder: nn.Module, tokens: Sequence[str]) -> list[int]:
     """Add ``tokens`` to ``tokenizer`` and grow ``text_encoder``'s embedding table to match.
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from diffusers import DDIMScheduler
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -39,8 +40,9 @@ from emogen.config import Params, Stage2Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, UserError
 from emogen.generation.grid import make_grid
+from emogen.generation.pipeline import EmoGenPipeline
+from emogen.generation.text_pipeline import base_modules
 from emogen.generation.sampling import EmotionGaussians
-from emogen.images import to_pil
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage1.space_files import GAUSSIANS_FILE, IDS_FILE, VECTORS_FILE
@@ -54,8 +56,9 @@ from emogen.stage2.losses import (
     total_loss,
 )
 from emogen.stage2.mapper import EmotionMapper, MapperConfig
-from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state
-from emogen.stage2.preview import preview_images
+from emogen.stage2.placeholder import (
+    add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state, second_placeholder,
+)
 from emogen.tracking import log_artifact, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
@@ -142,12 +145,12 @@ def assert_only_mapper_trains(base: BaseComponents, mapper: nn.Module) -> None:
         raise RuntimeError("stage2: every mapper parameter must be trainable")
 
 
-def read_gaussians(path: Path, vector_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-emotion mean and std of the emotion space (the preview grids sample from them)."""
+def read_gaussians(path: Path, vector_dim: int) -> EmotionGaussians:
+    """The emotion space's Gaussians (the preview grids sample from them, as generation does)."""
     gaussians = EmotionGaussians.load(path)
     if gaussians.dim != vector_dim:
         raise DataError(f"{path}: Gaussians of width {gaussians.dim}, but the emotion vectors are {vector_dim} wide")
-    return gaussians.mean, gaussians.std
+    return gaussians
 
 
 class Trainer:
@@ -162,7 +165,9 @@ class Trainer:
         self.work_dir = cache_dir(layout, STAGE, p.work_dir)
         base = self.base = load_base(self.inputs.base_dir, device=accelerator.device,
                                      dtype=WEIGHT_DTYPES[p.mixed_precision])
-        (self.token_id,) = add_placeholder_tokens(base.tokenizer, base.text_encoder, [p.placeholder_token])
+        # Both of the EmoGen pipeline's tokens (the previews are sampled by it); only the first trains.
+        self.token_id, _ = add_placeholder_tokens(base.tokenizer, base.text_encoder,
+                                                  [p.placeholder_token, second_placeholder(p.placeholder_token)])
         self.prompt = p.prompt_template.format(p.placeholder_token)
         self.prompt_ids = base.tokenizer(
             [self.prompt], padding="max_length", max_length=base.tokenizer.model_max_length,
@@ -283,24 +288,28 @@ class Trainer:
 
     # -- previews ----------------------------------------------------------------------
     def preview(self, step: int, out_dir: Path) -> Path:
-        """A grid: one row per emotion, e ~ N(mean, std²) of its Gaussian (fixed draws)."""
-        mean, std = self.gaussians
+        """A grid: one row per emotion, sampled by the EmoGen pipeline with the current mapper
+        exactly as generation samples (one seeded generator per image, the same every time)."""
         count = self.p.num_sample_images
-        generator = torch.Generator().manual_seed(_draw_seed(self.seed, 2))
-        vectors = (mean.repeat_interleave(count, 0)
-                   + std.repeat_interleave(count, 0) * torch.randn(len(EMOTIONS) * count, self.vector_dim,
-                                                                   generator=generator))
-        guidance = self.p.sample_guidance_scale or float(self.base.sampling.get("guidance_scale", 7.5))
+        first = _draw_seed(self.seed, 2)
         mapper = self.accelerator.unwrap_model(self.mapper)
-        mapper.eval()
+        pipe = EmoGenPipeline(
+            **base_modules(self.base, DDIMScheduler.from_config(self.base.noise_scheduler.config)),
+            mapper=mapper,  # put in eval mode by the pipeline
+            gaussians=self.gaussians,
+            placeholder_tokens=[self.p.placeholder_token, second_placeholder(self.p.placeholder_token)],
+            num_inference_steps=self.p.sample_inference_steps,
+            guidance_scale=self.p.sample_guidance_scale or float(self.base.sampling.get("guidance_scale", 7.5)),
+        )
+        pipe.set_progress_bar_config(disable=True)
         try:
-            images = preview_images(self.base, mapper, self.prompt_ids, self.token_id, vectors,
-                                    self.p.sample_inference_steps, guidance, generator)
+            images = pipe(list(EMOTIONS), num_images_per_emotion=count, template=self.p.prompt_template,
+                          generator=[torch.Generator().manual_seed(first + i) for i in range(len(EMOTIONS) * count)]).images
         finally:
             mapper.train()
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"step_{step:06d}.png"
-        make_grid(to_pil(images), columns=len(images) // len(EMOTIONS), cell=64).save(path)
+        make_grid(images, columns=count, cell=64).save(path)
         return path
 
 
