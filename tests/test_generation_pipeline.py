@@ -46,7 +46,11 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     for part in ("model_index.json", "mapper/config.json", "gaussians.safetensors", "unet", "text_encoder", "tokenizer"):
         assert (tmp_path / "emogen" / part).exists(), part
     assert not (tmp_path / "emogen" / "vae").exists()  # pixel space
+    # no checkout path in the files (diffusers records the folder a component came from)
+    assert not [p for p in (tmp_path / "emogen").rglob("*.json") if "_name_or_path" in p.read_text()]
     loaded = EmoGenPipeline.from_pretrained(tmp_path / "emogen")
+    loaded.save_pretrained(tmp_path / "again")  # a loaded pipeline saves without the path as well
+    assert not [p for p in (tmp_path / "again").rglob("*.json") if "_name_or_path" in p.read_text()]
     loaded.set_progress_bar_config(disable=True)
     assert type(loaded.scheduler).__name__ == "UniPCMultistepScheduler"
     assert loaded.config.placeholder_tokens == ["<emotion>", "<emotion_2>"]

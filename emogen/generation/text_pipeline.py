@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
-from diffusers import DiffusionPipeline, SchedulerMixin, StableDiffusionPipeline
+from diffusers import ConfigMixin, DiffusionPipeline, SchedulerMixin, StableDiffusionPipeline
+from diffusers.configuration_utils import FrozenDict
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
@@ -53,6 +54,15 @@ class TextConditionedPipeline(DiffusionPipeline):
 
     _optional_components = ["vae"]
     model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """diffusers' folder, minus the ``_name_or_path`` diffusers records in the config of a
+        pipeline or component loaded from a folder: an absolute path of this checkout, which would
+        make the saved files (and their DVC hashes) depend on where the repo lies."""
+        for component in (self, *self.components.values()):
+            if isinstance(component, ConfigMixin) and "_name_or_path" in component.config:
+                component._internal_dict = FrozenDict({k: v for k, v in component.config.items() if k != "_name_or_path"})
+        super().save_pretrained(save_directory, **kwargs)
 
     def __init__(
         self,
