@@ -1,0 +1,112 @@
+"""Stage 1 and stage 2 in 2 processes on the CPU (torch distributed, gloo), launched exactly as
+README "Several processes" says, against 1 process at the same effective batch.
+
+N processes at per-device batch B are checked against 1 process at batch B with N gradient
+accumulation steps: the same samples, flips, noise and timesteps per micro-batch (drawn by
+global position, not by rank), and the same BatchNorm batches (stage 1's ResNet normalises
+over each process's own batch, so 1 process at batch 2B would be another training). What
+still differs is the order of float sums (DDP's all-reduce averages two gradients where
+accumulation adds two scaled ones): TOLERANCE is a bound on that, measured (see README).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from stage1_inputs import TINY_STAGE1
+from tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
+
+pytestmark = pytest.mark.slow
+
+# README "Several processes": the multi-GPU command with the device changed (2 processes, and
+# ACCELERATE_USE_CPU=true in _launch: torch distributed on the CPU with gloo).
+TWO_PROCESSES = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+ONE_PROCESS = [sys.executable, "-m", "emogen"]
+# Measured max |difference| of weights after these runs: ~1e-7 (float32 sums in another
+# order, amplified a little by AdamW's division by sqrt(v)); 1e-4 leaves room, and any real
+# difference (another batch, flip, noise draw or BatchNorm batch) is ≥ 1e-2.
+TOLERANCE = 1e-4
+TRAIN_ROWS = 64  # a multiple of the global batch (2 × 8): no partial batch to pad or drop
+
+
+def _launch(launcher: list[str], root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
+    cmd = [*launcher, *(["-m", "emogen"] if launcher is TWO_PROCESSES else []), *args]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def _write_params(root: Path, sections: dict) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump(sections))
+
+
+@pytest.fixture(scope="module")
+def stage1_data(tiny_emoset, tmp_path_factory):
+    """A manifest with TRAIN_ROWS train rows over the shared tiny set's images."""
+    folder = tmp_path_factory.mktemp("stage1_data")
+    manifest = pd.read_parquet(tiny_emoset.layout.manifest)
+    train = manifest[manifest["split"] == "train"].head(TRAIN_ROWS)
+    (folder / "manifest.parquet").parent.mkdir(exist_ok=True)
+    pd.concat([train, manifest[manifest["split"] != "train"]]).to_parquet(folder / "manifest.parquet")
+    return tiny_emoset.layout, folder / "manifest.parquet"
+
+
+def _stage1_project(stage1_data, root: Path, **overrides) -> Path:
+    layout, manifest = stage1_data
+    (root / "data" / "processed").mkdir(parents=True)
+    (root / "data" / "synthetic").symlink_to(layout.synthetic.parent, target_is_directory=True)
+    (root / "data" / "processed" / "manifest.parquet").symlink_to(manifest)
+    # dropout 0: dropout masks are per-process streams (a different but equally random draw).
+    stage1 = {**TINY_STAGE1, "epochs": 2, "batch_size": 8, "dropout": 0.0, "warmup_fraction": 0.125,
+              "checkpoint_dir": str(root / "ckpt"), "workers": 0, **overrides}
+    _write_params(root, {"stage1": stage1})
+    return root
+
+
+def _stage1_result(root: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, str]]]:
+    history = list(csv.DictReader((root / "metrics" / "stage1_history.csv").open()))
+    return load_file(root / "models" / "stage1" / "model.safetensors"), history
+
+
+def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
+
+
+def test_stage1_two_processes_train_like_one_and_resume(stage1_data, tmp_path):
+    one = _stage1_project(stage1_data, tmp_path / "one", gradient_accumulation_steps=2)
+    _ok(_launch(ONE_PROCESS, one, "stage", "stage1"))
+
+    two = _stage1_project(stage1_data, tmp_path / "two", stop_after_epochs=1)
+    stopped = _launch(TWO_PROCESSES, two, "stage", "stage1")
+    assert stopped.returncode != 0 and "stopped after epoch 1 of 2" in stopped.stderr, stopped.stderr[-4000:]
+    assert not (two / "models" / "stage1").exists(), "an interrupted run writes no outputs"
+    assert len(list((two / "ckpt").glob("*/epoch-0001/progress.json"))) == 1
+
+    _write_params(two, {"stage1": {**yaml.safe_load((two / "params.yaml").read_text())["stage1"], "stop_after_epochs": None}})
+    resumed = _launch(TWO_PROCESSES, two, "stage", "stage1")
+    _ok(resumed)
+    assert "resuming after epoch 1" in resumed.stderr
+
+    (w1, h1), (w2, h2) = _stage1_result(one), _stage1_result(two)
+    assert _max_difference(w1, w2) < TOLERANCE
+    for r1, r2 in zip(h1, h2, strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert float(r1[key]) == pytest.approx(float(r2[key]), abs=TOLERANCE), key
+    json.loads((two / "metrics" / "stage1.json").read_text())  # written once, by the main process
