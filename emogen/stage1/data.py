@@ -128,7 +128,7 @@ class EpochFlips(Dataset):
         self.images, self.seed = images, seed
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int) -> None:  # accelerate's prepared DataLoader calls this
+    def set_epoch(self, epoch: int) -> None:
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, 1))
         self.flip = torch.rand(len(self.images), generator=generator) < 0.5
 

@@ -105,7 +105,9 @@ def _train_epoch(
     model.train()
     rank = accelerator.process_index
     torch.manual_seed(epoch_seed(seed, epoch, 0, rank))  # dropout
-    loader.set_epoch(epoch)  # the order, and the flips (EpochFlips)
+    loader.set_epoch(epoch)  # the order (EpochShuffle)
+    if isinstance(loader.dataset, EpochFlips):  # accelerate skips the dataset's set_epoch when it shards the sampler
+        loader.dataset.set_epoch(epoch)
     sums = torch.zeros(3, device=accelerator.device)  # loss·n, correct, n
     bar = tqdm(loader, desc=f"stage1 epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
                disable=not accelerator.is_local_main_process, leave=False)
