@@ -114,3 +114,50 @@ def test_stage1_two_processes_train_like_one_and_resume(stage1_data, tmp_path):
     for r1, r2 in zip(h1, h2, strict=True):
         assert float(r1["train_loss"]) == pytest.approx(float(r2["train_loss"]), abs=TOLERANCE)
     json.loads((two / "metrics" / "stage1.json").read_text())  # written once, by the main process
+
+
+STAGE2 = {"train_batch_size": 2, "mapper": {"hidden_dim": 16}, "max_train_steps": 4, "checkpointing_steps": 0,
+          "sample_every": 0, "num_sample_images": 1, "sample_inference_steps": 2, "lambda_attr": 1.0,
+          "log_every": 1, "work_dir": "work"}
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny_sd"))
+
+
+def _stage2_project(tiny_sd, root: Path, **overrides) -> Path:
+    write_base_json(tiny_sd, root / "models" / "base")
+    write_stage2_inputs(root)
+    _write_params(root, {"stage2": {**STAGE2, **overrides}})
+    return root
+
+
+def _stage2_result(root: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, str]]]:
+    weights = load_file(next((root / "models" / "stage2" / "mapper").glob("*.safetensors")))
+    return weights, list(csv.DictReader((root / "metrics" / "stage2_loss.csv").open()))
+
+
+def test_stage2_two_processes_train_like_one_and_resume(tiny_sd, tmp_path):
+    one = _stage2_project(tiny_sd, tmp_path / "one", gradient_accumulation_steps=2)
+    _ok(_launch(ONE_PROCESS, one, "stage", "stage2"))
+
+    two = _stage2_project(tiny_sd, tmp_path / "two", stop_after_steps=2)
+    stopped = _launch(TWO_PROCESSES, two, "stage", "stage2")
+    assert stopped.returncode != 0 and "stopped after step 2 of 4" in stopped.stderr, stopped.stderr[-4000:]
+    assert not (two / "models" / "stage2").exists(), "an interrupted run writes no outputs"
+    assert len(list((two / "work").glob("run-*/checkpoint-00000002/progress.json"))) == 1
+
+    _write_params(two, {"stage2": STAGE2})
+    resumed = _launch(TWO_PROCESSES, two, "stage", "stage2")
+    _ok(resumed)
+    assert "resuming from" in resumed.stderr
+
+    (w1, h1), (w2, h2) = _stage2_result(one), _stage2_result(two)
+    assert _max_difference(w1, w2) < TOLERANCE
+    assert [r["step"] for r in h2] == ["1", "2", "3", "4"]
+    for r1, r2 in zip(h1, h2, strict=True):
+        for key in ("l_ldm", "l_attr", "loss"):
+            assert float(r1[key]) == pytest.approx(float(r2[key]), abs=TOLERANCE), (r1["step"], key)
+    config = json.loads((two / "models" / "stage2" / "train_config.json").read_text())
+    assert config["effective_batch_size"] == 4
