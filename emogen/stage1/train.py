@@ -267,7 +267,7 @@ def train_encoder(
     accelerator = accelerator or make_accelerator(cfg)
     with cpu_threads(cfg.cpu_threads):
         run = _prepare(cfg, manifest, dataset_root, seed, accelerator)
-        folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root)
+        folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root, accelerator.num_processes)
         checkpoints = epoch_checkpoints(folder, accelerator)
         # Only the main process locks: the others follow it through the collectives.
         with locked(folder) if accelerator.is_main_process else nullcontext():
