@@ -27,15 +27,28 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import free_port
 from stage1_inputs import TINY_STAGE1
 from tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
 pytestmark = pytest.mark.slow
 
-# README "Several processes": the multi-GPU command with the device changed (2 processes, and
-# ACCELERATE_USE_CPU=true in _launch: torch distributed on the CPU with gloo).
-TWO_PROCESSES = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _readme_command(stage: str) -> list[str]:
+    """README's multi-GPU command for ``stage``, with the device changed: 2 processes (and
+    ACCELERATE_USE_CPU=true in _launch: torch distributed on the CPU with gloo)."""
+    line = f"accelerate launch --multi_gpu --num_processes 8 -m emogen stage {stage}"
+    section = README.read_text().split("## Several processes and GPUs")[1].split("\n## ")[0]
+    assert f"\n{line}\n" in section, f"README.md 'Several processes and GPUs' lost {line!r}"
+    launcher, *flags = line.replace("--num_processes 8", "--num_processes 2").split()
+    # Quiet flags (accelerate warns about each default it fills in) and a free port for the
+    # process group (not 29500: other test runs on the machine may hold it).
+    return [str(Path(sys.executable).parent / launcher), *flags[:4], "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_port", str(free_port()), *flags[4:]]
+
+
 ONE_PROCESS = [sys.executable, "-m", "emogen"]
 # Measured: 0 (bitwise equal). A real difference is far larger: stage 1's flips of epoch 2
 # left unset in one process moved weights by 2e-3; 1 process at batch 16 (other BatchNorm
@@ -44,10 +57,9 @@ TOLERANCE = 1e-6
 TRAIN_ROWS = 64  # a multiple of the global batch (2 × 8): no partial batch to pad or drop
 
 
-def _launch(launcher: list[str], root: Path, *args: str) -> subprocess.CompletedProcess:
+def _launch(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
-    cmd = [*launcher, *(["-m", "emogen"] if launcher is TWO_PROCESSES else []), *args]
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -96,16 +108,16 @@ def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
 
 def test_stage1_two_processes_train_like_one_and_resume(stage1_data, tmp_path):
     one = _stage1_project(stage1_data, tmp_path / "one", gradient_accumulation_steps=2)
-    _ok(_launch(ONE_PROCESS, one, "stage", "stage1"))
+    _ok(_launch([*ONE_PROCESS, "stage", "stage1"], one))
 
     two = _stage1_project(stage1_data, tmp_path / "two", stop_after_epochs=1)
-    stopped = _launch(TWO_PROCESSES, two, "stage", "stage1")
+    stopped = _launch(_readme_command("stage1"), two)
     assert stopped.returncode != 0 and "stopped after epoch 1 of 2" in stopped.stderr, stopped.stderr[-4000:]
     assert not (two / "models" / "stage1").exists(), "an interrupted run writes no outputs"
     assert len(list((two / "ckpt").glob("*/epoch-0001/progress.json"))) == 1
 
     _write_params(two, {"stage1": {**yaml.safe_load((two / "params.yaml").read_text())["stage1"], "stop_after_epochs": None}})
-    resumed = _launch(TWO_PROCESSES, two, "stage", "stage1")
+    resumed = _launch(_readme_command("stage1"), two)
     _ok(resumed)
     assert "resuming after epoch 1" in resumed.stderr
 
@@ -140,16 +152,16 @@ def _stage2_result(root: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, 
 
 def test_stage2_two_processes_train_like_one_and_resume(tiny_sd, tmp_path):
     one = _stage2_project(tiny_sd, tmp_path / "one", gradient_accumulation_steps=2)
-    _ok(_launch(ONE_PROCESS, one, "stage", "stage2"))
+    _ok(_launch([*ONE_PROCESS, "stage", "stage2"], one))
 
     two = _stage2_project(tiny_sd, tmp_path / "two", stop_after_steps=2)
-    stopped = _launch(TWO_PROCESSES, two, "stage", "stage2")
+    stopped = _launch(_readme_command("stage2"), two)
     assert stopped.returncode != 0 and "stopped after step 2 of 4" in stopped.stderr, stopped.stderr[-4000:]
     assert not (two / "models" / "stage2").exists(), "an interrupted run writes no outputs"
     assert len(list((two / "work").glob("run-*/checkpoint-00000002/progress.json"))) == 1
 
     _write_params(two, {"stage2": STAGE2})
-    resumed = _launch(TWO_PROCESSES, two, "stage", "stage2")
+    resumed = _launch(_readme_command("stage2"), two)
     _ok(resumed)
     assert "resuming from" in resumed.stderr
 
@@ -161,3 +173,17 @@ def test_stage2_two_processes_train_like_one_and_resume(tiny_sd, tmp_path):
             assert float(r1[key]) == pytest.approx(float(r2[key]), abs=TOLERANCE), (r1["step"], key)
     config = json.loads((two / "models" / "stage2" / "train_config.json").read_text())
     assert config["effective_batch_size"] == 4
+
+
+def test_a_launch_that_did_not_become_distributed_stops(stage1_data, tmp_path):
+    # What `accelerate launch --multi_gpu` without ACCELERATE_USE_CPU=true gives on a machine
+    # without GPUs: processes that each think they are alone.
+    root = _stage1_project(stage1_data, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "CUDA_VISIBLE_DEVICES": "", "WORLD_SIZE": "2",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    result = subprocess.run([*ONE_PROCESS, "stage", "stage1"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-4000:]
+    assert "launched as 2 processes (WORLD_SIZE), but accelerate set up 1" in result.stderr
+    assert "ACCELERATE_USE_CPU=true" in result.stderr
+    assert not (root / "models").exists()
