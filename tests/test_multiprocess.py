@@ -1,5 +1,5 @@
 """Stage 1 and stage 2 in 2 processes on the CPU (torch distributed, gloo), launched exactly as
-README "Several processes" says, against 1 process at the same effective batch.
+README "Several processes and GPUs" says, against 1 process at the same effective batch.
 
 N processes at per-device batch B are checked against 1 process at batch B with N gradient
 accumulation steps: the same samples, flips, noise and timesteps per micro-batch (drawn by
@@ -9,7 +9,7 @@ Measured here: trained weights and losses bitwise equal (DDP averages two gradie
 accumulation adds two halves, a/2+b/2: the same float32 result). TOLERANCE leaves room for
 other hardware's reduction order. Not compared: stage 1's BatchNorm running statistics
 (DDP keeps the main process's, updated from its own batches; accumulation updates them from
-every micro-batch), so val losses differ slightly (README "Several processes").
+every micro-batch), so val losses differ slightly (README "Several processes and GPUs").
 """
 
 from __future__ import annotations
@@ -77,7 +77,6 @@ def stage1_data(tiny_emoset, tmp_path_factory):
     folder = tmp_path_factory.mktemp("stage1_data")
     manifest = pd.read_parquet(tiny_emoset.layout.manifest)
     train = manifest[manifest["split"] == "train"].head(TRAIN_ROWS)
-    (folder / "manifest.parquet").parent.mkdir(exist_ok=True)
     pd.concat([train, manifest[manifest["split"] != "train"]]).to_parquet(folder / "manifest.parquet")
     return tiny_emoset.layout, folder / "manifest.parquet"
 

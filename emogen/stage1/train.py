@@ -9,8 +9,9 @@ run ends with the same weights as an uninterrupted one.
 Several processes: each takes its share of every global batch (accelerate shards the
 sampler), flips are drawn per image (not per process), gradients are averaged and only the
 main process writes files and logs to MLflow. BatchNorm normalises over each process's own
-batch, so N processes at batch B train exactly like 1 process at batch B with N gradient
-accumulation steps (up to the order of float sums; README "Several processes").
+batch, so N processes at batch B train the same weights as 1 process at batch B with N
+gradient accumulation steps; BatchNorm's running statistics are the main process's
+(README "Several processes and GPUs").
 """
 
 from __future__ import annotations

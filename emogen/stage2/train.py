@@ -7,9 +7,10 @@ L = (1 − α)·L_LDM + λ_attr·α·L_attr. Only the mapper has trainable param
 Determinism and resume: the rows of every micro-batch (a fresh seeded permutation per
 epoch), the flips, noise and timesteps are functions of the seed and the micro-batch's
 global position only (so N processes at batch B draw what 1 process at batch B with N
-accumulation steps draws, README "Several processes"), and checkpoints (accelerate's save_state, ``emogen.checkpoints``) hold the AdamW
-state, so a run resumed from a checkpoint ends with the same weights as an uninterrupted one. Checkpoints and the precomputed training tensors
-live in the workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC
+accumulation steps draws: README "Several processes and GPUs"), and checkpoints
+(accelerate's save_state, ``emogen.checkpoints``) hold the AdamW state, so a run resumed
+from a checkpoint ends with the same weights as an uninterrupted one. Checkpoints and the
+precomputed training tensors live in the workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC
 deletes before re-running), keyed by params, inputs, base model and code.
 Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m emogen stage stage2`` (README).
 """
