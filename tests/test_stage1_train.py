@@ -98,6 +98,8 @@ def test_cache_size_is_checked_against_the_memory():
     require_cache_fits(1000, 32, available=2 * need)  # exactly half: fits
     with pytest.raises(UserError, match=r"needs 0\.0 GiB.*stage1\.cache_images: false"):
         require_cache_fits(1000, 32, available=2 * need - 1)
+    with pytest.raises(UserError, match=r"\(2 processes on this machine, one cache each\)"):
+        require_cache_fits(1000, 32, available=2 * need, copies=2)
 
 
 def test_a_cache_that_would_not_fit_is_refused_before_decoding(tiny_emoset, manifest, tmp_path):

@@ -97,13 +97,16 @@ def cache_bytes(num_images: int, crop: int) -> int:
     return num_images * 3 * crop * crop * torch.finfo(torch.float32).bits // 8
 
 
-def require_cache_fits(num_images: int, crop: int, available: int | None = None) -> None:
-    """Refuse, before decoding anything, an image cache the machine cannot hold."""
-    need, available = cache_bytes(num_images, crop), available_memory() if available is None else available
+def require_cache_fits(num_images: int, crop: int, available: int | None = None, copies: int | None = None) -> None:
+    """Refuse, before decoding anything, an image cache the machine cannot hold: one per
+    process on this machine (``copies``; default: torchrun's LOCAL_WORLD_SIZE, else 1)."""
+    copies = copies or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    need, available = copies * cache_bytes(num_images, crop), available_memory() if available is None else available
     if need > CACHE_MEMORY_SHARE * available:
+        per_process = f" ({copies} processes on this machine, one cache each)" if copies > 1 else ""
         raise UserError(
             f"stage1.cache_images: decoding {num_images} images at {crop}x{crop} px into memory needs "
-            f"{need / 2**30:.1f} GiB, more than {CACHE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB "
+            f"{need / 2**30:.1f} GiB{per_process}, more than {CACHE_MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB "
             "available; set `stage1.cache_images: false` in params.yaml to stream the images through "
             "`stage1.workers` DataLoader workers instead"
         )
