@@ -109,7 +109,8 @@ def test_stage1_two_processes_train_like_one_and_resume(stage1_data, tmp_path):
     one = _stage1_project(stage1_data, tmp_path / "one", gradient_accumulation_steps=2)
     _ok(_launch([*ONE_PROCESS, "stage", "stage1"], one))
 
-    two = _stage1_project(stage1_data, tmp_path / "two", stop_after_epochs=1)
+    # The 2 processes stream their images as at EmoSet size (decoded and flipped in a worker).
+    two = _stage1_project(stage1_data, tmp_path / "two", stop_after_epochs=1, cache_images=False, workers=1)
     stopped = _launch(_readme_command("stage1"), two)
     assert stopped.returncode != 0 and "stopped after epoch 1 of 2" in stopped.stderr, stopped.stderr[-4000:]
     assert not (two / "models" / "stage1").exists(), "an interrupted run writes no outputs"
