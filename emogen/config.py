@@ -155,8 +155,12 @@ class Stage1Params(Section):
     hflip: bool = True
     mixed_precision: MixedPrecision = "no"
     device: Literal["auto", "cpu"] = "auto"
-    # Decode every image once into memory (small sets); false decodes per batch (EmoSet).
+    # Optimizer step every N batches (effective batch: batch_size × N × processes).
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    # Decode every image once into memory (small sets; refused when it would take over half the
+    # available memory); false streams them, decoded per batch in `workers` processes (EmoSet).
     cache_images: bool = True
+    # Decoding threads for the cache; DataLoader worker processes when streaming.
     workers: int = Field(2, ge=0)
     # torch intra-op threads on the CPU (0: torch's default). Small nets run fastest on one:
     # more threads on a busy 2-core machine spin and slow training down many times over.
@@ -167,6 +171,8 @@ class Stage1Params(Section):
     checkpoint_dir: str | None = None
     resume: bool = True
     keep_checkpoints: bool = False
+    # Stop (exit code 2) after this epoch's checkpoint, to resume later; null: run to the end.
+    stop_after_epochs: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _crop_fits(self) -> "Stage1Params":
@@ -312,6 +318,8 @@ class Stage2Params(Section):
     mixed_precision: MixedPrecision = "no"  # published fp16 (GPU)
     checkpointing_steps: int = Field(200, ge=0)  # 0: never (resume needs checkpoints)
     checkpoints_total_limit: int = Field(2, ge=1)
+    # Checkpoint and stop (exit code 2) after this step, to resume later; null: run to the end.
+    stop_after_steps: int | None = Field(None, ge=1)
     sample_every: int = Field(200, ge=0)  # sample grid every N steps (0: only at the end)
     num_sample_images: int = Field(2, ge=1)  # per emotion in a grid
     sample_inference_steps: int = Field(25, ge=1)  # DDIM steps of the preview grids

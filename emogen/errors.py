@@ -11,3 +11,7 @@ class MissingModelError(UserError):
 
 class DataError(UserError):
     """The dataset is malformed; the message names the file, key or row."""
+
+
+class StoppedEarly(UserError):
+    """A run stopped after a checkpoint where a ``stop_after_*`` knob asked (to be resumed)."""

@@ -56,6 +56,7 @@ def test_stage1_resume_key_covers_params_images_and_code(tiny_emoset, tmp_path, 
     assert run_fingerprint(cfg.model_copy(update={"workers": 2}), 7, manifest, data) == key  # run-only knob
     assert run_fingerprint(cfg.model_copy(update={"lr": 1e-3}), 7, manifest, data) != key
     assert run_fingerprint(cfg, 8, manifest, data) != key
+    assert run_fingerprint(cfg, 7, manifest, data, processes=2) != key  # another effective batch
     image = data / manifest["image_path"].iloc[0]
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 1))
     assert run_fingerprint(cfg, 7, manifest, data) != key

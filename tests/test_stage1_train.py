@@ -1,4 +1,5 @@
-"""Stage-1 training: exact resume, same seed → same weights/vectors/Gaussians, clear model errors."""
+"""Stage-1 training: exact resume, same seed → same weights/vectors/Gaussians, clear model errors,
+streamed images train like cached ones, a cache that would not fit is refused."""
 
 import math
 import time
@@ -12,7 +13,8 @@ from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel
 
 from emogen.cli import main
 from emogen.config import Stage1Params
-from emogen.errors import MissingModelError
+from emogen.errors import MissingModelError, UserError
+from emogen.stage1.data import available_memory, cache_bytes, require_cache_fits
 from emogen.stage1.emotion_space import emotion_gaussians
 from emogen.stage1.encoder import build_encoder, embed_images, load_encoder, save_encoder
 from emogen.stage1.train import train_encoder
@@ -79,6 +81,37 @@ def test_resume_after_interruption_ends_like_uninterrupted(tiny_emoset, manifest
     _, out, result = uninterrupted
     assert resumed.history == result.history
     _assert_same_weights(_weights(out / "model"), _weights(tmp_path / "model"))
+
+
+def test_streamed_images_train_like_cached_ones(tiny_emoset, manifest, uninterrupted, tmp_path):
+    # cache_images: false → decode, crop and flip in 2 DataLoader worker processes per batch.
+    cfg = tiny_stage1(tmp_path / "ckpt", cache_images=False, workers=2)
+    streamed = train_encoder(cfg, manifest, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7)
+    _, out, cached = uninterrupted
+    assert streamed.history == cached.history
+    _assert_same_weights(_weights(out / "model"), _weights(tmp_path / "model"))
+
+
+def test_cache_size_is_checked_against_the_memory():
+    need = cache_bytes(1000, 32)
+    assert need == 1000 * 3 * 32 * 32 * 4  # float32 pixels
+    require_cache_fits(1000, 32, available=2 * need)  # exactly half: fits
+    with pytest.raises(UserError, match=r"needs 0\.0 GiB.*stage1\.cache_images: false"):
+        require_cache_fits(1000, 32, available=2 * need - 1)
+    with pytest.raises(UserError, match=r"\(2 processes on this machine, one cache each\)"):
+        require_cache_fits(1000, 32, available=2 * need, copies=2)
+
+
+def test_a_cache_that_would_not_fit_is_refused_before_decoding(tiny_emoset, manifest, tmp_path):
+    crop = 512
+    rows = available_memory() // cache_bytes(1, crop) + 1  # more than all the memory there is
+    # Rows of files that do not exist: decoding any of them would fail with another error.
+    big = pd.DataFrame({"id": [f"x{i}" for i in range(rows)], "split": ["train", "val", "test"] * (rows // 3) + ["train"] * (rows % 3),
+                        "emotion": "fear", "emotion_idx": 3, "image_path": [f"missing/{i}.png" for i in range(rows)]})
+    cfg = tiny_stage1(tmp_path / "ckpt", resize=crop, crop=crop)
+    with pytest.raises(UserError, match=r"stage1\.cache_images: decoding \d+ images at 512x512 px into memory needs .* GiB, "
+                                        r"more than 50% of the .* GiB available; set `stage1\.cache_images: false`"):
+        train_encoder(cfg, big, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7)
 
 
 def test_same_seed_same_vectors_and_gaussians(tiny_emoset, manifest, uninterrupted, tmp_path):

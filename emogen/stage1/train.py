@@ -5,11 +5,19 @@ param). AdamW with a per-step warm-up + schedule, random horizontal flips, model
 on the val split (best accuracy, ties → lower loss), epoch checkpoints with exact resume:
 every epoch's data order, flips and dropout come from (seed, epoch) alone, so a resumed
 run ends with the same weights as an uninterrupted one.
+
+Several processes: each takes its share of every global batch (accelerate shards the
+sampler), flips are drawn per image (not per process), gradients are averaged and only the
+main process writes files and logs to MLflow. BatchNorm normalises over each process's own
+batch, so N processes at batch B train the same weights as 1 process at batch B with N
+gradient accumulation steps; BatchNorm's running statistics are the main process's
+(README "Several processes and GPUs").
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -33,7 +41,18 @@ from emogen.layout import Layout
 from emogen.seeding import seed_everything, stage_seed
 from emogen.checkpoints import Checkpoints
 from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
-from emogen.stage1.data import SPLITS, EpochShuffle, epoch_seed, read_table, split_dataset, split_rows
+from emogen.devices import require_launched_processes
+from emogen.errors import StoppedEarly
+from emogen.stage1.data import (
+    SPLITS,
+    EpochFlips,
+    EpochShuffle,
+    epoch_seed,
+    read_table,
+    require_cache_fits,
+    split_dataset,
+    split_rows,
+)
 from emogen.stage1.encoder import EmotionEncoder, build_encoder, cpu_threads, save_encoder
 from emogen.stage1.evaluation import write_stage1_outputs
 from emogen.tracking import log_metrics, stage_run
@@ -58,7 +77,10 @@ class TrainResult:
 
 
 def make_accelerator(cfg: Stage1Params) -> Accelerator:
-    return Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision)
+    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    require_launched_processes(accelerator)
+    return accelerator
 
 
 def _optimizer(model: torch.nn.Module, cfg: Stage1Params) -> torch.optim.AdamW:
@@ -84,21 +106,21 @@ def _train_epoch(
     model.train()
     rank = accelerator.process_index
     torch.manual_seed(epoch_seed(seed, epoch, 0, rank))  # dropout
-    flips = torch.Generator().manual_seed(epoch_seed(seed, epoch, 1, rank))
-    loader.set_epoch(epoch)
+    loader.set_epoch(epoch)  # the order (EpochShuffle)
+    if isinstance(loader.dataset, EpochFlips):  # accelerate skips the dataset's set_epoch when it shards the sampler
+        loader.dataset.set_epoch(epoch)
     sums = torch.zeros(3, device=accelerator.device)  # loss·n, correct, n
     bar = tqdm(loader, desc=f"stage1 epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
                disable=not accelerator.is_local_main_process, leave=False)
     for pixels, labels in bar:
-        if cfg.hflip:
-            flip = (torch.rand(len(labels), generator=flips) < 0.5).to(pixels.device)
-            pixels = torch.where(flip[:, None, None, None], pixels.flip(-1), pixels)
-        logits = model(pixels)
-        loss = F.cross_entropy(logits.float(), labels)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        # accumulate() scales the loss and skips the gradient sync and the steps until the last micro-batch.
+        with accelerator.accumulate(model):
+            logits = model(pixels)
+            loss = F.cross_entropy(logits.float(), labels)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
         n = len(labels)
         sums += torch.stack([loss.detach() * n, (logits.argmax(-1) == labels).sum().float(), torch.tensor(float(n), device=sums.device)])
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
@@ -146,18 +168,23 @@ def _prepare(cfg: Stage1Params, manifest: pd.DataFrame, dataset_root: Path, seed
     seed_everything(seed)  # initial weights of the new layers (and of the trunk when from scratch)
     model = build_encoder(cfg)  # first: a missing pretrained model fails before any decoding
     rows = {s: split_rows(manifest, s) for s in SPLITS}
+    if cfg.cache_images:
+        require_cache_fits(sum(len(r) for r in rows.values()), cfg.crop)
     data = {
         s: split_dataset(rows[s], dataset_root, cfg.resize, cfg.crop, cfg.cache_images, cfg.workers, s)
         for s in SPLITS
     }
-    workers = 0 if cfg.cache_images else cfg.workers
+    train_set = EpochFlips(data["train"], seed) if cfg.hflip else data["train"]
+    workers = 0 if cfg.cache_images else cfg.workers  # streaming: decode, crop and flip in worker processes
     train_loader = DataLoader(
-        data["train"], batch_size=cfg.batch_size, sampler=EpochShuffle(len(data["train"]), seed),
+        train_set, batch_size=cfg.batch_size, sampler=EpochShuffle(len(train_set), seed),
         drop_last=len(data["train"]) > cfg.batch_size, num_workers=workers,
     )
     eval_loaders = [DataLoader(data[s], batch_size=cfg.eval_batch_size, num_workers=workers) for s in SPLITS]
     optimizer = _optimizer(model, cfg)
-    total_steps = cfg.epochs * len(train_loader)
+    # Scheduler ticks: accelerate ticks num_processes times per optimizer step, and a step
+    # takes gradient_accumulation_steps of this (unsharded) loader's batches per process.
+    total_steps = cfg.epochs * math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     scheduler = get_scheduler(
         _SCHEDULES[cfg.lr_schedule], optimizer,
         num_warmup_steps=round(cfg.warmup_fraction * total_steps), num_training_steps=total_steps,
@@ -215,6 +242,10 @@ def _fit(
         checkpoints.save(epoch + 1, {"history": history, "best": best}, best_state)
         if on_epoch:
             on_epoch(record)
+        if epoch + 1 == cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
+            raise StoppedEarly(f"stage1: stopped after epoch {epoch + 1} of {cfg.epochs} as stage1.stop_after_epochs "
+                               f"asks; the checkpoint {checkpoints.latest()} is kept: run again with "
+                               "stop_after_epochs: null to resume from it")
     return _Fit(history, best, best_state, resumed_from)
 
 
@@ -237,7 +268,7 @@ def train_encoder(
     accelerator = accelerator or make_accelerator(cfg)
     with cpu_threads(cfg.cpu_threads):
         run = _prepare(cfg, manifest, dataset_root, seed, accelerator)
-        folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root)
+        folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root, accelerator.num_processes)
         checkpoints = epoch_checkpoints(folder, accelerator)
         # Only the main process locks: the others follow it through the collectives.
         with locked(folder) if accelerator.is_main_process else nullcontext():

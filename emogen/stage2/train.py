@@ -5,10 +5,12 @@ token embedding in the prompt → frozen text encoder → frozen UNet, with
 L = (1 − α)·L_LDM + λ_attr·α·L_attr. Only the mapper has trainable parameters.
 
 Determinism and resume: the rows of every micro-batch (a fresh seeded permutation per
-epoch), the flips, noise and timesteps are functions of (seed, step, micro-step, rank)
-only, and checkpoints (accelerate's save_state, ``emogen.checkpoints``) hold the AdamW
-state, so a run resumed from a checkpoint ends with the same weights as an uninterrupted one. Checkpoints and the precomputed training tensors
-live in the workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC
+epoch), the flips, noise and timesteps are functions of the seed and the micro-batch's
+global position only (so N processes at batch B draw what 1 process at batch B with N
+accumulation steps draws: README "Several processes and GPUs"), and checkpoints
+(accelerate's save_state, ``emogen.checkpoints``) hold the AdamW state, so a run resumed
+from a checkpoint ends with the same weights as an uninterrupted one. Checkpoints and the
+precomputed training tensors live in the workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC
 deletes before re-running), keyed by params, inputs, base model and code.
 Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m emogen stage stage2`` (README).
 """
@@ -38,7 +40,8 @@ from emogen.caches import cache_dir, code_hash, locked
 from emogen.checkpoints import Checkpoints
 from emogen.config import Params, Stage2Params
 from emogen.emotions import EMOTIONS
-from emogen.errors import DataError, UserError
+from emogen.devices import require_launched_processes
+from emogen.errors import DataError, StoppedEarly, UserError
 from emogen.generation.grid import make_grid
 from emogen.generation.pipeline import EmoGenPipeline
 from emogen.generation.text_pipeline import base_modules
@@ -221,17 +224,18 @@ class Trainer:
 
     def run_key(self) -> str:
         """Identifies a training run: resuming needs the same data, params and world size."""
-        spec = json.dumps({"data": self.data_key, "seed": self.seed, "params": self.p.model_dump(),
+        params = self.p.model_dump(exclude={"stop_after_steps"})  # where it stops is not what it trains
+        spec = json.dumps({"data": self.data_key, "seed": self.seed, "params": params,
                            "world": self.accelerator.num_processes, "code": code_hash(__name__)}, sort_keys=True)
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
     def losses(self, step: int, micro: int) -> StepOutput:
-        """The objective of one micro-batch; its draws depend on (seed, step, micro, rank) only."""
+        """The objective of one micro-batch; its draws depend on (seed, its first global sample) only."""
         p, base, acc = self.p, self.base, self.accelerator
         batch = p.train_batch_size
         first = ((step * p.gradient_accumulation_steps + micro) * acc.num_processes + acc.process_index) * batch
         rows = self.order.rows(first, batch)
-        draw_seed = _draw_seed(self.seed, 1, step, micro, acc.process_index)
+        draw_seed = _draw_seed(self.seed, 1, first)
         generator = torch.Generator().manual_seed(draw_seed)
         torch.manual_seed(draw_seed)  # mapper dropout, when enabled
         images = self.tensors.image_index[rows]
@@ -403,8 +407,13 @@ def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> d
             bar.set_postfix(recent)
             if done % p.log_every == 0 or done == steps:
                 log_metrics(recent, step=done)
-        if p.checkpointing_steps and done % p.checkpointing_steps == 0 and done < steps:
+        stop = done == p.stop_after_steps and done < steps
+        if stop or (p.checkpointing_steps and done % p.checkpointing_steps == 0 and done < steps):
             checkpoints.save(done, {"step": done, "history": history})
+        if stop:
+            raise StoppedEarly(f"stage2: stopped after step {done} of {steps} as stage2.stop_after_steps asks; "
+                               f"the checkpoint {checkpoints.latest()} is kept: run again with "
+                               "stop_after_steps: null to resume from it")
         if main and p.sample_every and done % p.sample_every == 0 and done < steps:
             log_artifact(str(trainer.preview(done, samples_dir)), artifact_path="samples")
     timing = {"setup_s": setup_s, "train_s": time.perf_counter() - loop_start, "resumed_from_step": start}
@@ -451,6 +460,7 @@ def summarize_recent(rows: list[dict[str, float]]) -> dict[str, float]:
 def run(params: Params, layout: Layout) -> dict[str, float]:
     started = time.perf_counter()
     accelerator = Accelerator(mixed_precision=params.stage2.mixed_precision)
+    require_launched_processes(accelerator)
     trainer = Trainer(params, layout, accelerator)
     tracked = {"seed": params.seed, STAGE: params.stage2.model_dump()}
     with stage_run(STAGE, tracked) if accelerator.is_main_process else nullcontext():
