@@ -216,13 +216,15 @@ def write_latents(root: str | Path, **latents_params) -> None:
     """data/processed/latents of ``root`` (the latents stage's code, one process, no MLflow run)."""
     from emogen.base.components import load_base
     from emogen.config import parse_params
+    from emogen.devices import resolve_device
     from emogen.layout import Layout
     from emogen.stage2 import latents
 
     params = parse_params({"latents": {"workers": 0, **latents_params}})
     layout = Layout(Path(root))
     images = latents.unique_images(layout.balanced)
-    base = load_base(layout.model_dir("base"))
+    base = load_base(layout.model_dir("base"), device=resolve_device(params.latents.device),
+                     dtype=latents.DTYPES[params.latents.dtype])
     shutil.rmtree(layout.latents, ignore_errors=True)
     layout.latents.mkdir(parents=True)
     latents.encode_shard(base, images, layout.dataset_root(params.data), layout.latents, params.latents,
