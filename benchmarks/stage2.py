@@ -77,14 +77,14 @@ def sd15_base(root: Path) -> Path:
     return base_dir
 
 
-def build_repo(shape: str, root: Path, device: str) -> Layout:
+def build_repo(shape: str, root: Path, device: str, num_images: int) -> Layout:
     """A repo-like folder with everything stage 2 reads, the latents encoded by the latents stage."""
     resolution, vector_dim, _, _ = SHAPES[shape]
     if shape == "tiny":
         write_base_json(build_tiny_sd(root / "tiny", resolution=resolution), root / "models" / "base")
     else:
         sd15_base(root)
-    write_stage2_inputs(root, num_images=16, vector_dim=vector_dim, image_size=resolution, latents=False)
+    write_stage2_inputs(root, num_images=num_images, vector_dim=vector_dim, image_size=resolution, latents=False)
     from tiny_sd import write_latents
 
     write_latents(root, device=device, batch_size=8)
@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None,
                         help="default: fp16 on CUDA (published), else no")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--num-images", type=int, default=16, help="training images (encoded by the latents stage)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     precision = args.mixed_precision or ("fp16" if device.type == "cuda" else "no")
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> float:
         "train_batch_size": args.batch_size, "mixed_precision": precision, "mapper": {"hidden_dim": hidden_dim},
         "gradient_checkpointing": args.gradient_checkpointing, "work_dir": "work"}})
     with tempfile.TemporaryDirectory() as tmp:
-        layout = build_repo(args.shape, Path(tmp), device.type)
+        layout = build_repo(args.shape, Path(tmp), device.type, args.num_images)
         trainer = Trainer(params, layout, Accelerator(mixed_precision=precision, cpu=device.type == "cpu"))
         published = PublishedStep(trainer, args.shape)
         ours = rate(trainer.train_step, steps, args.warmup, device)
