@@ -67,7 +67,7 @@ def sd15_base(root: Path) -> Path:
                               image_size=32, patch_size=16, projection_dim=768)
     clip = CLIPModel(CLIPConfig(text_config=text_encoder.config.to_dict(), vision_config=vision.to_dict(),
                                 projection_dim=768))
-    clip.text_model.load_state_dict(text_encoder.text_model.state_dict())
+    clip.text_model.load_state_dict(text_encoder.state_dict())
     clip.save_pretrained(root / "clip")
     CLIPTokenizer.from_pretrained(pipeline, subfolder="tokenizer").save_pretrained(root / "clip")
     base_dir = root / "models" / "base"
