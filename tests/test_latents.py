@@ -132,3 +132,12 @@ def test_an_id_with_two_image_paths_is_a_clear_error(tmp_path):
     pd.DataFrame({"id": ["a", "b", "a"], "image_path": ["x.png", "y.png", "z.png"]}).to_parquet(path)
     with pytest.raises(DataError, match="id 'a' appears with two different image_path"):
         latents.unique_images(path)
+
+
+def test_an_unreadable_image_is_a_clear_error_and_leaves_no_finished_chunk(tmp_path, tiny_models):
+    layout = _repo(tmp_path, tiny_models["pixel"])
+    broken = layout.synthetic / pd.read_parquet(layout.balanced)["image_path"][3]
+    broken.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=f"{broken.name}: cannot read the training image"):
+        write_latents(tmp_path, chunk_size=4, workers=1)
+    assert not list(layout.latents.glob("chunk-*.npy"))

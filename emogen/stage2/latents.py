@@ -165,14 +165,12 @@ def encode_shard(base: BaseComponents, images: pd.DataFrame, dataset_root: Path,
     loader = DataLoader(TrainingImages(dataset_root, paths, rows, base.resolution), batch_size=p.batch_size,
                         num_workers=p.workers, shuffle=False)
     writer = ChunkWriter(out, p.chunk_size, len(images), latent_row_shape(base), p.dtype)
-    try:
-        for batch_rows, pixels in tqdm(loader, desc=f"latents (rank {rank})", unit="batch", disable=rank != 0):
-            batch_rows = batch_rows.numpy()
-            seeds = [image_seed(seed, ids[r]) for r in batch_rows]
-            encoded = encode_both_flips(base, pixels, seeds)
-            writer.write(batch_rows, encoded.to(DTYPES[p.dtype]).numpy())
-    finally:
-        writer.close()
+    for batch_rows, pixels in tqdm(loader, desc=f"latents (rank {rank})", unit="batch", disable=rank != 0):
+        batch_rows = batch_rows.numpy()
+        seeds = [image_seed(seed, ids[r]) for r in batch_rows]
+        encoded = encode_both_flips(base, pixels, seeds)
+        writer.write(batch_rows, encoded.to(DTYPES[p.dtype]).numpy())
+    writer.close()  # not on an error: a partial chunk keeps its temporary name
     return len(rows)
 
 
