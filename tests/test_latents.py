@@ -2,12 +2,17 @@
 index read back memory-mapped, values independent of batch size / workers / processes."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from emogen.base.components import load_base
 from emogen.config import parse_params
@@ -141,3 +146,26 @@ def test_an_unreadable_image_is_a_clear_error_and_leaves_no_finished_chunk(tmp_p
     with pytest.raises(DataError, match=f"{broken.name}: cannot read the training image"):
         write_latents(tmp_path, chunk_size=4, workers=1)
     assert not list(layout.latents.glob("chunk-*.npy"))
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_same_latents_as_one(tmp_path, tiny_models):
+    """README's command with the device changed to the CPU (torch distributed with gloo):
+    each rank encodes its own chunks, rank 0 writes the index; the bytes equal one process's."""
+    layout = _repo(tmp_path, tiny_models["vae"])
+    write_latents(tmp_path, chunk_size=3)
+    reference = _chunks(layout)
+    info = json.loads((layout.latents / latents.LATENTS_JSON).read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"latents": {"chunk_size": 3, "workers": 1, "batch_size": 2}}))
+    launcher = Path(sys.executable).parent / "accelerate"
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "emogen", "stage", "latents"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "ACCELERATE_USE_CPU": "true",
+           "CUDA_VISIBLE_DEVICES": "", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert _chunks(layout) == reference
+    assert json.loads((layout.latents / latents.LATENTS_JSON).read_text()) == info
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    (run,) = mlflow.search_runs(experiment_names=["emogen"], output_format="list")  # rank 0's only
+    assert run.data.metrics["processes"] == 2 and run.data.metrics["rank0_images"] == 6  # chunks 0 and 2 of 4
