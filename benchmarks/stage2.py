@@ -165,7 +165,7 @@ def rate(step, steps: int, warmup: int, device: torch.device) -> dict[str, float
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
-    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps (default: 4 tiny, 10 sd15)")
+    parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps (default: 30 tiny, 10 sd15)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps first")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="effective batch: ours per UNet call, published 1 × this accumulation")
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> float:
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     precision = args.mixed_precision or ("fp16" if device.type == "cuda" else "no")
-    steps = args.steps or (10 if args.shape == "sd15" else 4)
+    steps = args.steps or (10 if args.shape == "sd15" else 30)
     quiet_libraries()
     _, _, hidden_dim, _ = SHAPES[args.shape]
     params = parse_params({"stage2": {
