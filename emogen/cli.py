@@ -23,6 +23,7 @@ STAGES: dict[str, str] = {
     "emotion_space": "emogen.stage1.emotion_space:run",
     "confidence": "emogen.stage1.confidence:run",
     "base_model": "emogen.base.stage:run",
+    "latents": "emogen.stage2.latents:run",
     "stage2": "emogen.stage2.train:run",
     "generate": "emogen.generation.stage:run",
     "evaluators": "emogen.evaluation.fit:run",

@@ -299,6 +299,17 @@ class MapperParams(Section):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
+class LatentsParams(Section):
+    # Stage 2's training images encoded once (emogen/stage2/latents.py); the values do not
+    # depend on batch_size, workers or the number of processes.
+    batch_size: int = Field(64, ge=1)  # images per VAE call
+    workers: int = Field(2, ge=0)  # DataLoader decoding processes (0: in the main process)
+    chunk_size: int = Field(4096, ge=1)  # images per .npy chunk file
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Computed and stored in this dtype (float16 halves EmoSet's ~31 GB of SD 1.5 latents).
+    dtype: Literal["float32", "float16"] = "float32"
+
+
 class Stage2Params(Section):
     placeholder_token: str = Field("<emotion>", min_length=1)
     # The training prompt; "{}" is where the placeholder goes (published: the placeholder alone).
@@ -316,6 +327,8 @@ class Stage2Params(Section):
     # Optimiser steps; null = one epoch over balanced.parquet at the effective batch (published).
     max_train_steps: int | None = Field(None, ge=1)
     mixed_precision: MixedPrecision = "no"  # published fp16 (GPU)
+    # Recompute the UNet's activations in the backward pass: less memory at SD scale, slower.
+    gradient_checkpointing: bool = False
     checkpointing_steps: int = Field(200, ge=0)  # 0: never (resume needs checkpoints)
     checkpoints_total_limit: int = Field(2, ge=1)
     # Checkpoint and stop (exit code 2) after this step, to resume later; null: run to the end.
@@ -325,8 +338,8 @@ class Stage2Params(Section):
     sample_inference_steps: int = Field(25, ge=1)  # DDIM steps of the preview grids
     sample_guidance_scale: float | None = Field(None, ge=1)  # null: the base model's own
     log_every: int = Field(10, ge=1)  # MLflow loss logging interval (steps)
-    # Precomputed training tensors and checkpoints (resume); null: .emogen-cache/stage2 in
-    # the workspace (emogen/caches.py); a shared folder is safe (keyed and locked).
+    # Resume checkpoints; null: .emogen-cache/stage2 in the workspace (emogen/caches.py); a
+    # shared folder is safe (keyed and locked).
     work_dir: str | None = None
 
     @model_validator(mode="after")
@@ -504,6 +517,7 @@ class Params(Section):
     emotion_space: EmotionSpaceParams = EmotionSpaceParams()
     confidence: ConfidenceParams = ConfidenceParams()
     base_model: BaseModelParams = BaseModelParams()
+    latents: LatentsParams = LatentsParams()
     stage2: Stage2Params = Stage2Params()
     generate: GenerateParams = GenerateParams()
     evaluators: EvaluatorsParams = EvaluatorsParams()

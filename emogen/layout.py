@@ -57,6 +57,11 @@ class Layout:
         return self.processed / "balanced.parquet"
 
     @property
+    def latents(self) -> Path:
+        """Stage 2's training images encoded once (the latents stage's output)."""
+        return self.processed / "latents"
+
+    @property
     def generated(self) -> Path:
         """Generated images: ``<method>/<emotion>/*.png`` plus ``index.json``."""
         return self._p("data", "generated")

@@ -81,6 +81,7 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
     # The DAG order: every stage after the ones it reads.
     assert ran.index("stage1") > ran.index("validate") and ran.index("stage2") > ran.index("confidence")
     assert ran.index("stage2") > ran.index("base_model") and ran.index("generate") > ran.index("stage2")
+    assert ran.index("stage2") > ran.index("latents") > max(ran.index("base_model"), ran.index("balance"))
     assert all(ran.index(f"baseline@{m}") > ran.index("confidence") for m in ("prompt", "textual_inversion", "dreambooth"))
     assert ran.index("evaluate") > ran.index("generate") and ran.index("evaluators") > ran.index("base_model")
     assert ran.index("intensity") > max(ran.index("generate"), ran.index("evaluators"))
@@ -97,6 +98,6 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["emogen"])
     assert (runs["status"] == "FINISHED").all()
-    assert {"stage1", "base_model", "stage2", "generate", "baseline_dreambooth", "evaluators", "evaluate"} <= set(runs["tags.stage"])
+    assert {"stage1", "base_model", "latents", "stage2", "generate", "baseline_dreambooth", "evaluators", "evaluate"} <= set(runs["tags.stage"])
 
     assert _repro(repo, env) == []

@@ -21,6 +21,7 @@ from emogen.layout import Layout
 from emogen.stage1 import confidence, emotion_space
 from emogen.stage1 import train as stage1_train
 from emogen.stage1.emotion_space import emotion_gaussians
+from emogen.stage2 import latents
 from emogen.stage2 import train as stage2_train
 from generation_inputs import tiny_generate_params, write_upstream
 from stage1_inputs import tiny_params
@@ -91,7 +92,7 @@ def test_published_balancing_runs_through_stage2(tiny_emoset, tmp_path, mlflow_s
     write_base_json(build_tiny_sd(tmp_path / "sd", with_vae=False), layout.model_dir("base"))
 
     balance.run(params, layout)
-    for stage in (stage1_train, emotion_space, confidence, stage2_train):
+    for stage in (stage1_train, emotion_space, confidence, latents, stage2_train):
         stage.run(params, layout)
 
     balanced = pd.read_parquet(layout.balanced)

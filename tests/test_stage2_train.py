@@ -168,3 +168,16 @@ def test_attribute_accuracy_rises_with_training(tmp_path, mlflow_store, tiny_mod
     first, last = sum(accuracy[:5]) / 5, sum(accuracy[-5:]) / 5
     print(f"stage2 tiny attribute accuracy: first 5 steps {first:.2f}, last 5 steps {last:.2f}")
     assert last >= first + 0.3 and last >= 0.6
+
+
+def test_gradient_checkpointing_changes_memory_not_the_gradients(tmp_path, tiny_models):
+    from accelerate import Accelerator
+
+    layout = _repo(tmp_path, tiny_models["vae"])
+    grads = []
+    for checkpointing in (False, True):
+        trainer = stage2_train.Trainer(_params(gradient_checkpointing=checkpointing), layout, Accelerator(cpu=True))
+        assert trainer.base.unet.is_gradient_checkpointing == checkpointing
+        trainer.losses(step=0, micro=0).loss.backward()
+        grads.append([p.grad.clone() for p in trainer.mapper.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))

@@ -11,6 +11,7 @@ unless ``with_vae=False``, i.e. pixel space), ``root/clip`` (a CLIPModel whose t
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,11 +157,13 @@ STAGE2_VOCABULARY = ("cat", "dog", "tree", "sea")
 
 
 def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: int = 8, image_size: int = 20,
-                        seed: int = 0) -> None:
+                        seed: int = 0, latents: bool = True) -> None:
     """Everything stage 2 reads besides the base model, under the repo-like ``root``
     (TEAM.md contracts): images in the synthetic dataset root, balanced.parquet,
     models/confidence (sample_alpha.parquet, vocabulary.json) and models/emotion_space
-    (vectors.safetensors, vector_ids.parquet, gaussians.safetensors). Random but seeded."""
+    (vectors.safetensors, vector_ids.parquet, gaussians.safetensors). Random but seeded.
+    ``latents``: also data/processed/latents, encoded by the base model in root/models/base
+    (call :func:`write_base_json` first)."""
     import numpy as np
     import pandas as pd
     from PIL import Image
@@ -206,3 +209,25 @@ def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: i
     pd.DataFrame({"id": ids}).to_parquet(space / "vector_ids.parquet", index=False)
     save_file({"mean": torch.randn(len(EMOTIONS), vector_dim), "std": torch.rand(len(EMOTIONS), vector_dim)},
               str(space / "gaussians.safetensors"))
+    if latents:
+        write_latents(root)
+
+
+def write_latents(root: str | Path, **latents_params) -> None:
+    """data/processed/latents of ``root`` (the latents stage's code, one process, no MLflow run)."""
+    from emogen.base.components import load_base
+    from emogen.config import parse_params
+    from emogen.devices import resolve_device
+    from emogen.layout import Layout
+    from emogen.stage2 import latents
+
+    params = parse_params({"latents": {"workers": 0, **latents_params}})
+    layout = Layout(Path(root))
+    images = latents.unique_images(layout.balanced)
+    base = load_base(layout.model_dir("base"), device=resolve_device(params.latents.device),
+                     dtype=latents.DTYPES[params.latents.dtype])
+    shutil.rmtree(layout.latents, ignore_errors=True)
+    layout.latents.mkdir(parents=True)
+    latents.encode_shard(base, images, layout.dataset_root(params.data), layout.latents, params.latents,
+                         latents.stage_seed(params.seed, latents.STAGE))
+    latents.finish(params, layout, base, images)

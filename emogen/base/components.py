@@ -49,12 +49,19 @@ class BaseComponents:
     def latent_channels(self) -> int:
         return self.unet.config.in_channels
 
-    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images in [-1, 1] (N, 3, H, W) → what the UNet denoises (latents × scaling factor)."""
+    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None,
+                      noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] (N, 3, H, W) → what the UNet denoises (latents × scaling factor).
+        The VAE posterior sample uses ``noise`` (standard normal, the latents' shape) when
+        given, so a caller can seed it per image; else a draw from ``generator``."""
         if self.vae is None:
             return pixels
         pixels = pixels.to(self.vae.device, self.vae.dtype)
-        latents = self.vae.encode(pixels).latent_dist.sample(generator)
+        posterior = self.vae.encode(pixels).latent_dist
+        if noise is None:
+            latents = posterior.sample(generator)
+        else:
+            latents = posterior.mean + posterior.std * noise.to(posterior.mean.device, posterior.mean.dtype)
         return latents * self.vae.config.scaling_factor
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:

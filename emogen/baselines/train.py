@@ -2,8 +2,8 @@
 
 Both train with L_LDM (``emogen.stage2.losses``) on the rows of ``balanced.parquet``, the
 images stage 2 trains its mapper on, each row conditioned on its own emotion's prompt. The
-images come from stage 2's cached training tensors (``load_or_build``: both flips of every
-unique image, encoded once) and the rows are drawn in stage 2's seeded order
+images come from the latents stage (both flips of every unique image, encoded once, read
+memory-mapped as stage 2 reads them) and the rows are drawn in stage 2's seeded order
 (``SampleOrder``), for exactly stage 2's optimizer steps × batch (:func:`stage2_budget`).
 
 - Textual Inversion: one new token per emotion ("<amusement>"); only their 8 input
@@ -38,11 +38,9 @@ from emogen.generation.prompt_pipeline import PromptPipeline
 from emogen.generation.stage import emotion_jobs
 from emogen.images import to_tensor
 from emogen.layout import Layout
-from emogen.seeding import stage_seed
-from emogen.stage2.data import TrainingTensors, load_or_build, read_samples, read_vocabulary
+from emogen.stage2.data import TrainingData as Stage2Data, load_training_data, read_samples, read_vocabulary
 from emogen.stage2.losses import diffusion_target, ldm_loss
 from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders
-from emogen.caches import cache_dir
 from emogen.stage2.train import SampleOrder, stage_inputs
 
 log = logging.getLogger(__name__)
@@ -74,16 +72,15 @@ def stage2_budget(stage2: Stage2Params, num_samples: int) -> Budget:
 
 @dataclass
 class TrainingData:
-    tensors: TrainingTensors  # stage 2's: latents of the unique images, row → image
+    tensors: Stage2Data  # stage 2's: latents of the unique images, row → image
     emotions: torch.Tensor  # (N,) emotion index of each balanced row
 
 
 def training_data(params: Params, layout: Layout, base: BaseComponents) -> TrainingData:
-    """Stage 2's training tensors (cached in its work folder) and each row's emotion."""
+    """Stage 2's training data (the latents stage's output) and each row's emotion."""
     inputs = stage_inputs(params, layout)
     samples = read_samples(inputs, len(read_vocabulary(inputs.vocabulary)))
-    # Stage 2's seed (it only draws SD's VAE posterior): the same cached tensors as stage 2.
-    tensors, _ = load_or_build(inputs, samples, base, stage_seed(params.seed, "stage2"), cache_dir(layout, "stage2", params.stage2.work_dir))
+    tensors = load_training_data(inputs, samples, base)
     emotions = pd.read_parquet(inputs.balanced, columns=["emotion_idx"])["emotion_idx"].to_numpy()
     bad = np.flatnonzero((emotions < 0) | (emotions >= len(EMOTIONS)))
     if len(bad):
@@ -124,7 +121,7 @@ class BaselineTrainer:
         generator = torch.Generator().manual_seed(_step_seed(self.seed, step, 1))
         images = self.data.tensors.image_index[rows]
         flips = torch.randint(0, 2, (len(rows),), generator=generator)
-        latents = self.data.tensors.latents[images, flips].float()
+        latents = self.data.tensors.latents.read(images, flips).float()
         return (self.data.emotions[rows], *noisy_batch(latents, self.base.noise_scheduler, generator,
                                                        self.accelerator.device))
 

@@ -1,36 +1,26 @@
-"""Stage-2 training tensors, computed once per input version (SPEC.md "Stage 2").
+"""Stage-2 training data (SPEC.md "Stage 2").
 
 A training step needs, per balanced.parquet row: the image as the UNet sees it (VAE latents ×
 scaling factor, or pixels for a pixel-space base), in both horizontal flips, the stage-1
-emotion vector of that image, α and the attribute's vocabulary index. Images and vectors are
-stored once per *unique* image and indexed per row, so a step only runs the text encoder and
-the UNet. The tensors are cached in the work folder under a fingerprint of every input and of
-the code that builds them (``emogen.caches``), so a resumed or repeated run does not encode the
-images again (minutes for EmoSet at 512 px).
+emotion vector of that image, α and the attribute's vocabulary index. The images come
+encoded once from the latents stage (``emogen.stage2.latents``), read memory-mapped, so a
+step touches only its own rows and RAM does not grow with the dataset; vectors are held
+per unique image and indexed per row.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
-from emogen.base.resolve import folder_fingerprint
-from emogen.caches import code_hash, files_hash, locked
 from emogen.errors import DataError, UserError
 from emogen.stage1 import space_files
-from emogen.images import load_rgb, squash_transform
-
-log = logging.getLogger(__name__)
-
-TENSOR_NAMES = ("latents", "vectors", "image_index", "alpha", "vocab_idx")
+from emogen.stage2.latents import LATENTS_JSON, LatentStore
 
 
 @dataclass(frozen=True)
@@ -44,29 +34,20 @@ class StageInputs:
     vector_ids: Path
     gaussians: Path
     base_dir: Path
-    dataset_root: Path
+    latents: Path
 
 
 @dataclass
-class TrainingTensors:
-    latents: torch.Tensor  # (U, 2, C, h, w): unique images as the UNet sees them, [original, flipped]
-    vectors: torch.Tensor  # (U, D) stage-1 emotion vectors of the same images
-    image_index: torch.Tensor  # (N,) row → unique image
+class TrainingData:
+    latents: LatentStore  # unique images as the UNet sees them, [original, flipped]
+    vectors: torch.Tensor  # (U, D) stage-1 emotion vectors, in the store's row order
+    image_index: torch.Tensor  # (N,) row → store row
     alpha: torch.Tensor  # (N,) float
     vocab_idx: torch.Tensor  # (N,) long, -1: no attribute loss
+    key: str  # identity of all of the above (stage 2's resume key)
 
     def __len__(self) -> int:
         return self.image_index.shape[0]
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({name: getattr(self, name).contiguous() for name in TENSOR_NAMES}, str(tmp))
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> "TrainingTensors":
-        return cls(**load_file(str(path)))
 
 
 def read_vocabulary(path: Path) -> list[str]:
@@ -115,65 +96,29 @@ def read_vectors(inputs: StageInputs, ids: list[str]) -> torch.Tensor:
     return vectors.float()[space_files.rows_of(inputs.vectors.parent, vector_ids, ids, "training image(s)")]
 
 
-def fingerprint(inputs: StageInputs, samples: pd.DataFrame, resolution: int, seed: int) -> str:
-    """Hash of everything the tensors depend on: the input tables, the base model (every file
-    of its folder: weights or the pinned revision), the image files (size, mtime) and the code
-    that encodes them."""
-    digest = hashlib.sha256(f"{resolution}\0{seed}\0".encode())
-    digest.update(code_hash(__name__, "emogen.base.components").encode())
-    digest.update(folder_fingerprint(inputs.base_dir).encode())
-    for path in (inputs.balanced, inputs.sample_alpha, inputs.vectors, inputs.vector_ids):
+def fingerprint(inputs: StageInputs) -> str:
+    """Hash of the input tables and of the latents' own key (which covers the base model, the
+    image files, resolution, seed and the code that encoded them)."""
+    digest = hashlib.sha256()
+    for path in (inputs.latents / LATENTS_JSON, inputs.balanced, inputs.sample_alpha, inputs.vectors,
+                 inputs.vector_ids):
         digest.update(path.name.encode() + b"\0")
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(2**20), b""):
                 digest.update(chunk)
-    digest.update(files_hash(inputs.dataset_root, samples["image_path"]).encode())
     return digest.hexdigest()[:16]
 
 
-@torch.no_grad()
-def build_tensors(
-    inputs: StageInputs, samples: pd.DataFrame, base, seed: int, batch_size: int = 32
-) -> TrainingTensors:
-    """Encode every unique training image once (both flips) and gather the per-row tensors."""
-    unique = samples.drop_duplicates("id")[["id", "image_path"]].reset_index(drop=True)
-    vectors = read_vectors(inputs, unique["id"].tolist())
-    generator = torch.Generator(device="cpu").manual_seed(seed)  # VAE posterior sample (SD 1.5)
-    encoded = []
-    for start in tqdm(range(0, len(unique), batch_size), desc="stage2: encoding images", unit="batch"):
-        pixels = []
-        for rel in unique["image_path"].iloc[start : start + batch_size]:
-            path = inputs.dataset_root / rel
-            try:
-                pixels.append(squash_transform(load_rgb(path), base.resolution))
-            except OSError as exc:
-                raise DataError(f"{path}: cannot read the training image ({exc})") from None
-        batch = torch.stack(pixels)
-        both = torch.cat([batch, batch.flip(-1)])
-        noise_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        device_generator = torch.Generator(device=base.unet.device).manual_seed(noise_seed)
-        latents = base.encode_images(both, generator=device_generator).float().cpu()
-        encoded.append(torch.stack([latents[: len(batch)], latents[len(batch) :]], dim=1))
-    image_index = pd.Series(range(len(unique)), index=unique["id"].to_numpy()).loc[samples["id"]].to_numpy()
-    return TrainingTensors(
-        latents=torch.cat(encoded),
-        vectors=vectors,
+def load_training_data(inputs: StageInputs, samples: pd.DataFrame, base) -> TrainingData:
+    """The latents (memory-mapped, checked against ``base``), vectors and per-row tensors."""
+    store = LatentStore.open(inputs.latents)
+    store.check_base(base, inputs.base_dir)
+    image_index = store.rows_of(samples["id"].to_numpy(), inputs.balanced)
+    return TrainingData(
+        latents=store,
+        vectors=read_vectors(inputs, store.ids.tolist()),
         image_index=torch.tensor(image_index, dtype=torch.long),
         alpha=torch.tensor(samples["alpha"].to_numpy(), dtype=torch.float32),
         vocab_idx=torch.tensor(samples["vocab_idx"].to_numpy(), dtype=torch.long),
+        key=fingerprint(inputs),
     )
-
-
-def load_or_build(inputs: StageInputs, samples: pd.DataFrame, base, seed: int, work_dir: Path) -> tuple[TrainingTensors, str]:
-    """Cached tensors for these inputs, building (and caching) them when absent; under the
-    entry's lock, so a second process with the same inputs waits and reuses them."""
-    key = fingerprint(inputs, samples, base.resolution, seed)
-    path = work_dir / f"tensors-{key}.safetensors"
-    with locked(path):
-        if path.is_file():
-            log.info("stage2: reusing training tensors %s", path)
-            return TrainingTensors.load(path), key
-        tensors = build_tensors(inputs, samples, base, seed)
-        tensors.save(path)
-    log.info("stage2: training tensors cached in %s (%.1f MB)", path, path.stat().st_size / 2**20)
-    return tensors, key

@@ -9,9 +9,10 @@ epoch), the flips, noise and timesteps are functions of the seed and the micro-b
 global position only (so N processes at batch B draw what 1 process at batch B with N
 accumulation steps draws: README "Several processes and GPUs"), and checkpoints
 (accelerate's save_state, ``emogen.checkpoints``) hold the AdamW state, so a run resumed
-from a checkpoint ends with the same weights as an uninterrupted one. Checkpoints and the
-precomputed training tensors live in the workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC
-deletes before re-running), keyed by params, inputs, base model and code.
+from a checkpoint ends with the same weights as an uninterrupted one. Checkpoints live in the
+workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC deletes before
+re-running), keyed by params, inputs (the latents' key: base model, images) and code. The
+training images come encoded from the latents stage, memory-mapped.
 Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m emogen stage stage2`` (README).
 """
 
@@ -49,7 +50,7 @@ from emogen.generation.sampling import EmotionGaussians
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage1.space_files import GAUSSIANS_FILE, IDS_FILE, VECTORS_FILE
-from emogen.stage2.data import StageInputs, load_or_build, read_samples, read_vocabulary
+from emogen.stage2.data import StageInputs, load_training_data, read_samples, read_vocabulary
 from emogen.stage2.losses import (
     attribute_bank,
     attribute_logits,
@@ -81,7 +82,7 @@ def stage_inputs(params: Params, layout: Layout) -> StageInputs:
         vector_ids=space / IDS_FILE,
         gaussians=space / GAUSSIANS_FILE,
         base_dir=layout.model_dir("base"),
-        dataset_root=layout.dataset_root(params.data),
+        latents=layout.latents,
     )
 
 
@@ -191,13 +192,13 @@ class Trainer:
                      if self.attributes else None)
         if self.bank is None:
             log.warning("stage2: %s has no attributes: L_attr is 0 throughout", self.inputs.vocabulary)
+        if p.gradient_checkpointing:
+            base.unet.enable_gradient_checkpointing()  # recompute activations in backward: memory at SD scale
         samples = read_samples(self.inputs, len(self.attributes))
-        with accelerator.main_process_first():
-            self.tensors, self.data_key = load_or_build(self.inputs, samples, base, self.seed, self.work_dir)
-        self.tensors.latents = self.tensors.latents.to(WEIGHT_DTYPES[p.mixed_precision])
-        self.order = SampleOrder(len(self.tensors), self.seed)
+        self.data = load_training_data(self.inputs, samples, base)
+        self.order = SampleOrder(len(self.data), self.seed)
 
-        self.vector_dim = self.tensors.vectors.shape[1]
+        self.vector_dim = self.data.vectors.shape[1]
         self.gaussians = read_gaussians(self.inputs.gaussians, self.vector_dim)
         m = p.mapper
         self.mapper_config = MapperConfig(
@@ -220,12 +221,12 @@ class Trainer:
     def total_steps(self) -> int:
         if self.p.max_train_steps is not None:
             return self.p.max_train_steps
-        return math.ceil(len(self.tensors) / self.effective_batch)  # one epoch (published recipe)
+        return math.ceil(len(self.data) / self.effective_batch)  # one epoch (published recipe)
 
     def run_key(self) -> str:
         """Identifies a training run: resuming needs the same data, params and world size."""
         params = self.p.model_dump(exclude={"stop_after_steps"})  # where it stops is not what it trains
-        spec = json.dumps({"data": self.data_key, "seed": self.seed, "params": params,
+        spec = json.dumps({"data": self.data.key, "seed": self.seed, "params": params,
                            "world": self.accelerator.num_processes, "code": code_hash(__name__)}, sort_keys=True)
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
@@ -238,16 +239,16 @@ class Trainer:
         draw_seed = _draw_seed(self.seed, 1, first)
         generator = torch.Generator().manual_seed(draw_seed)
         torch.manual_seed(draw_seed)  # mapper dropout, when enabled
-        images = self.tensors.image_index[rows]
+        images = self.data.image_index[rows]
         flips = torch.randint(0, 2, (batch,), generator=generator)
-        latents = self.tensors.latents[images, flips]
+        latents = self.data.latents.read(images, flips).to(WEIGHT_DTYPES[p.mixed_precision])
         noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.dtype)
         timesteps = torch.randint(0, base.noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
         device = acc.device
         latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
-        vectors = self.tensors.vectors[images].to(device)
-        alpha = self.tensors.alpha[rows].to(device)
-        vocab_idx = self.tensors.vocab_idx[rows].to(device)
+        vectors = self.data.vectors[images].to(device)
+        alpha = self.data.alpha[rows].to(device)
+        vocab_idx = self.data.vocab_idx[rows].to(device)
 
         noisy = base.noise_scheduler.add_noise(latents, noise, timesteps)
         target = diffusion_target(base.noise_scheduler, latents, noise, timesteps)
@@ -360,7 +361,7 @@ def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, floa
         "tokenizer_max_length": trainer.base.tokenizer.model_max_length,
         "steps": len(history),
         "effective_batch_size": trainer.effective_batch,
-        "num_samples": len(trainer.tensors),
+        "num_samples": len(trainer.data),
         "seed": trainer.seed,
         "mixed_precision": p.mixed_precision,
     }
@@ -375,7 +376,7 @@ def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, floa
         **summarize(history),
         "steps": len(history),
         "samples_seen": len(history) * trainer.effective_batch,
-        "epochs": len(history) * trainer.effective_batch / len(trainer.tensors),
+        "epochs": len(history) * trainer.effective_batch / len(trainer.data),
         **timing,
     }
     (layout.metrics / "stage2.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -396,7 +397,7 @@ def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> d
     checkpoints = Checkpoints(run_dir, acc, prefix="checkpoint-", digits=8, keep=p.checkpoints_total_limit)
     history = _resume(checkpoints, steps)
     log.info("stage2: %d steps × effective batch %d over %d samples (%.2f epochs); mapper %s, %d parameters",
-             steps, trainer.effective_batch, len(trainer.tensors), steps * trainer.effective_batch / len(trainer.tensors),
+             steps, trainer.effective_batch, len(trainer.data), steps * trainer.effective_batch / len(trainer.data),
              p.mapper.kind, acc.unwrap_model(trainer.mapper).num_parameters())
     start, setup_s, loop_start = len(history), time.perf_counter() - started, time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="stage2", unit="step", disable=not main)
