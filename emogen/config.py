@@ -597,6 +597,8 @@ def load_raw_params(path: str | Path = DEFAULT_PARAMS) -> tuple[dict[str, Any], 
     name = raw.get("profile", Params.model_fields["profile"].default)
     parse_params({"profile": name}, str(path))  # a bad name is an error naming the key
     overlay_path = profile_path(path, name)
+    if name == "embedded" and not overlay_path.is_file():
+        return raw, {}, overlay_path  # embedded lays nothing over params.yaml (a copy without profiles/)
     if not overlay_path.is_file():
         known = sorted(p.stem for p in overlay_path.parent.glob("*.yaml"))
         raise ParamsError(f"{path}: profile: {name!r}: there is no {overlay_path} (profiles: {', '.join(known) or 'none'})")
