@@ -18,6 +18,7 @@ from emogen.errors import UserError
 DEFAULT_PARAMS = Path("params.yaml")
 # Profiles: params overlays beside params.yaml, selected by its `profile` key (README "Real scale").
 PROFILES_DIR = "profiles"
+DEFAULT_PROFILE = "embedded"  # lays nothing over params.yaml
 
 
 # `dvc exp run -S` rewrites params.yaml with YAML 1.1 booleans: an unquoted `no` reads as False.
@@ -486,7 +487,7 @@ class ReportParams(Section):
 
 class Params(Section):
     # profiles/<profile>.yaml is laid over this file (its keys win): embedded (changes nothing) | sd15.
-    profile: str = Field("embedded", pattern=r"^[A-Za-z0-9_-]+$")
+    profile: str = Field(DEFAULT_PROFILE, pattern=r"^[A-Za-z0-9_-]+$")
     seed: int = Field(520, ge=0)
     data: DataParams = DataParams()
     prepare_data: PrepareDataParams = PrepareDataParams()
@@ -574,7 +575,8 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
 def _overlay(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overlay.items():
-        merged[key] = _overlay(base.get(key) or {}, value) if isinstance(value, dict) else value
+        below = base.get(key)
+        merged[key] = _overlay(below if isinstance(below, dict) else {}, value) if isinstance(value, dict) else value
     return merged
 
 
@@ -591,14 +593,12 @@ def load_raw_params(path: str | Path = DEFAULT_PARAMS) -> tuple[dict[str, Any], 
     """→ (params.yaml, its profile's overlay, the overlay's path), both read and checked for shape.
     The profile is never written back: params.yaml stays exactly as its user left it."""
     path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: no such params file (run from the repository root)")
-    raw = _read_mapping(path, "params file")
-    name = raw.get("profile", Params.model_fields["profile"].default)
+    raw = _read_mapping(path, "params file (run from the repository root)")
+    name = raw.get("profile", DEFAULT_PROFILE)
     parse_params({"profile": name}, str(path))  # a bad name is an error naming the key
     overlay_path = profile_path(path, name)
-    if name == "embedded" and not overlay_path.is_file():
-        return raw, {}, overlay_path  # embedded lays nothing over params.yaml (a copy without profiles/)
+    if name == DEFAULT_PROFILE and not overlay_path.is_file():
+        return raw, {}, overlay_path  # e.g. a params.yaml copied without profiles/
     if not overlay_path.is_file():
         known = sorted(p.stem for p in overlay_path.parent.glob("*.yaml"))
         raise ParamsError(f"{path}: profile: {name!r}: there is no {overlay_path} (profiles: {', '.join(known) or 'none'})")

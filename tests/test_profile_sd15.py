@@ -19,7 +19,7 @@ import yaml
 
 from conftest import REPO
 from emogen.cli import STAGES
-from emogen.config import PROFILES_DIR, load_params, load_raw_params, profile_keys
+from emogen.config import PROFILES_DIR, load_params, load_raw_params, profile_keys, read_params_yaml
 from emogen.emotions import EMOTIONS
 from tiny_sd import WORDS, build_tiny_sd, write_clip_image_processor, write_tiny_classifier, write_tiny_resnet_trunk
 
@@ -84,15 +84,16 @@ def _git(repo: Path, env: dict, *args: str) -> None:
 
 def test_the_shipped_sd15_profile_loads_over_params_yaml(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path)
-    shutil.copytree(REPO / PROFILES_DIR, tmp_path / PROFILES_DIR)
-    embedded = load_params(tmp_path / "params.yaml")
+    embedded = load_params(tmp_path / "params.yaml")  # embedded needs no profile file (nothing laid over)
     assert embedded == load_params(REPO / "params.yaml") and embedded.profile == "embedded"
+    shutil.copytree(REPO / PROFILES_DIR, tmp_path / PROFILES_DIR)
+    assert load_params(tmp_path / "params.yaml") == embedded
     # What `dvc exp run -S profile=sd15` writes: only the profile key changes in params.yaml.
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "profile": "sd15"}, sort_keys=False))
     sd15 = load_params(tmp_path / "params.yaml")
     assert (sd15.data.source, sd15.data.root) == ("emoset", "data/raw/emoset")
-    assert sd15.base_model.profile == "pretrained" and sd15.base_model.pretrained == "runwayml/stable-diffusion-v1-5"
+    assert sd15.base_model.profile == "pretrained" and sd15.base_model.pretrained == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert sd15.base_model.clip == "openai/clip-vit-large-patch14" and sd15.evaluators.profile == "pretrained"
     assert (sd15.stage1.pretrained, sd15.stage1.resize, sd15.stage1.crop) == ("microsoft/resnet-50", 256, 224)
     assert not sd15.stage1.cache_images and sd15.stage1.workers > 0
@@ -153,9 +154,10 @@ def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, t
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-4000:]
     ran = re.findall(r"Running stage '([\w@]+)'", out.stdout)
     assert set(ran) == DVC_STAGES, ran
-    # params.yaml: only the profile key changed (the user's file, never regenerated).
-    before = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert yaml.safe_load((repo / "params.yaml").read_text()) == {**before, "profile": "sd15"}
+    # params.yaml: only the profile key changed (the user's file, never regenerated). Read as
+    # DVC writes it (YAML 1.2: its unquoted `no` stays a string).
+    before = read_params_yaml(REPO / "params.yaml")
+    assert read_params_yaml(repo / "params.yaml") == {**before, "profile": "sd15"}
 
     fingerprint = json.loads((repo / "data/fingerprint.json").read_text())
     assert fingerprint["source"] == "emoset"
