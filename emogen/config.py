@@ -572,11 +572,12 @@ def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     return raw
 
 
-def _overlay(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+def lay_over(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overlay``'s keys replacing its own, section by section (a new dict)."""
     merged = dict(base)
     for key, value in overlay.items():
         below = base.get(key)
-        merged[key] = _overlay(below if isinstance(below, dict) else {}, value) if isinstance(value, dict) else value
+        merged[key] = lay_over(below if isinstance(below, dict) else {}, value) if isinstance(value, dict) else value
     return merged
 
 
@@ -613,4 +614,4 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate ``path`` (default ``params.yaml`` in the working directory) with its
     profile (``profiles/<profile>.yaml`` beside it) laid over it: the profile's keys win."""
     raw, overlay, overlay_path = load_raw_params(path)
-    return parse_params(_overlay(raw, overlay), f"{path} + {overlay_path}")
+    return parse_params(lay_over(raw, overlay), f"{path} + {overlay_path}")

@@ -19,7 +19,7 @@ import yaml
 
 from conftest import REPO
 from emogen.cli import STAGES
-from emogen.config import PROFILES_DIR, load_params, load_raw_params, profile_keys, read_params_yaml
+from emogen.config import PROFILES_DIR, lay_over, load_params, load_raw_params, profile_keys, read_params_yaml
 from emogen.emotions import EMOTIONS
 from tiny_sd import WORDS, build_tiny_sd, write_clip_image_processor, write_tiny_classifier, write_tiny_resnet_trunk
 
@@ -54,12 +54,6 @@ SIZE_KEYS = {
     "probe_steps", "num_pairs", "bootstrap_samples", "num_class_images", "intensities", "images_per_method",
 }
 DVC_STAGES = {name.replace("baseline_", "baseline@") for name in STAGES}
-
-
-def _overlay(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        base[key] = _overlay(dict(base.get(key) or {}), value) if isinstance(value, dict) else value
-    return base
 
 
 def _filled(node, models: Path):
@@ -134,11 +128,11 @@ def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, t
     shutil.copytree(REPO / PROFILES_DIR, repo / PROFILES_DIR)
     # A tiny folder in EmoSet's layout where the profile looks for EmoSet.
     shutil.copytree(tiny_emoset.layout.synthetic, repo / "data/raw/emoset")
-    (repo / ".gitignore").write_text("/data/raw\n")
+    shutil.copy(REPO / "data/raw/.gitignore", repo / "data/raw")  # git ignores the dataset
     tiny = _filled(TINY, models)
     assert {key.rsplit(".", 1)[-1] for key in profile_keys(tiny)} <= SIZE_KEYS
     sd15_path = repo / PROFILES_DIR / "sd15.yaml"
-    sd15_path.write_text(yaml.safe_dump(_overlay(yaml.safe_load(sd15_path.read_text()), tiny), sort_keys=False))
+    sd15_path.write_text(yaml.safe_dump(lay_over(yaml.safe_load(sd15_path.read_text()), tiny), sort_keys=False))
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1",
@@ -160,7 +154,7 @@ def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, t
     assert read_params_yaml(repo / "params.yaml") == {**before, "profile": "sd15"}
 
     fingerprint = json.loads((repo / "data/fingerprint.json").read_text())
-    assert fingerprint["source"] == "emoset"
+    assert fingerprint["root"] == str(repo / "data/raw/emoset") and fingerprint["counts"]["image_files"] > 0
     base = json.loads((repo / "models/base/base.json").read_text())
     assert base["profile"] == "pretrained" and base["resolution"] == RESOLUTION
     stage1 = json.loads((repo / "models/stage1/config.json").read_text())
