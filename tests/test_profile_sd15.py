@@ -33,7 +33,6 @@ TINY = {
                "eval_batch_size": 64, "vector_dim": 16, "workers": 2, "cpu_threads": 1,
                "checkpoint_dir": "{models}/stage1-checkpoints"},
     "emotion_space": {"batch_size": 64, "workers": 2, "cpu_threads": 1},
-    "confidence": {"vocab_min_count": 2},  # a vocabulary from few images: stage 2's L_attr runs
     "base_model": {"pretrained": "{models}/sd/pipeline", "clip": "{models}/sd/clip", "sampling": {"num_inference_steps": 2}},
     "stage2": {"max_train_steps": 3, "checkpointing_steps": 2, "sample_every": 0, "num_sample_images": 1,
                "sample_inference_steps": 2, "mapper": {"hidden_dim": 16}, "work_dir": "{models}/stage2-work"},
@@ -47,7 +46,7 @@ TINY = {
     "report": {"images_per_method": 1},
 }
 SIZE_KEYS = {
-    "min_images_per_emotion", "vocab_min_count", "workers", "cpu_threads", "pretrained", "clip", "object_model", "scene_model",
+    "min_images_per_emotion", "workers", "cpu_threads", "pretrained", "clip", "object_model", "scene_model",
     "resize", "crop", "resolution", "epochs", "batch_size", "eval_batch_size", "vector_dim", "hidden_dim",
     "checkpoint_dir", "work_dir", "num_inference_steps", "max_train_steps", "checkpointing_steps", "sample_every",
     "num_sample_images", "sample_inference_steps", "num_images", "transfer_templates", "transfer_images",
