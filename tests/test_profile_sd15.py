@@ -116,7 +116,7 @@ def test_a_bad_profile_names_the_file_and_key(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
-@pytest.mark.slow  # 5.6 min on the shared, loaded 2-core machine (≈ 170 s of CPU): 16 stage processes' imports dominate
+@pytest.mark.slow  # 3.5-5.6 min on the shared 2-core machine (≈ 165 s of CPU; the embedded DAG test: 3.7 min): 16 stage processes' imports dominate
 def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, tiny_emoset):
     repo, models = tmp_path / "repo", tmp_path / "models"
     _tiny_models(models)
