@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from emogen.config import DEFAULT_PARAMS, load_params
+from emogen.config import DEFAULT_PARAMS, load_params, load_raw_params, profile_keys
 from emogen.errors import UserError
 from emogen.layout import Layout
 
@@ -56,7 +56,10 @@ def _run_stage(args: argparse.Namespace) -> None:
 
 def _check_params(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    print(f"{args.params}: ok")
+    _, overlay, overlay_path = load_raw_params(args.params)
+    keys = profile_keys(overlay)
+    print(f"{args.params}: ok (profile {params.profile}: {overlay_path} sets {len(keys)} keys{': ' if keys else ''}"
+          f"{', '.join(keys)})")
     if args.show:
         print(params.model_dump_json(indent=2, by_alias=True))
 

@@ -16,6 +16,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from emogen.errors import UserError
 
 DEFAULT_PARAMS = Path("params.yaml")
+# Profiles: params overlays beside params.yaml, selected by its `profile` key (README "Real scale").
+PROFILES_DIR = "profiles"
+DEFAULT_PROFILE = "embedded"  # lays nothing over params.yaml
 
 
 # `dvc exp run -S` rewrites params.yaml with YAML 1.1 booleans: an unquoted `no` reads as False.
@@ -507,6 +510,8 @@ class ReportParams(Section):
 
 
 class Params(Section):
+    # profiles/<profile>.yaml is laid over this file (its keys win): embedded (changes nothing) | sd15.
+    profile: str = Field(DEFAULT_PROFILE, pattern=r"^[A-Za-z0-9_-]+$")
     seed: int = Field(520, ge=0)
     data: DataParams = DataParams()
     prepare_data: PrepareDataParams = PrepareDataParams()
@@ -579,12 +584,59 @@ def read_params_yaml(path: Path) -> Any:
     return parse_yaml(Path(path).read_text(), str(path)) or {}
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
-    """Read and validate ``path`` (default ``params.yaml`` in the working directory)."""
-    path = Path(path)
+def profile_path(params_file: Path, name: str) -> Path:
+    return Path(params_file).parent / PROFILES_DIR / f"{name}.yaml"
+
+
+def _read_mapping(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
-        raise ParamsError(f"{path}: no such params file (run from the repository root)")
+        raise ParamsError(f"{path}: no such {what}")
     raw = read_params_yaml(path)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return parse_params(raw, str(path))
+    return raw
+
+
+def lay_over(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overlay``'s keys replacing its own, section by section (a new dict)."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        below = base.get(key)
+        merged[key] = lay_over(below if isinstance(below, dict) else {}, value) if isinstance(value, dict) else value
+    return merged
+
+
+def profile_keys(overlay: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys a profile sets (its leaves; an empty section sets nothing)."""
+    keys = []
+    for key, value in overlay.items():
+        dotted = f"{prefix}{key}"
+        keys += profile_keys(value, dotted + ".") if isinstance(value, dict) else [dotted]
+    return keys
+
+
+def load_raw_params(path: str | Path = DEFAULT_PARAMS) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """→ (params.yaml, its profile's overlay, the overlay's path), both read and checked for shape.
+    The profile is never written back: params.yaml stays exactly as its user left it."""
+    path = Path(path)
+    raw = _read_mapping(path, "params file (run from the repository root)")
+    name = raw.get("profile", DEFAULT_PROFILE)
+    parse_params({"profile": name}, str(path))  # a bad name is an error naming the key
+    overlay_path = profile_path(path, name)
+    if name == DEFAULT_PROFILE and not overlay_path.is_file():
+        return raw, {}, overlay_path  # e.g. a params.yaml copied without profiles/
+    if not overlay_path.is_file():
+        known = sorted(p.stem for p in overlay_path.parent.glob("*.yaml"))
+        raise ParamsError(f"{path}: profile: {name!r}: there is no {overlay_path} (profiles: {', '.join(known) or 'none'})")
+    overlay = _read_mapping(overlay_path, "profile")
+    for key in ("profile", "seed"):
+        if key in overlay:
+            raise ParamsError(f"{overlay_path}: {key}: set it in {path}, not in a profile")
+    return raw, overlay, overlay_path
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate ``path`` (default ``params.yaml`` in the working directory) with its
+    profile (``profiles/<profile>.yaml`` beside it) laid over it: the profile's keys win."""
+    raw, overlay, overlay_path = load_raw_params(path)
+    return parse_params(lay_over(raw, overlay), f"{path} + {overlay_path}")

@@ -35,6 +35,7 @@ def test_dvc_repro_runs_caches_and_reruns_only_dependents(tmp_path):
     repo.mkdir()
     shutil.copy(REPO / "dvc.yaml", repo)
     shutil.copytree(REPO / "emogen", repo / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "profiles", repo / "profiles")  # dvc.yaml lists the selected profile's params
     shutil.copy(REPO / "params.yaml", repo)
     _set_param(repo, "prepare_data", "num_images", 160)
     _set_param(repo, "prepare_data", "workers", 1)

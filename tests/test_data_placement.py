@@ -31,6 +31,7 @@ def _repo(tmp_path: Path, emoset: Path, data_root: str) -> tuple[Path, dict]:
     repo.mkdir()
     shutil.copy(REPO / "dvc.yaml", repo)
     shutil.copytree(REPO / "emogen", repo / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "profiles", repo / "profiles")  # dvc.yaml lists the selected profile's params
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"] = {"source": "emoset", "root": data_root}
     params["ingest"]["workers"] = 1

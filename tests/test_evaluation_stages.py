@@ -20,7 +20,7 @@ from emogen.evaluation.pretrained import torchvision_to_transformers_key
 from emogen.generation.writer import ImageRecord, write_generated
 from emogen.layout import Layout
 from emogen.stage1.data import read_table
-from tiny_sd import build_tiny_sd, write_base_json
+from tiny_sd import build_tiny_sd, write_base_json, write_clip_image_processor, write_tiny_classifier
 
 TINY_EVAL = {
     "evaluators": {"embedded": {"num_images": 96, "held_out_images": 48, "probe_steps": 20, "channels": [8],
@@ -124,23 +124,12 @@ def test_embedded_evaluators_and_table1(repo):
     assert evaluate_runs and {r.info.run_name for r in runs} >= {"evaluators", "evaluate"}
 
 
-def _tiny_classifier(folder, labels):
-    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
-
-    config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
-                          num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-    ResNetForImageClassification(config).save_pretrained(folder)
-    ConvNextImageProcessor(size={"shortest_edge": 16}, crop_pct=1.0).save_pretrained(folder)
-
-
 @pytest.mark.slow  # about a minute on the busy 2-core machine
 def test_pretrained_profile_with_tiny_random_models(repo, tmp_path):
-    from transformers import CLIPImageProcessor
-
     clip = tmp_path / "tiny" / "clip"
-    CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(clip)
-    _tiny_classifier(tmp_path / "objects", ["cardboard box", "folding chair", "tabby cat"])
-    _tiny_classifier(tmp_path / "scenes", ["street", "beach", "forest_path"])
+    write_clip_image_processor(clip, 16)
+    write_tiny_classifier(tmp_path / "objects", ["cardboard box", "folding chair", "tabby cat"])
+    write_tiny_classifier(tmp_path / "scenes", ["street", "beach", "forest_path"])
     raw = {**TINY_EVAL, "evaluators": {"profile": "pretrained", "clip": str(clip), "object_model": str(tmp_path / "objects"),
                                        "scene_model": str(tmp_path / "scenes"), "probe_steps": 10, "device": "cpu"}}
     params = parse_params(raw)

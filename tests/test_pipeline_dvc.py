@@ -66,6 +66,7 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
     repo.mkdir()
     shutil.copy(REPO / "dvc.yaml", repo)
     shutil.copytree(REPO / "emogen", repo / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "profiles", repo / "profiles")  # dvc.yaml lists the selected profile's params
     params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
     params["stage1"]["checkpoint_dir"] = str(tmp_path / "ckpt1")
     params["stage2"]["work_dir"] = str(tmp_path / "work2")

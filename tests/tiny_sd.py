@@ -43,14 +43,14 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def write_tokenizer_files(folder: Path, max_length: int = 16):
-    """A real CLIPTokenizer over a byte alphabet + :data:`WORDS`; returns it (saved in ``folder``)."""
+def write_tokenizer_files(folder: Path, max_length: int = 16, words: tuple[str, ...] = WORDS):
+    """A real CLIPTokenizer over a byte alphabet + ``words``; returns it (saved in ``folder``)."""
     from transformers import CLIPTokenizer
 
     alphabet = list(_bytes_to_unicode().values())
     vocab_list = alphabet + [c + "</w>" for c in alphabet]
     merges: list[str] = []
-    for word in WORDS:
+    for word in words:
         # Merge left to right: "c a", "ca t</w>" ... so each word is one token.
         pieces = list(word[:-1]) + [word[-1] + "</w>"]
         while len(pieces) > 1:
@@ -71,15 +71,17 @@ def write_tokenizer_files(folder: Path, max_length: int = 16):
     return tokenizer
 
 
-def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 16, seed: int = 0) -> TinySD:
-    """Write the tiny model folders under ``root`` (seeded: same seed, same weights)."""
+def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 16, seed: int = 0,
+                  words: tuple[str, ...] = WORDS) -> TinySD:
+    """Write the tiny model folders under ``root`` (seeded: same seed, same weights); ``words``
+    are single tokens of its tokenizer."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel
 
     root = Path(root)
     pipeline, clip = root / "pipeline", root / "clip"
     torch.manual_seed(seed)
-    tokenizer = write_tokenizer_files(pipeline / "tokenizer")
+    tokenizer = write_tokenizer_files(pipeline / "tokenizer", words=words)
     width = 32
     text_config = CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=width, intermediate_size=64, num_attention_heads=4,
@@ -151,6 +153,32 @@ def write_base_json(sd: TinySD, base_dir: str | Path) -> Path:
         "sources": {"pipeline": pipeline.revision, "clip": clip.revision},
     }, indent=2))
     return path
+
+
+def write_clip_image_processor(clip: str | Path, size: int) -> None:
+    """The image processor a CLIP checkpoint ships (the evaluators' CLIP reads images with it)."""
+    from transformers import CLIPImageProcessor
+
+    CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(clip)
+
+
+def write_tiny_classifier(folder: str | Path, labels: list[str]) -> None:
+    """A tiny random ResNetForImageClassification + image processor: the ResNet-50 classifiers' shape."""
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                          num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    ResNetForImageClassification(config).save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": 16}, crop_pct=1.0).save_pretrained(folder)
+
+
+def write_tiny_resnet_trunk(folder: str | Path) -> None:
+    """A tiny random ResNetModel with ResNet-50's bottleneck blocks (stage 1's pretrained trunk)."""
+    from transformers import ResNetConfig, ResNetModel
+
+    torch.manual_seed(0)
+    ResNetModel(ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[16, 32], depths=[1, 1],
+                             layer_type="bottleneck")).save_pretrained(folder)
 
 
 STAGE2_VOCABULARY = ("cat", "dog", "tree", "sea")

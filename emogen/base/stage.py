@@ -1,9 +1,9 @@
 """base_model stage: resolve SD 1.5 + CLIP ViT-L/14 (pretrained) or train the embedded model.
 
 Writes ``models/base/base.json`` (the contract every later stage loads through
-:func:`emogen.base.components.load_base`), ``metrics/base_model.json`` and, for the
-embedded profile, ``metrics/base_model_samples.png`` and the loss curves
-``metrics/base_model_{clip,unet}_loss.csv``.
+:func:`emogen.base.components.load_base`), ``metrics/base_model.json``,
+``metrics/base_model_samples.png`` and the loss curves ``metrics/base_model_{clip,unet}_loss.csv``
+(the pretrained profile trains nothing: empty curves, a note instead of samples).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric
+from PIL import Image, ImageDraw, ImageFont
 
 from emogen.base.components import BASE_JSON, load_base
 from emogen.base.data import CAPTIONS_FILE, load_split
@@ -68,6 +69,20 @@ def _log_curve(name: str, values: list[float], csv_path: Path) -> None:
     now = int(time.time() * 1000)
     metrics = [Metric(name, v, now, i) for i, v in enumerate(values)]
     log_metric_history(metrics)
+
+
+def write_pretrained_plots(layout: Layout, info: dict[str, Any]) -> None:
+    """dvc.yaml declares the embedded run's plots for either profile; the pretrained one trains
+    nothing here, so its loss curves have a header and no steps, and the samples image says so
+    and where the base model's own images are (the prompt baseline's grids), instead of a sample."""
+    layout.metrics.mkdir(parents=True, exist_ok=True)
+    for name in ("clip_loss", "unet_loss"):
+        _log_curve(name, [], layout.metrics / f"{STAGE}_{name}.csv")
+    lines = [f"pretrained base model {info['pipeline']}: nothing trained or sampled in this stage.",
+             "Its own images for each emotion word: data/generated/prompt/grids (baseline@prompt)."]
+    note = Image.new("RGB", (560, 44), "white")
+    ImageDraw.Draw(note).multiline_text((8, 8), "\n".join(lines), fill="black", font=ImageFont.load_default())
+    note.save(layout.metrics / f"{STAGE}_samples.png")
 
 
 def _final(losses: list[float]) -> float:
@@ -142,6 +157,7 @@ def run(params: Params, layout: Layout) -> None:
             (out / BASE_JSON).write_text(json.dumps(info, indent=2) + "\n")
             metrics: dict[str, Any] = {"profile": "pretrained", "resolution": info["resolution"]}
             set_tags({f"source.{k}": v for k, v in info["sources"].items()})
+            write_pretrained_plots(layout, info)
         else:
             info, metrics = train_and_measure(params, layout)
         metrics["seconds_total"] = round(time.perf_counter() - start, 2)
