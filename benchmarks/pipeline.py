@@ -7,7 +7,9 @@ not reused either), runs ``dvc repro`` (or ``dvc repro <target>``) and prints, p
 wall time (from DVC's "Running stage" lines: includes DVC's own hashing), the time its
 process spends importing (``import emogen.cli, <the stage's module>`` timed in a separate
 process, minus a bare interpreter's start) and that share; then the total against the 12-minute
-budget (issue 8). The machine must be otherwise idle for the absolute numbers to mean much;
+budget (issue 8). Threads are what a user's ``dvc repro`` gets: each stage's ``cpu_threads``
+param, else torch's default (every core) unless ``OMP_NUM_THREADS`` is set in your
+environment, which passes through. The machine must be otherwise idle for the absolute numbers to mean much;
 the shares hold on a loaded machine too.
 
     python benchmarks/pipeline.py                         # the whole default DAG (~10 min on 2 cores)
@@ -64,7 +66,6 @@ def environment(workdir: Path, clone_dir: Path) -> dict[str, str]:
         "PYTHONPATH": str(clone_dir),  # the clone's code, not an editable install elsewhere
         "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
         "XDG_CACHE_HOME": str(workdir / "cache"),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
 

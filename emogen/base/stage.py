@@ -26,6 +26,7 @@ from emogen.base.embedded import save_embedded, train_embedded
 from emogen.base.evidence import measure
 from emogen.base.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
 from emogen.config import BaseModelParams, Params
+from emogen.devices import cpu_threads
 from emogen.data.synthetic_world import load_world
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
@@ -159,7 +160,8 @@ def run(params: Params, layout: Layout) -> None:
             set_tags({f"source.{k}": v for k, v in info["sources"].items()})
             write_pretrained_plots(layout, info)
         else:
-            info, metrics = train_and_measure(params, layout)
+            with cpu_threads(bp.cpu_threads):
+                info, metrics = train_and_measure(params, layout)
         metrics["seconds_total"] = round(time.perf_counter() - start, 2)
         layout.metrics.mkdir(parents=True, exist_ok=True)
         (layout.metrics / f"{STAGE}.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -31,8 +31,8 @@ from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage1.space_files import write_space
 from emogen.stage1.data import image_paths, read_table, split_rows
-from emogen.devices import resolve_device
-from emogen.stage1.encoder import cpu_threads, embed_images, emotion_probabilities, load_encoder
+from emogen.devices import cpu_threads, resolve_device
+from emogen.stage1.encoder import embed_images, emotion_probabilities, load_encoder
 from emogen.stage1.reporting import log_metrics, write_json
 from emogen.tracking import log_artifact, stage_run
 

@@ -11,7 +11,6 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -133,18 +132,6 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Emotio
     encoder = EmotionEncoder(config)
     encoder.load_state_dict(load_file(Path(path) / WEIGHTS_FILE))
     return encoder.to(device).eval()
-
-
-@contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """torch's intra-op CPU threads set to ``n`` (0: unchanged) for the block, then restored."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _decode(path: Path, resize: int, crop: int) -> torch.Tensor:

@@ -41,7 +41,7 @@ from emogen.layout import Layout
 from emogen.seeding import seed_everything, stage_seed
 from emogen.checkpoints import Checkpoints
 from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
-from emogen.devices import require_launched_processes
+from emogen.devices import cpu_threads, require_launched_processes
 from emogen.errors import StoppedEarly
 from emogen.stage1.data import (
     SPLITS,
@@ -53,7 +53,7 @@ from emogen.stage1.data import (
     split_dataset,
     split_rows,
 )
-from emogen.stage1.encoder import EmotionEncoder, build_encoder, cpu_threads, save_encoder
+from emogen.stage1.encoder import EmotionEncoder, build_encoder, save_encoder
 from emogen.stage1.evaluation import write_stage1_outputs
 from emogen.tracking import log_metrics, stage_run
 
