@@ -54,6 +54,14 @@ def test_semantic_clarity_is_the_larger_top_probability():
     np.testing.assert_allclose(m.semantic_clarity(scene, objects), [0.9, 0.8])
 
 
+def test_content_entropy_by_hand():
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    # emotion 0: one class → 0; emotion 1: two classes, one image each → ln 2; mean of the two
+    assert m.content_entropy(np.array([3, 3, 3, 3, 1, 2]), labels) == pytest.approx(np.log(2) / 2)
+    # emotion 0: four classes equally → ln 4; emotion 1: one class → 0
+    assert m.content_entropy(np.array([0, 1, 2, 3, 5, 5]), labels) == pytest.approx(np.log(4) / 2)
+
+
 def test_pairs_stay_within_an_emotion_are_seeded_and_capped():
     labels = np.repeat(np.arange(NUM_EMOTIONS), 4)  # 4 images per emotion: 6 possible pairs each
     pairs = m.sample_pairs(labels, 5, np.random.default_rng(3))

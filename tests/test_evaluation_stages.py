@@ -95,6 +95,8 @@ def test_embedded_evaluators_and_table1(repo):
         for metric in ("emo_a", "emo_a_target_prob", "emo_a_polarity", "lpips", "sem_c", "sem_d", "sem_d_cosine"):
             cell = method[metric]
             assert cell["low"] <= cell["value"] <= cell["high"], (metric, cell)
+        for metric in ("scene_entropy", "object_entropy"):  # 3 images per emotion: at most ln 3
+            assert 0 <= method[metric]["value"] <= np.log(3) + 1e-9, (metric, method[metric])
         # FID of a resample (duplicated images) is biased upward: its interval need not hold the value
         assert 0 <= method["fid"]["value"] and method["fid"]["low"] <= method["fid"]["high"]
     # copies of real test images are far closer to the real set than noise is

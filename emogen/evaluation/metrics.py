@@ -132,6 +132,17 @@ def per_emotion_accuracy(probs: np.ndarray, targets: np.ndarray) -> dict[str, fl
     return {EMOTIONS[e]: float((predicted[targets == e] == e).mean()) for e in np.unique(targets)}
 
 
+def content_entropy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Content diversity: the entropy (nats) of the predicted class (scene or object) among
+    each emotion's images, averaged over the emotions present. 0 = one class per emotion."""
+    entropies = []
+    for e in np.unique(labels):
+        counts = np.unique(predicted[labels == e], return_counts=True)[1]
+        share = counts / counts.sum()
+        entropies.append(float(-(share * np.log(share)).sum()))
+    return float(np.mean(entropies))
+
+
 def semantic_clarity(scene_probs: np.ndarray, object_probs: np.ndarray) -> np.ndarray:
     """Sem-C per image: max(top scene probability, top object probability)."""
     return np.maximum(scene_probs.max(1), object_probs.max(1))

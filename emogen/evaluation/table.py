@@ -58,8 +58,14 @@ def evaluate_method(
     probs = evaluators.emotion_probs(generated.images)
     for key in ("emo_a", "emo_a_target_prob", "emo_a_polarity"):
         table[key] = interval(lambda idx, key=key: m.emotion_accuracy(probs[idx], labels[idx])[key])
-    clarity = m.semantic_clarity(evaluators.scene_probs(generated.images), evaluators.object_probs(generated.images))
+    scene_probs, object_probs = evaluators.scene_probs(generated.images), evaluators.object_probs(generated.images)
+    clarity = m.semantic_clarity(scene_probs, object_probs)
     table["sem_c"] = interval(lambda idx: float(clarity[idx].mean()))
+    # Which content a method draws per emotion, as the Sem-C classifiers see it (a diagnostic
+    # beside Sem-D: README "Why Sem-D misses"). No bootstrap: resampled sets repeat images,
+    # which biases entropy down, and drawing here would move every later metric's draws.
+    for kind, class_probs in (("scene", scene_probs), ("object", object_probs)):
+        table[f"{kind}_entropy"] = {"value": round(m.content_entropy(class_probs.argmax(1), labels), 4)}
 
     features = evaluators.fid_features(generated.images)
     if features is None or real_stats is None:
