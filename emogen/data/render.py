@@ -63,28 +63,6 @@ def _background(look: str, size: int, rng: np.random.Generator) -> np.ndarray:
     elif look == "cemetery":  # grey dusk over a dark ground
         img = _mix((70, 75, 90), (30, 32, 36), y)
         img[y > 0.7] = (40, 50, 40)
-    elif look == "circus":  # red and white tent stripes
-        img = where((x * 4 + phase) % 1 < 0.5, (235, 60, 60), (245, 240, 235))
-    elif look == "mountain":  # pale sky, a grey peak with a snow cap
-        peak = y > 0.3 + 1.3 * np.abs(x - (0.35 + 0.3 * phase))
-        img = where(peak, (110, 110, 120), (150, 190, 235))
-        img[peak & (y < 0.45)] = (240, 240, 245)
-    elif look == "garden":  # pale sky over a mown lawn
-        img = where((y * 8) % 1 < 0.5, (110, 195, 85), (85, 165, 65))
-        img[y < 0.3] = (245, 240, 190)
-    elif look == "stage":  # a spotlight cone on a dark purple stage
-        img = where(np.abs(x - (0.4 + 0.2 * phase)) < 0.1 + 0.25 * y, (215, 160, 235), (40, 12, 50))
-        img[y > 0.85] = (110, 70, 40)
-    elif look == "battlefield":  # smoke over churned khaki ground
-        img = _mix((165, 155, 140), (100, 90, 60), np.clip(y * 1.6, 0, 1))
-    elif look == "landfill":  # mottled heaps of brown, grey and olive
-        palette = np.array([(120, 85, 50), (140, 140, 135), (100, 105, 45)], np.float32)
-        blocks = palette[rng.integers(0, 3, size=(4, 4))]
-        img = blocks[(y * 4).astype(int), (x * 4).astype(int)]
-    elif look == "catacomb":  # a dim light fading to black walls
-        img = _mix((125, 95, 65), (10, 8, 6), np.clip(1.8 * np.hypot(x - 0.5, y - 0.5), 0, 1))
-    elif look == "hospital":  # pale mint walls over a white floor
-        img = where(y < 0.65, (180, 215, 205), (235, 235, 235))
     elif look == "street":  # pale sky over asphalt with a dashed yellow line
         img = where(y < 0.45, (175, 180, 185), (85, 85, 90))
         img[(y > 0.7) & (y < 0.8) & ((x + phase) % 0.25 < 0.14)] = (225, 200, 60)
@@ -130,37 +108,6 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         rect(r, 0.35 * r)
     elif shape == "dome":
         draw.pieslice([cx - r, cy - 0.6 * r, cx + r, cy + 1.4 * r], start=180, end=360, fill=255)
-    elif shape == "bear":  # a head with two ears
-        draw.ellipse([cx - 0.75 * r, cy - 0.55 * r, cx + 0.75 * r, cy + 0.95 * r], fill=255)
-        for ex in (cx - 0.6 * r, cx + 0.6 * r):
-            draw.ellipse([ex - 0.35 * r, cy - r, ex + 0.35 * r, cy - 0.3 * r], fill=255)
-    elif shape == "castle":  # a wall with three battlements
-        draw.rectangle([cx - 0.9 * r, cy - 0.4 * r, cx + 0.9 * r, cy + 0.9 * r], fill=255)
-        for bx in (-0.9, -0.175, 0.55):
-            draw.rectangle([cx + bx * r, cy - r, cx + (bx + 0.35) * r, cy - 0.4 * r], fill=255)
-    elif shape == "cup":  # an open-topped cup with a handle
-        draw.rectangle([cx - 0.7 * r, cy - 0.6 * r, cx + 0.5 * r, cy + 0.8 * r], fill=255)
-        draw.rectangle([cx - 0.45 * r, cy - 0.6 * r, cx + 0.25 * r, cy + 0.5 * r], fill=0)
-        draw.rectangle([cx + 0.5 * r, cy - 0.3 * r, cx + 0.95 * r, cy + 0.35 * r], fill=255)
-    elif shape == "guitar":  # two bodies and a neck
-        draw.ellipse([cx - 0.6 * r, cy - 0.1 * r, cx + 0.6 * r, cy + r], fill=255)
-        draw.ellipse([cx - 0.42 * r, cy - 0.55 * r, cx + 0.42 * r, cy + 0.25 * r], fill=255)
-        draw.rectangle([cx - 0.14 * r, cy - r, cx + 0.14 * r, cy - 0.3 * r], fill=255)
-    elif shape == "gun":  # a barrel and a grip
-        draw.rectangle([cx - 0.95 * r, cy - 0.55 * r, cx + 0.9 * r, cy - 0.1 * r], fill=255)
-        draw.rectangle([cx + 0.3 * r, cy - 0.55 * r, cx + 0.8 * r, cy + 0.85 * r], fill=255)
-    elif shape == "dots":  # a swarm of five blobs
-        for k in range(5):
-            a = -np.pi / 2 + k * 2 * np.pi / 5
-            dx, dy = 0.62 * r * np.cos(a), 0.62 * r * np.sin(a)
-            draw.ellipse([cx + dx - 0.3 * r, cy + dy - 0.3 * r, cx + dx + 0.3 * r, cy + dy + 0.3 * r], fill=255)
-    elif shape == "wave":  # a thick sine stroke
-        t = np.linspace(-1, 1, 24)
-        points = [(cx + q * r, cy + 0.45 * r * np.sin(1.5 * np.pi * q)) for q in t]
-        draw.line(points, fill=255, width=max(1, round(0.35 * r)))
-    elif shape == "coffin":  # an elongated hexagon
-        draw.polygon([(cx - 0.35 * r, cy - r), (cx + 0.35 * r, cy - r), (cx + 0.6 * r, cy - 0.45 * r),
-                      (cx + 0.35 * r, cy + r), (cx - 0.35 * r, cy + r), (cx - 0.6 * r, cy - 0.45 * r)], fill=255)
     else:
         raise ValueError(f"unknown shape {shape!r}")
 

@@ -10,9 +10,8 @@ posterior under a uniform emotion prior: a neutral (flat) attribute leaves the o
 unchanged, and two attributes that agree sharpen the label. The Bayes-optimal accuracy of
 a classifier that sees the content perfectly is the mean over images of max(posterior).
 
-Each emotion has two strongly associated scenes and two objects (profile max 0.65–0.75),
-as EmoSet's α tables list several strong attributes per emotion, so that an emotion can be
-shown through more than one kind of content; ``street``, ``Box`` and ``Chair`` are neutral (flat). The rest of an emotional profile's
+Each emotion has at least one strongly associated scene and object (profile max ≥ 0.6);
+``street``, ``Box`` and ``Chair`` are neutral (flat). The rest of an emotional profile's
 mass goes mostly (``POLARITY_SHARE``) to the other emotions of the same polarity, so
 positive attributes resemble each other and the emotion space clusters by polarity
 (SPEC.md). Names follow EmoSet: Places-style lower-case scenes, Open-Images-style
@@ -87,47 +86,29 @@ def _object(name: str, profile: tuple[float, ...], shape: str, colour: str, rgb:
     return Attribute(name, "object", profile, shape, rgb, f"{colour} {name.lower()}")
 
 
-# Two evoking scenes and two evoking objects per emotion (as EmoSet's α tables list several
-# strong attributes per emotion: an emotion is reached through more than one kind of content),
-# one mixed object per polarity, one neutral scene and two neutral objects.
 SCENES: tuple[Attribute, ...] = (
     _scene("playground", _profile(amusement=0.65), (245, 175, 125), "in"),
-    _scene("circus", _profile(amusement=0.7), (230, 70, 70), "at"),
     _scene("sky", _profile(awe=0.7), (60, 50, 125), "in"),
-    _scene("mountain", _profile(awe=0.65), (150, 170, 200), "on"),
     _scene("beach", _profile(contentment=0.65), (180, 200, 200), "on"),
-    _scene("garden", _profile(contentment=0.65), (120, 190, 90), "in"),
     _scene("racecourse", _profile(excitement=0.65), (205, 95, 55), "at"),
-    _scene("stage", _profile(excitement=0.7), (90, 30, 110), "on"),
     _scene("volcano", _profile(anger=0.7), (130, 40, 20), "by"),
-    _scene("battlefield", _profile(anger=0.65), (120, 100, 80), "on"),
     _scene("swamp", _profile(disgust=0.7), (95, 95, 40), "in"),
-    _scene("landfill", _profile(disgust=0.7), (110, 95, 75), "at"),
     _scene("forest", _profile(fear=0.65), (25, 55, 30), "in"),
-    _scene("catacomb", _profile(fear=0.7), (60, 45, 35), "in"),
     _scene("cemetery", _profile(sadness=0.75), (45, 50, 60), "in"),
-    _scene("hospital", _profile(sadness=0.65), (175, 200, 195), "in"),
     _scene("street", _profile(), (125, 125, 130), "on"),
 )
 
+# One strong object per emotion, one mixed object per polarity, two neutral ones.
 OBJECTS: tuple[Attribute, ...] = (
     _object("Balloon", _profile(amusement=0.75), "disc", "red", (220, 35, 45)),
-    _object("Toy", _profile(amusement=0.65), "bear", "orange", (250, 140, 20)),
     _object("Tower", _profile(awe=0.7), "vbar", "white", (240, 240, 250)),
-    _object("Castle", _profile(awe=0.7), "castle", "cyan", (60, 215, 250)),
     _object("Flower", _profile(contentment=0.7), "ring", "pink", (245, 130, 180)),
-    _object("Cup", _profile(contentment=0.65), "cup", "beige", (215, 190, 140)),
     _object("Fireworks", _profile(excitement=0.75), "star", "yellow", (250, 215, 40)),
-    _object("Guitar", _profile(excitement=0.7), "guitar", "magenta", (225, 30, 150)),
     _object("Party hat", _profile(amusement=0.4, excitement=0.3), "triangle", "purple", (150, 60, 200)),
     _object("Knife", _profile(anger=0.7), "hbar", "silver", (175, 180, 195)),
-    _object("Gun", _profile(anger=0.7), "gun", "maroon", (120, 15, 30)),
     _object("Waste container", _profile(disgust=0.75), "square", "brown", (120, 80, 40)),
-    _object("Insect", _profile(disgust=0.7), "dots", "lime", (170, 230, 50)),
     _object("Spider", _profile(fear=0.75), "xcross", "black", (20, 20, 20)),
-    _object("Snake", _profile(fear=0.7), "wave", "olive", (140, 150, 20)),
     _object("Umbrella", _profile(sadness=0.7), "dome", "blue", (40, 60, 170)),
-    _object("Coffin", _profile(sadness=0.7), "coffin", "navy", (20, 25, 80)),
     _object("Skull", _profile(fear=0.4, sadness=0.3), "diamond", "grey", (150, 150, 150)),
     _object("Box", _profile(), "frame", "teal", (30, 150, 150)),
     _object("Chair", _profile(), "plus", "green", (70, 190, 70)),
