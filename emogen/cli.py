@@ -32,6 +32,7 @@ STAGES: dict[str, str] = {
     "baseline_textual_inversion": "emogen.baselines.stage:run_textual_inversion",
     "baseline_dreambooth": "emogen.baselines.stage:run_dreambooth",
     "intensity": "emogen.generation.intensity:run",
+    "frontier": "emogen.evaluation.frontier:run",
     "report": "emogen.report.stage:run",
 }
 

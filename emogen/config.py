@@ -485,6 +485,22 @@ class PipelineParams(Section):
     work_pool: str | None = None  # null: serve in-process; a Prefect work pool name otherwise
 
 
+class FrontierParams(Section):
+    # Every evaluate.methods pipeline regenerated at each scale (README "frontier"): no
+    # guidance, the embedded default, the published 7.5.
+    guidance_scales: tuple[float, ...] = Field((1.0, 3.0, 7.5), min_length=2)
+    num_images: int = Field(12, ge=2)  # per emotion, method and scale; same seeds everywhere
+    batch_size: int = Field(32, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = Field(0, ge=0)  # 0: every core (generation dominates the stage's time)
+
+    @model_validator(mode="after")
+    def _check(self) -> "FrontierParams":
+        if any(s < 1.0 for s in self.guidance_scales):
+            raise ValueError(f"guidance_scales must be >= 1 (1: no guidance), got {list(self.guidance_scales)}")
+        return self
+
+
 class IntensityParams(Section):
     # Emotion intensities s measured (e = c + s·(x − c): 0 neutral centre, 1 the Gaussian).
     intensities: tuple[float, ...] = Field((0.0, 0.5, 1.0, 1.5), min_length=1)
@@ -533,6 +549,7 @@ class Params(Section):
     registry: RegistryParams = RegistryParams()
     pipeline: PipelineParams = PipelineParams()
     intensity: IntensityParams = IntensityParams()
+    frontier: FrontierParams = FrontierParams()
     report: ReportParams = ReportParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -42,6 +42,7 @@ TINY = {
     "evaluate": {"num_pairs": 2, "bootstrap_samples": 20},
     "baselines": {"dreambooth": {"num_class_images": 1}},
     "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
+    "frontier": {"num_images": 2, "guidance_scales": [1.0, 3.0]},
     "report": {"images_per_method": 1},
 }
 # dvc.yaml's foreach stage runs `emogen stage baseline_<method>` as stage `baseline@<method>`.
@@ -90,6 +91,11 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
     table = json.loads((repo / "metrics/table1.json").read_text())
     assert set(table["methods"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"} and table["stand_in"]
     assert set(json.loads((repo / "metrics/transfer.json").read_text())["templates"]) == {"{} box"}
+    assert ran.index("frontier") > max(ran.index("evaluators"), *(ran.index(f"baseline@{m}") for m in ("prompt", "dreambooth")))
+    frontier = json.loads((repo / "metrics/frontier.json").read_text())
+    assert frontier["stand_in"] and frontier["guidance_scales"] == [1.0, 3.0]
+    assert [p["guidance_scale"] for p in frontier["methods"]["emogen"]] == [1.0, 3.0]
+    assert set(frontier["at_matched_emo_a"]) == {"prompt", "textual_inversion", "dreambooth"}
 
     index = json.loads((repo / "data/generated/emogen/index.json").read_text())
     assert {entry["emotion"] for entry in index["images"]} >= set(EMOTIONS)

@@ -43,6 +43,7 @@ TINY = {
     "evaluate": {"num_pairs": 2, "bootstrap_samples": 20, "cpu_threads": 1},
     "baselines": {"dreambooth": {"num_class_images": 1}},
     "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
+    "frontier": {"num_images": 2, "guidance_scales": [1.0, 3.0], "cpu_threads": 1},
     "report": {"images_per_method": 1},
 }
 SIZE_KEYS = {
@@ -51,6 +52,7 @@ SIZE_KEYS = {
     "checkpoint_dir", "work_dir", "num_inference_steps", "max_train_steps", "checkpointing_steps", "sample_every",
     "num_sample_images", "sample_inference_steps", "num_images", "transfer_templates", "transfer_images",
     "probe_steps", "num_pairs", "bootstrap_samples", "num_class_images", "intensities", "images_per_method",
+    "guidance_scales",
 }
 DVC_STAGES = {name.replace("baseline_", "baseline@") for name in STAGES}
 
@@ -164,6 +166,7 @@ def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, t
     assert table["stand_in"] is False and set(table["methods"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"}
     assert 0 <= table["methods"]["emogen"]["emo_a"]["value"] <= 1
     assert (repo / "metrics/report.html").is_file()
+    assert json.loads((repo / "metrics/frontier.json").read_text())["stand_in"] is False
 
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["emogen"])

@@ -26,7 +26,7 @@ class ImageSet:
     entries: list[dict]  # the index entries (generated) or {"id": ...} (real)
 
 
-def _shrink(img: Image.Image, resolution: int) -> Image.Image:
+def shrink(img: Image.Image, resolution: int) -> Image.Image:
     return img if img.size == (resolution, resolution) else img.resize((resolution, resolution), Image.BICUBIC)
 
 
@@ -38,7 +38,7 @@ def iter_split(layout: Layout, data: DataParams, split: str, resolution: int, ch
     with tqdm(total=len(paths), desc=f"real {split}", unit="img") as bar:
         for start in range(0, len(paths), chunk):
             part = rows.iloc[start:start + chunk]
-            images = [_shrink(load_rgb(p), resolution) for p in paths[start:start + chunk]]
+            images = [shrink(load_rgb(p), resolution) for p in paths[start:start + chunk]]
             bar.update(len(images))
             yield ImageSet(images, part["emotion_idx"].to_numpy(), [{"id": i} for i in part["id"]])
 
@@ -60,7 +60,7 @@ def load_generated(folder: Path, resolution: int, method: str) -> ImageSet:
     for n, entry in enumerate(index["images"]):
         try:
             labels.append(emotion_index(entry["emotion"]))
-            images.append(_shrink(load_rgb(folder / entry["file"]), resolution))
+            images.append(shrink(load_rgb(folder / entry["file"]), resolution))
         except (KeyError, TypeError) as exc:
             raise UserError(f"{folder / 'index.json'}: image {n} lacks 'file' or 'emotion' ({exc})") from None
         except ValueError as exc:
