@@ -31,3 +31,15 @@ def test_matched_comparisons_per_reference_point():
 def test_guidance_scales_below_one_are_refused_naming_the_key():
     with pytest.raises(ParamsError, match="frontier.*guidance_scales"):
         parse_params({"frontier": {"guidance_scales": [0.5, 3.0]}})
+
+
+def test_a_missing_pipeline_is_an_error_naming_the_folder_and_the_stage(tmp_path):
+    from emogen.errors import UserError
+    from emogen.evaluation.frontier import load_method_pipeline
+    from emogen.layout import Layout
+
+    layout = Layout(tmp_path)
+    with pytest.raises(UserError, match=r"models/baselines/dreambooth.*dvc repro baseline@dreambooth"):
+        load_method_pipeline(layout, "dreambooth", "cpu")
+    with pytest.raises(UserError, match=r"models/emogen.*dvc repro generate"):
+        load_method_pipeline(layout, "emogen", "cpu")
