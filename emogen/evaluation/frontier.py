@@ -85,6 +85,14 @@ def sem_d_at(points: Sequence[tuple[float, float]], emo_a: float) -> float | Non
     return float(np.interp(emo_a, xs, ys))
 
 
+def mark_pareto(curve: list[dict]) -> None:
+    """Flag each point (``pareto``) that no other point of the same method matches or beats on
+    both Emo-A and Sem-D: the scales at which anyone would run that method."""
+    values = [(p["emo_a"]["value"], p["sem_d"]["value"]) for p in curve]
+    for point, (a, d) in zip(curve, values):
+        point["pareto"] = not any(b >= a and e >= d and (b, e) != (a, d) for b, e in values)
+
+
 def matched_comparisons(curves: dict[str, list[dict]], reference: str = EMOGEN) -> dict[str, list[dict]]:
     """For every other method, at each of ``reference``'s points: its Sem-D at the same Emo-A."""
     out = {}
@@ -97,6 +105,7 @@ def matched_comparisons(curves: dict[str, list[dict]], reference: str = EMOGEN) 
             emo_a, sem_d = point["emo_a"]["value"], point["sem_d"]["value"]
             other = sem_d_at(points, emo_a)
             rows.append({"guidance_scale": point["guidance_scale"], "emo_a": emo_a, f"{reference}_sem_d": sem_d,
+                         f"{reference}_pareto": point["pareto"],
                          "sem_d": None if other is None else round(other, 4),
                          f"{reference}_more_diverse": None if other is None else sem_d > other})
         out[method] = rows
@@ -133,6 +142,8 @@ def run(params: Params, layout: Layout) -> None:
                 images = generate_set(pipe, jobs, p.batch_size, evaluators.resolution, scale, f"{method} @ {scale}")
                 table = evaluate_method(evaluators, images, None, ev, rng).table
                 curves[method].append({"guidance_scale": scale, **{k: table[k] for k in POINT_METRICS}})
+        for curve in curves.values():
+            mark_pareto(curve)
         result = {
             "profile": evaluators.info["profile"],
             "stand_in": evaluators.stand_in,
