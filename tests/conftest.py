@@ -30,6 +30,17 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# The files that take minutes, longest first (measured on 2 cores). pytest-xdist hands out whole
+# files in collection order (pyproject.toml: --dist loadfile --no-loadscope-reorder): started
+# first, they end together instead of one of them running alone at the end.
+LONGEST_FIRST = ["test_orchestration.py", "test_profile_sd15.py", "test_pipeline_dvc.py", "test_multiprocess.py",
+                 "test_data_dvc.py", "test_benchmark_pipeline.py", "test_latents.py"]
+
+
+def pytest_collection_modifyitems(items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a serial run keeps the quick files first
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order
 
 
 @pytest.fixture
