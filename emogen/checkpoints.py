@@ -47,6 +47,8 @@ class Checkpoints:
             shutil.rmtree(tmp, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(tmp))
+        # Every process writes its RNG state into tmp: all must be done before it is renamed.
+        self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             if extra is not None:
                 save_file({k: v.detach().cpu().contiguous() for k, v in extra.items()}, tmp / EXTRA)

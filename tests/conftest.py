@@ -1,6 +1,7 @@
 """Test-wide setup: offline, quiet, nothing written outside the temp dirs."""
 
 import os
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,10 +22,25 @@ for key, value in {
 }.items():
     os.environ.setdefault(key, value)
 os.environ["HF_HUB_OFFLINE"] = "1"
+# `pytest &` in a non-interactive shell starts pytest with SIGINT ignored, and every process a
+# test starts inherits that: a served Prefect process then sat out stop_server's SIGINT (30 s).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# The files that take minutes, longest first (measured on 2 cores). pytest-xdist hands out whole
+# files in collection order (pyproject.toml: --dist loadfile --no-loadscope-reorder): started
+# first, they end together instead of one of them running alone at the end.
+LONGEST_FIRST = ["test_orchestration.py", "test_profile_sd15.py", "test_pipeline_dvc.py", "test_multiprocess.py",
+                 "test_data_dvc.py", "test_benchmark_pipeline.py", "test_latents.py"]
+
+
+def pytest_collection_modifyitems(items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a serial run keeps the quick files first
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: tests keep their order
 
 
 @pytest.fixture
@@ -125,11 +141,8 @@ def start_mlflow_server(folder: Path):
 
 def stop_server(proc, sig=None) -> None:
     """End a server started in its own process group, workers included (SIGKILL by default).
-    A gentler ``sig`` (SIGINT: Prefect's graceful shutdown) gets 30 s, then SIGKILL: a served
-    Prefect process once ignored SIGINT for minutes in a full-suite run (never when run alone)."""
-    import os
-    import signal
-
+    A gentler ``sig`` (SIGINT: Prefect's graceful shutdown) gets 30 s, then SIGKILL (a served
+    Prefect process started with SIGINT ignored never ends on it: see the top of this file)."""
     for signum in (sig or signal.SIGKILL, signal.SIGKILL):
         try:
             os.killpg(proc.pid, signum)

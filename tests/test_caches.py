@@ -16,7 +16,7 @@ from emogen import caches
 from emogen.caches import cache_dir, code_files, code_hash
 from emogen.layout import Layout
 from emogen.stage1 import checkpoints
-from emogen.stage1.checkpoints import run_fingerprint
+from emogen.stage1.checkpoints import checkpoint_root, run_fingerprint
 from stage1_inputs import tiny_stage1
 
 
@@ -65,6 +65,14 @@ def test_stage1_resume_key_covers_params_images_and_code(tiny_emoset, tmp_path, 
     assert run_fingerprint(cfg, 7, manifest, data) != touched
 
 
+_waits = None  # in a pool process: where it reports that it waits for a lock
+
+
+def _report_waits_to(queue) -> None:
+    global _waits
+    _waits = queue
+
+
 def _train_in_process(args):
     """One of two concurrent stage-1 runs sharing a checkpoint folder (spawned process)."""
     cfg_json, manifest_path, dataset_root, out = args
@@ -73,7 +81,13 @@ def _train_in_process(args):
 
     records = []
     handler = logging.Handler()
-    handler.emit = records.append
+
+    def emit(record):
+        records.append(record)
+        if "waiting for another process" in record.getMessage():
+            _waits.put(os.getpid())
+
+    handler.emit = emit
     logging.getLogger("emogen.caches").addHandler(handler)
     logging.getLogger("emogen.caches").setLevel(logging.INFO)
     train_encoder(Stage1Params.model_validate_json(cfg_json), pd.read_parquet(manifest_path), Path(dataset_root),
@@ -84,11 +98,20 @@ def _train_in_process(args):
 @pytest.mark.slow
 def test_two_concurrent_runs_sharing_a_cache_do_not_corrupt_each_other(tiny_emoset, tmp_path):
     cfg = tiny_stage1(tmp_path / "shared")
-    jobs = [(cfg.model_dump_json(), str(tiny_emoset.layout.manifest), str(tiny_emoset.layout.synthetic),
-             str(tmp_path / name)) for name in ("a", "b")]
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        waited = pool.map(_train_in_process, jobs)
-    assert sum(waited) == 1  # the same key: one run waited for the other's lock
+    layout = tiny_emoset.layout
+    jobs = [(cfg.model_dump_json(), str(layout.manifest), str(layout.synthetic), str(tmp_path / name))
+            for name in ("a", "b")]
+    # The test holds the lock of the key it expects until both runs wait for it, so they overlap
+    # however busy the machine (left alone, one run sometimes ended before the other began).
+    entry = checkpoint_root(cfg, layout) / run_fingerprint(cfg, 7, pd.read_parquet(layout.manifest), layout.synthetic)
+    context = multiprocessing.get_context("spawn")
+    waits = context.Queue()
+    with context.Pool(2, initializer=_report_waits_to, initargs=(waits,)) as pool:
+        with caches.locked(entry):
+            result = pool.map_async(_train_in_process, jobs)
+            waiting = {waits.get(timeout=300) for _ in jobs}
+        waited = result.get(timeout=600)
+    assert len(waiting) == 2 and waited == [True, True]  # the same key: each run waited for its lock
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not any((tmp_path / "shared").glob("*/epoch-*"))  # both finished and cleaned up

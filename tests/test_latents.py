@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import free_port
 from emogen.base.components import load_base
 from emogen.config import parse_params
 from emogen.errors import DataError
@@ -159,7 +160,9 @@ def test_two_processes_write_the_same_latents_as_one(tmp_path, tiny_models):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"latents": {"chunk_size": 3, "workers": 1, "batch_size": 2}}))
     launcher = Path(sys.executable).parent / "accelerate"
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "emogen", "stage", "latents"]
+           "--mixed_precision", "no", "--dynamo_backend", "no",
+           # a free port for the process group, not 29500: a parallel test worker may hold it
+           "--main_process_port", str(free_port()), "-m", "emogen", "stage", "latents"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "ACCELERATE_USE_CPU": "true",
            "CUDA_VISIBLE_DEVICES": "", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
