@@ -22,7 +22,7 @@ def test_pipeline_benchmark_times_each_stage_and_its_imports(tmp_path, capsys):
         # Imports are timed in a separate process, so on a loaded machine they may exceed the
         # stage's own wall time: the test checks what is measured, not how fast (no timed asserts).
         assert row["import_seconds"] > 0 and row["seconds"] > 0
-        assert row["import_share"] == pytest.approx(row["import_seconds"] / row["seconds"], abs=1e-3)
+        assert row["import_share"] == pytest.approx(row["import_seconds"] / row["seconds"], rel=1e-2)
     assert result["total_seconds"] >= sum(row["seconds"] for row in result["stages"]) - 1e-6
     assert json.loads(out.read_text()) == result
     assert "budget 720 s" in printed and "balance" in printed
