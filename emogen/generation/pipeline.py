@@ -120,10 +120,6 @@ class EmoGenPipeline(TextConditionedPipeline):
         if "gaussians" not in kwargs:
             kwargs["gaussians"] = EmotionGaussians.load(folder / GAUSSIANS_FILE)
         kwargs.setdefault("local_files_only", True)
-        # Every component in the dtype generate saved it in (generate.dtype): diffusers would load
-        # the UNet in float32 and transformers the text encoder in float16, and they cannot mix.
-        saved = json.loads((folder / "text_encoder" / "config.json").read_text()).get("dtype")
-        kwargs.setdefault("dtype", getattr(torch, saved) if saved else None)
         return super().from_pretrained(folder, **kwargs)
 
     def to(self, *args, **kwargs) -> "EmoGenPipeline":

@@ -5,7 +5,9 @@ says how latent and pixel-space models are sampled)."""
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -63,6 +65,18 @@ class TextConditionedPipeline(DiffusionPipeline):
             if isinstance(component, ConfigMixin) and "_name_or_path" in component.config:
                 component._internal_dict = FrozenDict({k: v for k, v in component.config.items() if k != "_name_or_path"})
         super().save_pretrained(save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' loader with every component in the dtype the pipeline was saved in
+        (``generate.dtype``): diffusers would load the UNet in float32 and transformers the text
+        encoder in float16, and they cannot mix."""
+        text_config = Path(pretrained_model_name_or_path) / "text_encoder" / "config.json"
+        if "dtype" not in kwargs and text_config.is_file():
+            saved = json.loads(text_config.read_text()).get("dtype")
+            if saved:
+                kwargs["dtype"] = getattr(torch, saved)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     def __init__(
         self,
