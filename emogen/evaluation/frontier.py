@@ -85,10 +85,14 @@ def sem_d_at(points: Sequence[tuple[float, float]], emo_a: float) -> float | Non
     return float(np.interp(emo_a, xs, ys))
 
 
+def _emo_a_sem_d(point: dict) -> tuple[float, float]:
+    return point["emo_a"]["value"], point["sem_d"]["value"]
+
+
 def mark_pareto(curve: list[dict]) -> None:
     """Flag each point (``pareto``) that no other point of the same method matches or beats on
     both Emo-A and Sem-D: the scales at which anyone would run that method."""
-    values = [(p["emo_a"]["value"], p["sem_d"]["value"]) for p in curve]
+    values = [_emo_a_sem_d(p) for p in curve]
     for point, (a, d) in zip(curve, values):
         point["pareto"] = not any(b >= a and e >= d and (b, e) != (a, d) for b, e in values)
 
@@ -99,10 +103,10 @@ def matched_comparisons(curves: dict[str, list[dict]], reference: str = EMOGEN) 
     for method, curve in curves.items():
         if method == reference:
             continue
-        points = [(p["emo_a"]["value"], p["sem_d"]["value"]) for p in curve]
+        points = [_emo_a_sem_d(p) for p in curve]
         rows = []
         for point in curves[reference]:
-            emo_a, sem_d = point["emo_a"]["value"], point["sem_d"]["value"]
+            emo_a, sem_d = _emo_a_sem_d(point)
             other = sem_d_at(points, emo_a)
             rows.append({"guidance_scale": point["guidance_scale"], "emo_a": emo_a, f"{reference}_sem_d": sem_d,
                          f"{reference}_pareto": point["pareto"],
