@@ -3,7 +3,9 @@
 Clones the repository's HEAD (``git clone``: committed work only) into a temporary folder,
 gives the clone its own DVC cache (so nothing is restored from a run cache), its own MLflow
 store and its own ``XDG_CACHE_HOME`` (stage 1 checkpoints and stage 2 training tensors are
-not reused either), runs ``dvc repro`` (or ``dvc repro <target>``) and prints, per stage, its
+not reused either), runs ``dvc repro --force`` (or ``dvc repro --force <target>``: a stage whose
+git-tracked metrics still match the committed dvc.lock would otherwise be skipped, as evaluate
+and intensity were when generate reproduced its images byte for byte) and prints, per stage, its
 wall time (from DVC's "Running stage" lines: includes DVC's own hashing), the time its
 process spends importing (``import emogen.cli, <the stage's module>`` timed in a separate
 process, minus a bare interpreter's start) and that share; then the total against the 12-minute
@@ -72,7 +74,7 @@ def environment(workdir: Path, clone_dir: Path) -> dict[str, str]:
 
 def run_repro(clone_dir: Path, env: dict[str, str], target: str | None) -> tuple[dict[str, float], float]:
     """Seconds per stage (in run order) and the total, timed from DVC's streamed output."""
-    cmd = ["dvc", "repro", *([target] if target else [])]
+    cmd = ["dvc", "repro", "--force", *([target] if target else [])]
     start = time.perf_counter()
     stages: dict[str, float] = {}
     current, since = None, start
