@@ -1,5 +1,6 @@
 """Test-wide setup: offline, quiet, nothing written outside the temp dirs."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -144,10 +145,8 @@ def stop_server(proc, sig=None) -> None:
     A gentler ``sig`` (SIGINT: Prefect's graceful shutdown) gets 30 s, then SIGKILL (a served
     Prefect process started with SIGINT ignored never ends on it: see the top of this file)."""
     for signum in (sig or signal.SIGKILL, signal.SIGKILL):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(timeout=30)
             return

@@ -38,7 +38,7 @@ def write_report_inputs(root: Path, seed: int = 0) -> Layout:
     rng = np.random.default_rng(seed)
     m = layout.metrics
     m.mkdir(parents=True, exist_ok=True)
-    for k, method in enumerate(METHODS):
+    for method in METHODS:
         records = ((ImageRecord(e, e, n, "{}", "single"), pattern(rng)) for e in EMOTIONS for n in range(IMAGES_PER_EMOTION))
         write_generated(layout.generated / method, method, records, grid_cell=16)
     records = ((ImageRecord(e, e, 0, t, "single"), pattern(rng)) for t in TEMPLATES for e in EMOTIONS)

@@ -55,7 +55,7 @@ def test_local_folder_records_a_content_hash(tiny_sd, tmp_path):
     config.write_text(config.read_text() + " ")
     assert resolve_model(str(copy), PIPELINE_FILES, "p").revision != first.revision
     config.unlink()
-    with pytest.raises(MissingModelError, match="lacks unet/config.json"):
+    with pytest.raises(MissingModelError, match=r"lacks unet/config.json"):
         resolve_model(str(copy), PIPELINE_FILES, "base_model.pretrained")
 
 

@@ -68,7 +68,7 @@ def test_damaged_files_fail_loudly(built, damage):
 
 def test_same_captions_same_files_in_another_process(built, caption_list, tmp_path):
     """The BPE trainer numbers its alphabet in a per-process hash order; ours must not."""
-    folder, tokenizer, words = built
+    folder, _tokenizer, _words = built
     script = (
         "import sys, pathlib, pyarrow.parquet as pq\n"
         "from emogen.base.tokenizer import build_tokenizer\n"

@@ -25,7 +25,7 @@ def test_bad_value_names_key():
 
 
 def test_emoset_source_needs_root():
-    with pytest.raises(ParamsError, match="data.root"):
+    with pytest.raises(ParamsError, match=r"data.root"):
         parse_params({"data": {"source": "emoset"}})
 
 
@@ -49,5 +49,5 @@ def test_unquoted_no_from_dvc_exp_run_means_no_mixed_precision():
     # `dvc exp run -S` rewrites params.yaml and drops the quotes: `no` then reads as False.
     params = parse_params(yaml.safe_load("stage1: {mixed_precision: no}\nstage2: {mixed_precision: no}"))
     assert params.stage1.mixed_precision == "no" and params.stage2.mixed_precision == "no"
-    with pytest.raises(ParamsError, match="stage1.mixed_precision"):
+    with pytest.raises(ParamsError, match=r"stage1.mixed_precision"):
         parse_params({"stage1": {"mixed_precision": True}})

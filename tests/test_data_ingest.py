@@ -59,7 +59,7 @@ class EmoSetDir:
     def scan(self, decode=False, max_pixels=50_000_000):
         for split, entries in self.entries.items():
             (self.root / f"{split}.json").write_text(json.dumps(entries))
-        rows, issues, total = ingest.scan(self.root, read_info(self.root), decode, workers=1, max_pixels=max_pixels)
+        rows, issues, _total = ingest.scan(self.root, read_info(self.root), decode, workers=1, max_pixels=max_pixels)
         return {r["id"]: r for r in rows}, {i.id: i for i in issues}
 
 

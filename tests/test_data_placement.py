@@ -97,7 +97,7 @@ def test_foreign_files_in_the_synthetic_folder_are_not_overwritten(tmp_path):
     folder.mkdir(parents=True)
     (folder / "train.json").write_text("[]")
     params = parse_params({"prepare_data": {"num_images": 16, "workers": 1}})
-    with pytest.raises(DataError, match="holds files prepare_data did not write.*data/raw/emoset"):
+    with pytest.raises(DataError, match=r"holds files prepare_data did not write.*data/raw/emoset"):
         prepare.render_synthetic(params, folder)
     assert os.listdir(folder) == ["train.json"]
     (folder / "train.json").unlink()

@@ -74,7 +74,7 @@ def test_summary_cosines_and_polarity():
 
 def test_pca_is_deterministic_and_picture_written(tmp_path):
     vectors, labels = _vectors(per_emotion=20)
-    centre, axes, explained = pca_2d(vectors)
+    _centre, axes, explained = pca_2d(vectors)
     _, axes_again, _ = pca_2d(vectors.clone())
     assert torch.equal(axes, axes_again) and axes.shape == (6, 2)
     assert explained[0] >= explained[1] > 0

@@ -152,10 +152,10 @@ def test_pretrained_profile_with_tiny_random_models(repo, tmp_path):
 
 def test_missing_pretrained_weights_fail_fast_naming_the_model(repo):
     params = parse_params({"evaluators": {"profile": "pretrained", "clip": "nobody/no-such-clip"}})
-    with pytest.raises(MissingModelError, match="(?s)evaluators.clip.*nobody/no-such-clip.*hf download"):
+    with pytest.raises(MissingModelError, match=r"(?s)evaluators.clip.*nobody/no-such-clip.*hf download"):
         fit.run(params, repo)
     params = parse_params({"evaluators": {"profile": "pretrained", "clip": str(repo.root / "nowhere"), "scene_model": None}})
-    with pytest.raises(MissingModelError, match="evaluators.clip"):
+    with pytest.raises(MissingModelError, match=r"evaluators.clip"):
         fit.run(params, repo)
 
 

@@ -38,7 +38,7 @@ def test_pareto_flags_points_no_other_point_of_the_method_beats_on_both_axes():
 
 
 def test_guidance_scales_below_one_are_refused_naming_the_key():
-    with pytest.raises(ParamsError, match="frontier.*guidance_scales"):
+    with pytest.raises(ParamsError, match=r"frontier.*guidance_scales"):
         parse_params({"frontier": {"guidance_scales": [0.5, 3.0]}})
 
 

@@ -69,7 +69,7 @@ def test_missing_or_foreign_folder_is_a_clear_error(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(UserError, match="not an EmoGenPipeline"):
         EmoGenPipeline.from_pretrained(tmp_path)
-    with pytest.raises(UserError, match="generate.scheduler: 'Nope' is not a diffusers scheduler"):
+    with pytest.raises(UserError, match=r"generate.scheduler: 'Nope' is not a diffusers scheduler"):
         scheduler_from_name("Nope", {})
 
 

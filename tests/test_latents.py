@@ -115,21 +115,21 @@ def test_missing_chunk_stale_ids_and_another_base_are_clear_errors(tmp_path, tin
     images = latents.unique_images(layout.balanced)
     layout.latents.mkdir(parents=True)
     latents.encode_shard(base, images, layout.synthetic, layout.latents, params.latents, 1, rank=0, world=2)
-    with pytest.raises(RuntimeError, match="chunk-00001.npy: missing"):
+    with pytest.raises(RuntimeError, match=r"chunk-00001.npy: missing"):
         latents.finish(params, layout, base, images)
 
     write_latents(tmp_path, chunk_size=4)
     store = latents.LatentStore.open(layout.latents)
     with pytest.raises(DataError, match="id 'nope' has no latents"):
         store.rows_of(np.array(["amusement_0", "nope"]), layout.balanced)
-    with pytest.raises(DataError, match="shape .* denoises"):
+    with pytest.raises(DataError, match=r"shape .* denoises"):
         store.check_base(load_base(write_base_json(tiny_models["vae"], tmp_path / "vae_base").parent),
                          tmp_path / "vae_base")
     (layout.latents / "chunk-00001.npy").write_bytes(b"not numpy")
-    with pytest.raises(DataError, match="chunk-00001.npy: cannot open"):
+    with pytest.raises(DataError, match=r"chunk-00001.npy: cannot open"):
         latents.LatentStore.open(layout.latents)
     (layout.latents / latents.LATENTS_JSON).unlink()
-    with pytest.raises(DataError, match="latents.json: missing; run `dvc repro latents`"):
+    with pytest.raises(DataError, match=r"latents.json: missing; run `dvc repro latents`"):
         latents.LatentStore.open(layout.latents)
 
 

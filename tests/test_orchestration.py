@@ -218,7 +218,7 @@ def test_retrain_deployment_runs_on_a_process_work_pool(repo):
                               stdout=(root.parent / "worker.log").open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        run = _trigger(env, {"stage2.lambda_attr": 0.05})
+        _trigger(env, {"stage2.lambda_attr": 0.05})
     finally:
         stop_server(worker, sig=2)
     # The worker's output holds its flow runs' logs (shipping them to the API is batched).

@@ -38,5 +38,5 @@ def test_overrides_parse_as_dvc_writes_them(tmp_path):
     raw = params_with_overrides(tmp_path, {"stage2.lambda_attr": 0.5})
     assert raw["stage2"]["lambda_attr"] == 0.5
     assert fingerprint(raw) != fingerprint(params_with_overrides(tmp_path, {}))
-    with pytest.raises(UserError, match="stage2.lambda_atr"):
+    with pytest.raises(UserError, match=r"stage2.lambda_atr"):
         params_with_overrides(tmp_path, {"stage2.lambda_atr": 0.5})

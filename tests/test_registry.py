@@ -31,7 +31,7 @@ TINY = {"generate": {"num_inference_steps": 2, "guidance_scale": 2.0, "device": 
                      "scheduler": "UniPCMultistepScheduler"}}
 
 
-@pytest.mark.parametrize("challenger, champion, promote, words", [
+@pytest.mark.parametrize(("challenger", "champion", "promote", "words"), [
     (Scores(0.5, 10.0), None, True, "no champion yet"),
     (Scores(0.60, 10.5), Scores(0.50, 10.0), True, "within"),
     (Scores(0.505, 9.0), Scores(0.50, 10.0), False, "does not beat"),  # gain below the margin
@@ -123,7 +123,7 @@ def test_sd15_profile_registers_a_reference_not_weights(tmp_path):
 
 
 def test_champion_generates_through_mlflow_and_the_cli(registered, tmp_path, monkeypatch):
-    root, uri, *_ = registered
+    _root, uri, *_ = registered
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     model = mlflow.pyfunc.load_model("models:/emogen@champion")
     out = model.predict(pd.DataFrame([{"emotion": "awe", "num_images": 2, "seed": 3}]))

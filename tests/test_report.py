@@ -36,7 +36,7 @@ def test_stage_writes_a_self_contained_page_and_logs_it(tmp_path, mlflow_store):
     assert [a.path for a in artifacts] == ["report.html"]
 
 
-@pytest.mark.parametrize("remove, message", [
+@pytest.mark.parametrize(("remove", "message"), [
     ("metrics/transfer.json", "transfer.json: build it with `dvc repro evaluate`"),
     ("data/generated/dreambooth/index.json", "dreambooth/index.json: missing"),
     ("models/confidence/alpha.parquet", "alpha.parquet: missing"),
@@ -52,7 +52,7 @@ def test_missing_input_names_the_file(tmp_path, remove, message):
 def test_method_missing_from_table1_is_named(tmp_path):
     layout = write_report_inputs(tmp_path)
     params = Params(report={"methods": ["emogen", "nope"]})
-    with pytest.raises(UserError, match="methods.nope missing"):
+    with pytest.raises(UserError, match=r"methods.nope missing"):
         write_report(params, layout)
 
 

@@ -53,7 +53,7 @@ def test_stage1_outputs(project):
 
 
 def test_stage1_curves_in_mlflow(project):
-    _, params, uri = project
+    _, _params, uri = project
     client = mlflow.tracking.MlflowClient(uri)
     runs = client.search_runs(client.get_experiment_by_name("emogen").experiment_id, "tags.stage = 'stage1'")
     assert len(runs) == 1

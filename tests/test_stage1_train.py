@@ -49,7 +49,7 @@ def _assert_same_weights(a, b):
 
 
 def test_training_writes_encoder_and_reports(uninterrupted, manifest):
-    cfg, out, result = uninterrupted
+    _cfg, out, result = uninterrupted
     assert (out / "model" / "config.json").is_file()
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert 1 <= result.best_epoch <= 3

@@ -36,5 +36,5 @@ def test_save_and_load_round_trip(tmp_path):
     loaded = EmotionMapper.from_pretrained(tmp_path / "mapper")
     x = torch.randn(4, 8)
     assert torch.equal(loaded(x), mapper.eval()(x))
-    with pytest.raises(UserError, match="config.json"):
+    with pytest.raises(UserError, match=r"config.json"):
         EmotionMapper.from_pretrained(tmp_path / "nothing")

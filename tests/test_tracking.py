@@ -71,15 +71,14 @@ def test_server_killed_mid_stage_costs_seconds(tmp_path, monkeypatch, caplog):
     artifact = tmp_path / "out.json"
     artifact.write_text("{}")
     try:
-        with caplog.at_level(logging.WARNING, logger="emogen.tracking"):
-            with stage_run("stage1", {"lr": 0.1}) as run:
-                log_metrics({"loss": 1.0}, step=0)
-                stop_server(proc)
-                started = time.monotonic()
-                for step in range(1, 4):
-                    log_metrics({"loss": 1.0 / step}, step=step)
-                log_artifact(str(artifact))
-                artifact.with_name("after.txt").write_text("the stage went on")
+        with caplog.at_level(logging.WARNING, logger="emogen.tracking"), stage_run("stage1", {"lr": 0.1}) as run:
+            log_metrics({"loss": 1.0}, step=0)
+            stop_server(proc)
+            started = time.monotonic()
+            for step in range(1, 4):
+                log_metrics({"loss": 1.0 / step}, step=step)
+            log_artifact(str(artifact))
+            artifact.with_name("after.txt").write_text("the stage went on")
         seconds = time.monotonic() - started
     finally:
         stop_server(proc)

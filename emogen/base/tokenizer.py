@@ -59,7 +59,6 @@ def build_tokenizer(captions: Sequence[str], out_dir: Path, max_length: int) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     backend.model.save(str(out_dir))  # vocab.json + merges.txt
     _canonical_ids(out_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(out_dir, local_files_only=True, model_max_length=max_length)
     # Persist only the config beside vocab/merges (no tokenizer.json), as SD 1.5 ships it.
     config = {
         "tokenizer_class": "CLIPTokenizer",

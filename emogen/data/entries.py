@@ -76,7 +76,7 @@ def _read_image(path: str, decode: bool, max_pixels: int) -> tuple[int, int, str
     """(width, height, format, mode) from the header; ``decode`` also decodes the pixels, only
     of an image within ``max_pixels`` (a decompression bomb is refused from its header)."""
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115 - opened apart from `with` so only the open is guarded
     except FileNotFoundError:
         raise _Bad("missing_image", f"{path} does not exist") from None
     with f:

@@ -31,14 +31,14 @@ def transfer_table(evaluators: Evaluators, images: ImageSet, params: EvaluatePar
         word = template_word(template)
         found = evaluators.finds(chosen, word).astype(np.float64)
 
-        def interval(statistic) -> dict:
-            return m.bootstrap(statistic, len(idx), params.bootstrap_samples, params.confidence, rng).to_dict()
+        def interval(statistic, n: int = len(idx)) -> dict:
+            return m.bootstrap(statistic, n, params.bootstrap_samples, params.confidence, rng).to_dict()
 
         rows[template] = {
             "word": word,
             "images": len(idx),
-            "emo_a": interval(lambda s: m.emotion_accuracy(probs[s], labels[s])["emo_a"]),
-            "object_kept": interval(lambda s: float(found[s].mean())),
+            "emo_a": interval(lambda s, probs=probs, labels=labels: m.emotion_accuracy(probs[s], labels[s])["emo_a"]),
+            "object_kept": interval(lambda s, found=found: float(found[s].mean())),
         }
     return {"stand_in": evaluators.stand_in, "evaluators": {"emo_a": evaluators.names["emo_a"],
             "object_kept": evaluators.names["sem_c"]}, "templates": rows}

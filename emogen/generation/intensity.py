@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -131,7 +132,7 @@ def run(params: Params, layout: Layout) -> None:
             "images_per_emotion": cfg.num_images,
             "template": cfg.template,
             "chance": 1 / NUM_EMOTIONS,
-            "rises": bool(all(b > a for a, b in zip(means, means[1:]))),
+            "rises": bool(all(b > a for a, b in pairwise(means))),
             "points": points,
         }
         layout.metrics.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ class TextConditionedPipeline(DiffusionPipeline):
     constructor would turn off the ``clip_sample`` a pixel-space sampler needs.
     """
 
-    _optional_components = ["vae"]
+    _optional_components = ["vae"]  # noqa: RUF012 - diffusers' class attribute, as diffusers declares it
     model_cpu_offload_seq = "text_encoder->unet->vae"
 
     def save_pretrained(self, save_directory, **kwargs) -> None:
