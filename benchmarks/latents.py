@@ -39,8 +39,8 @@ def write_dataset(root: Path, num_images: int, base) -> None:
     from emogen.emotions import EMOTIONS
     from emogen.layout import Layout
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny_sd import write_base_json
+    sys.path.insert(0, str(REPO))  # the repository root: tests.helpers
+    from tests.helpers.tiny_sd import write_base_json
 
     layout = Layout(root)
     rng = np.random.default_rng(0)
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> float:
         child(args.child, args.workers, args.batch_size, args.chunk_size)
         return 0.0
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny_sd import build_tiny_sd
+    sys.path.insert(0, str(REPO))  # the repository root: tests.helpers
+    from tests.helpers.tiny_sd import build_tiny_sd
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

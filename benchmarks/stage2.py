@@ -45,8 +45,8 @@ from emogen.stage2.placeholder import encode_with_placeholders, placeholder_hidd
 from emogen.stage2.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-from tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs  # noqa: E402
+sys.path.insert(0, str(REPO))  # the repository root: tests.helpers
+from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs  # noqa: E402
 
 # shape → (resolution, emotion-vector width, mapper hidden width, ResNet config kwargs)
 SHAPES = {
@@ -85,7 +85,7 @@ def build_repo(shape: str, root: Path, device: str, num_images: int) -> Layout:
     else:
         sd15_base(root)
     write_stage2_inputs(root, num_images=num_images, vector_dim=vector_dim, image_size=resolution, latents=False)
-    from tiny_sd import write_latents
+    from tests.helpers.tiny_sd import write_latents
 
     write_latents(root, device=device, batch_size=8)
     return Layout(root)

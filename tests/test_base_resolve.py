@@ -13,7 +13,7 @@ from emogen.base.components import load_base
 from emogen.base.resolve import PIPELINE_FILES, resolve_model
 from emogen.cli import main
 from emogen.errors import MissingModelError
-from tiny_sd import build_tiny_sd
+from tests.helpers.tiny_sd import build_tiny_sd
 
 
 @pytest.fixture(scope="module")

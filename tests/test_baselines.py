@@ -20,8 +20,8 @@ from emogen.generation.stage import emotion_jobs, scheduler_from_name
 from emogen.generation.writer import read_index
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from generation_inputs import TINY_GENERATE
-from tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
+from tests.helpers.generation_inputs import TINY_GENERATE
+from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
 # Stage 2: batch 2 × accumulation 2 = 4 per optimizer step, 3 steps.
 STAGE2 = {"train_batch_size": 2, "gradient_accumulation_steps": 2, "max_train_steps": 3, "work_dir": "work"}

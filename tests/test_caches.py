@@ -17,7 +17,7 @@ from emogen.caches import cache_dir, code_files, code_hash
 from emogen.layout import Layout
 from emogen.stage1 import checkpoints
 from emogen.stage1.checkpoints import checkpoint_root, run_fingerprint
-from stage1_inputs import tiny_stage1
+from tests.helpers.stage1_inputs import tiny_stage1
 
 
 def test_cache_folders_are_per_workspace_unless_a_param_names_one(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.config import ParamsError, load_params, parse_params
 from emogen.emotions import EMOTIONS, emotion_index
 

@@ -1,18 +1,14 @@
 """End to end: `dvc repro balance` in a temp copy of the repo runs the four data stages,
 a second repro does nothing, and a param change reruns only what depends on it."""
 
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import yaml
 
-from conftest import REPO
 
 DATA_STAGES = {"prepare_data", "ingest", "validate", "balance"}
 
@@ -30,22 +26,10 @@ def _repro(repo: Path, env: dict) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", out.stdout))
 
 
-def test_dvc_repro_runs_caches_and_reruns_only_dependents(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copy(REPO / "dvc.yaml", repo)
-    shutil.copytree(REPO / "emogen", repo / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "profiles", repo / "profiles")  # dvc.yaml lists the selected profile's params
-    shutil.copy(REPO / "params.yaml", repo)
-    _set_param(repo, "prepare_data", "num_images", 160)
-    _set_param(repo, "prepare_data", "workers", 1)
-    _set_param(repo, "ingest", "workers", 1)
-    _set_param(repo, "validate", "min_images_per_emotion", 3)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # The venv's bin holds `emogen` and `dvc` even when pytest runs without activating it.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+def test_dvc_repro_runs_caches_and_reruns_only_dependents(scratch_repo):
+    scratch = scratch_repo({"prepare_data": {"num_images": 160, "workers": 1}, "ingest": {"workers": 1},
+                            "validate": {"min_images_per_emotion": 3}})
+    repo, env, uri = scratch.path, scratch.env, scratch.env["MLFLOW_TRACKING_URI"]
 
     assert _repro(repo, env) == DATA_STAGES
     balanced = pd.read_parquet(repo / "data/processed/balanced.parquet")

@@ -4,14 +4,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.config import parse_params
 from emogen.data import prepare
 from emogen.data.placement import OWNER_FILE, check_data_root
@@ -24,24 +22,12 @@ def _files(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _repo(tmp_path: Path, emoset: Path, data_root: str) -> tuple[Path, dict]:
+def _repo(scratch_repo, emoset: Path, data_root: str) -> tuple[Path, dict]:
     """A git + DVC repo with this project's dvc.yaml, code and params, and the user's EmoSet
     copied to ``data_root``; returns it and the environment to run `dvc` in."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copy(REPO / "dvc.yaml", repo)
-    shutil.copytree(REPO / "emogen", repo / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "profiles", repo / "profiles")  # dvc.yaml lists the selected profile's params
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"] = {"source": "emoset", "root": data_root}
-    params["ingest"]["workers"] = 1
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    shutil.copytree(emoset, repo / data_root, ignore=shutil.ignore_patterns(OWNER_FILE))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(repo),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
-    return repo, env
+    repo = scratch_repo({"data": {"source": "emoset", "root": data_root}, "ingest": {"workers": 1}})
+    shutil.copytree(emoset, repo.path / data_root, ignore=shutil.ignore_patterns(OWNER_FILE))
+    return repo.path, repo.env
 
 
 def _dvc_repro(repo: Path, env: dict, stage: str) -> subprocess.CompletedProcess:
@@ -49,9 +35,9 @@ def _dvc_repro(repo: Path, env: dict, stage: str) -> subprocess.CompletedProcess
 
 
 @pytest.mark.slow
-def test_the_readmes_data_folder_survives_dvc_repro(tiny_emoset, tmp_path):
+def test_the_readmes_data_folder_survives_dvc_repro(tiny_emoset, scratch_repo):
     """The issue's scenario: EmoSet copied to data/raw/emoset, data.root pointing there."""
-    repo, env = _repo(tmp_path, tiny_emoset.layout.synthetic, "data/raw/emoset")
+    repo, env = _repo(scratch_repo, tiny_emoset.layout.synthetic, "data/raw/emoset")
     before = _files(repo / "data/raw/emoset")
     out = _dvc_repro(repo, env, "ingest")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -61,8 +47,8 @@ def test_the_readmes_data_folder_survives_dvc_repro(tiny_emoset, tmp_path):
 
 
 @pytest.mark.slow
-def test_data_inside_an_output_is_refused_before_dvc_deletes_it(tiny_emoset, tmp_path):
-    repo, env = _repo(tmp_path, tiny_emoset.layout.synthetic, "data/synthetic/emoset")
+def test_data_inside_an_output_is_refused_before_dvc_deletes_it(tiny_emoset, scratch_repo):
+    repo, env = _repo(scratch_repo, tiny_emoset.layout.synthetic, "data/synthetic/emoset")
     before = _files(repo / "data/synthetic/emoset")
     out = _dvc_repro(repo, env, "ingest")
     assert out.returncode != 0

@@ -9,10 +9,10 @@ import urllib.request
 
 import pytest
 
-from browser import Browser
+from tests.helpers.browser import Browser
 from emogen.demo.app import build_app, server
 from emogen.generation.commands import load_pipeline
-from generation_inputs import saved_pipeline
+from tests.helpers.generation_inputs import saved_pipeline
 
 
 def free_port() -> int:

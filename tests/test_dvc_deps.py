@@ -7,7 +7,7 @@ import networkx as nx
 import pytest
 from dvc.repo import Repo
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.caches import code_files
 from emogen.cli import STAGES
 

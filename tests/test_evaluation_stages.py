@@ -20,7 +20,7 @@ from emogen.evaluation.pretrained import torchvision_to_transformers_key
 from emogen.generation.writer import ImageRecord, write_generated
 from emogen.layout import Layout
 from emogen.stage1.data import read_table
-from tiny_sd import build_tiny_sd, write_base_json, write_clip_image_processor, write_tiny_classifier
+from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_clip_image_processor, write_tiny_classifier
 
 TINY_EVAL = {
     "evaluators": {"embedded": {"num_images": 96, "held_out_images": 48, "probe_steps": 20, "channels": [8],

@@ -11,7 +11,7 @@ from emogen.errors import UserError
 from emogen.generation.pipeline import EmoGenPipeline
 from emogen.generation.sampling import EmotionGaussians, vector_sha256
 from emogen.generation.stage import build_pipeline, scheduler_from_name
-from generation_inputs import VECTOR_DIM, tiny_generate_params, write_upstream
+from tests.helpers.generation_inputs import VECTOR_DIM, tiny_generate_params, write_upstream
 
 
 def _build(root, **overrides):

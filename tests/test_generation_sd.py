@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-from generation_inputs import tiny_generate_params, write_upstream
+from tests.helpers.generation_inputs import tiny_generate_params, write_upstream
 from emogen.generation.stage import build_pipeline
 
 STEPS = 3

@@ -13,7 +13,7 @@ from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
 from emogen.generation.stage import run as run_stage
 from emogen.layout import Layout
-from generation_inputs import saved_pipeline, tiny_generate_params, write_upstream
+from tests.helpers.generation_inputs import saved_pipeline, tiny_generate_params, write_upstream
 
 
 def tree_bytes(folder):

@@ -1,15 +1,14 @@
 """The per-emotion grids are DVC image plots: `dvc plots diff` shows two revisions' grids."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from tests.helpers.paths import REPO
+from tests.helpers.scratch_repo import command_env, init_repo
 from emogen.emotions import EMOTIONS
 
 METHODS = ("emogen", "prompt", "textual_inversion", "dreambooth")
@@ -48,10 +47,9 @@ def test_plots_diff_shows_both_revisions_of_every_method_grid(tmp_path):
         "plots": declared,
     }
     (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"], ["git", "add", "-A"],
-                ["git", "commit", "-qm", "first"]):
+    env = command_env(None)
+    init_repo(repo, env)
+    for cmd in (["dvc", "repro", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "first"]):
         run(cmd, repo, env)
     (repo / "shade.txt").write_text("200")
     for cmd in (["dvc", "repro", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "second"]):

@@ -12,7 +12,7 @@ from emogen.errors import UserError
 from emogen.generation.intensity import intensity_curve
 from emogen.generation.pipeline import EmoGenPipeline
 from emogen.generation.sampling import EmotionGaussians
-from generation_inputs import saved_pipeline
+from tests.helpers.generation_inputs import saved_pipeline
 
 
 class PixelProbe:

@@ -27,9 +27,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import free_port
-from stage1_inputs import TINY_STAGE1
-from tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
+from tests.helpers.servers import free_port
+from tests.helpers.stage1_inputs import TINY_STAGE1
+from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
 pytestmark = pytest.mark.slow
 

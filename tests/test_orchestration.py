@@ -12,30 +12,29 @@ writes a Table 1 whose Emo-A is 0.5 + stage2.lambda_attr: TEST INPUTS, not measu
 """
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from conftest import REPO, stop_server
+from tests.helpers.paths import REPO
+from tests.helpers.scratch_repo import command_env, init_repo
+
+from tests.helpers.servers import stop_server
 from emogen.config import parse_params
 
 pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).resolve().parent
 DEPLOYMENT = "emogen-retrain/emogen-retrain"
 
 GENERATE = f"""\
 import sys, yaml
-sys.path.insert(0, {str(TESTS)!r})
-from registry_inputs import write_generator
+sys.path.insert(0, {str(REPO)!r})
+from tests.helpers.registry_inputs import write_generator
 from emogen.tracking import log_metrics, stage_run
 params = yaml.safe_load(open("params.yaml"))
 with stage_run("generate", {{"stage2": params["stage2"]}}):
@@ -44,8 +43,8 @@ with stage_run("generate", {{"stage2": params["stage2"]}}):
 """
 EVALUATE = f"""\
 import sys, yaml
-sys.path.insert(0, {str(TESTS)!r})
-from registry_inputs import write_table1
+sys.path.insert(0, {str(REPO)!r})
+from tests.helpers.registry_inputs import write_table1
 lam = yaml.safe_load(open("params.yaml"))["stage2"]["lambda_attr"]
 write_table1("metrics/table1.json", emo_a=0.5 + lam, fid=20.0)  # test input, not a measurement
 """
@@ -88,13 +87,11 @@ def repo(tmp_path_factory, prefect_server, mlflow_server):
     params = parse_params(PARAMS).model_dump(by_alias=True, mode="json")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / ".gitignore").write_text("mlflow.db\nmlartifacts/\n")
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "MLFLOW_TRACKING_URI": mlflow_server,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@t"], ["git", "config", "user.name", "t"],
-                ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
-        _run(cmd, root, env)
+    env = command_env(None, PREFECT_API_URL=prefect_server, MLFLOW_TRACKING_URI=mlflow_server)
+    init_repo(root, env, commit="tiny")
+    # The served flow's own git commits (a champion's version) need an identity in the repo too.
+    for key, value in (("user.email", "t@t"), ("user.name", "t")):
+        _run(["git", "config", key, value], root, env)
     return root, env
 
 

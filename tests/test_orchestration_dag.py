@@ -5,7 +5,7 @@ import pytest
 from dvc.repo import Repo
 import yaml
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.cli import STAGES
 from emogen.errors import UserError
 from emogen.orchestration import dag_stages, fingerprint, params_with_overrides, parse_overrides

@@ -1,19 +1,16 @@
 """The whole embedded DAG under `dvc repro` in a temp copy of the repo, at a tiny size:
 every stage runs in order, logs to MLflow, and a second repro has nothing to do."""
 
+import copy
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 
-from conftest import REPO
+from tests.helpers.scratch_repo import lay_over
 from emogen.cli import STAGES
 from emogen.emotions import EMOTIONS
 
@@ -49,12 +46,6 @@ TINY = {
 DVC_STAGES = {name.replace("baseline_", "baseline@") for name in STAGES}
 
 
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        base[key] = _merge(base.get(key) or {}, value) if isinstance(value, dict) else value
-    return base
-
-
 def _repro(repo: Path, env: dict) -> list[str]:
     out = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
@@ -62,21 +53,10 @@ def _repro(repo: Path, env: dict) -> list[str]:
 
 
 @pytest.mark.slow
-def test_full_dag_repro_runs_every_stage_once(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copy(REPO / "dvc.yaml", repo)
-    shutil.copytree(REPO / "emogen", repo / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "profiles", repo / "profiles")  # dvc.yaml lists the selected profile's params
-    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
-    params["stage1"]["checkpoint_dir"] = str(tmp_path / "ckpt1")
-    params["stage2"]["work_dir"] = str(tmp_path / "work2")
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+def test_full_dag_repro_runs_every_stage_once(tmp_path, scratch_repo):
+    scratch = scratch_repo(lay_over(copy.deepcopy(TINY), {"stage1": {"checkpoint_dir": str(tmp_path / "ckpt1")},
+                                           "stage2": {"work_dir": str(tmp_path / "work2")}}), OMP_NUM_THREADS="1")
+    repo, env, uri = scratch.path, scratch.env, scratch.env["MLFLOW_TRACKING_URI"]
 
     ran = _repro(repo, env)
     assert set(ran) == DVC_STAGES, ran

@@ -6,22 +6,20 @@ model paths in profiles/sd15.yaml, so every other value (EmoSet source, pretrain
 evaluators, streamed stage-1 images, mixed precision, the published sampler) is the profile's."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.cli import STAGES
 from emogen.config import PROFILES_DIR, lay_over, load_params, load_raw_params, profile_keys, read_params_yaml
 from emogen.emotions import EMOTIONS
-from tiny_sd import WORDS, build_tiny_sd, write_clip_image_processor, write_tiny_classifier, write_tiny_resnet_trunk
+from tests.helpers.tiny_sd import WORDS, build_tiny_sd, write_clip_image_processor, write_tiny_classifier, write_tiny_resnet_trunk
 
 RESOLUTION = 16
 # Laid over profiles/sd15.yaml in the test repo: sizes, counts, steps and model paths only
@@ -119,14 +117,11 @@ def test_a_bad_profile_names_the_file_and_key(tmp_path):
 
 
 @pytest.mark.slow  # 3.5-5.6 min on the shared 2-core machine (≈ 165 s of CPU; the embedded DAG test: 3.7 min): 16 stage processes' imports dominate
-def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, tiny_emoset):
-    repo, models = tmp_path / "repo", tmp_path / "models"
+def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, tiny_emoset, scratch_repo):
+    models = tmp_path / "models"
     _tiny_models(models)
-    repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, repo)
-    shutil.copytree(REPO / "emogen", repo / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / PROFILES_DIR, repo / PROFILES_DIR)
+    scratch = scratch_repo(OMP_NUM_THREADS="1")  # params.yaml as it is: the user's file
+    repo, env, uri = scratch.path, scratch.env, scratch.env["MLFLOW_TRACKING_URI"]
     # A tiny folder in EmoSet's layout where the profile looks for EmoSet.
     shutil.copytree(tiny_emoset.layout.synthetic, repo / "data/raw/emoset")
     shutil.copy(REPO / "data/raw/.gitignore", repo / "data/raw")  # git ignores the dataset
@@ -135,13 +130,8 @@ def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, t
     sd15_path = repo / PROFILES_DIR / "sd15.yaml"
     sd15_path.write_text(yaml.safe_dump(lay_over(yaml.safe_load(sd15_path.read_text()), tiny), sort_keys=False))
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    _git(repo, env, "init", "-q")
-    subprocess.run(["dvc", "init", "-q"], cwd=repo, env=env, check=True, capture_output=True)
     _git(repo, env, "add", "-A")
-    _git(repo, env, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "embedded")
+    _git(repo, env, "commit", "-qm", "embedded")
 
     # The one documented command.
     out = subprocess.run(["dvc", "exp", "run", "-S", "profile=sd15"], cwd=repo, env=env, capture_output=True,

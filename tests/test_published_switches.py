@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.config import BalanceParams, Params, Stage2Params
 from emogen.data import balance
 from emogen.emotions import EMOTIONS
@@ -23,9 +23,9 @@ from emogen.stage1 import train as stage1_train
 from emogen.stage1.emotion_space import emotion_gaussians
 from emogen.stage2 import latents
 from emogen.stage2 import train as stage2_train
-from generation_inputs import tiny_generate_params, write_upstream
-from stage1_inputs import tiny_params
-from tiny_sd import build_tiny_sd, write_base_json
+from tests.helpers.generation_inputs import tiny_generate_params, write_upstream
+from tests.helpers.stage1_inputs import tiny_params
+from tests.helpers.tiny_sd import build_tiny_sd, write_base_json
 
 # Switches exercised below: params key → published value.
 SWITCHED = {

@@ -17,14 +17,16 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, free_port, stop_server, wait_for_http
+from tests.helpers.paths import REPO
+
+from tests.helpers.servers import free_port, stop_server, wait_for_http
 from emogen.cli import main
 from emogen.config import RegistryParams, parse_params
 from emogen.errors import UserError
 from emogen.layout import Layout
-from emogen.registry.gate import Decision, Scores, decide, read_scores, register
+from emogen.registry.gate import Scores, decide, read_scores, register
 from emogen.registry.model import load_generator, request_jobs, stage_artifacts
-from registry_inputs import write_generator, write_table1
+from tests.helpers.registry_inputs import write_generator, write_table1
 
 GATE = RegistryParams(min_emo_a_gain=0.01, fid_tolerance=0.1)
 TINY = {"generate": {"num_inference_steps": 2, "guidance_scale": 2.0, "device": "cpu",

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from emogen.emotions import EMOTIONS
 from emogen.stage1 import confidence, emotion_space, train
 from emogen.stage1.encoder import load_encoder
-from stage1_inputs import project_over, tiny_params
+from tests.helpers.stage1_inputs import project_over, tiny_params
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from emogen.stage1.data import available_memory, cache_bytes, require_cache_fits
 from emogen.stage1.emotion_space import emotion_gaussians
 from emogen.stage1.encoder import build_encoder, embed_images, load_encoder, save_encoder
 from emogen.stage1.train import train_encoder
-from stage1_inputs import project_over, tiny_params, tiny_stage1
+from tests.helpers.stage1_inputs import project_over, tiny_params, tiny_stage1
 
 
 class Interrupted(Exception):

@@ -10,7 +10,7 @@ from emogen.stage2.placeholder import (
     encode_with_placeholders,
     placeholder_hidden_state,
 )
-from tiny_sd import build_tiny_sd
+from tests.helpers.tiny_sd import build_tiny_sd
 
 
 @pytest.fixture(scope="module")

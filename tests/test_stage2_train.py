@@ -16,7 +16,7 @@ from emogen.layout import Layout
 from emogen.stage2 import train as stage2_train
 from emogen.stage2.data import read_samples
 from emogen.stage2.mapper import EmotionMapper
-from tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
+from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
 STAGE2 = {
     "train_batch_size": 2, "gradient_accumulation_steps": 2, "mapper": {"hidden_dim": 16},

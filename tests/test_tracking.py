@@ -3,7 +3,7 @@ import logging
 import mlflow
 import pytest
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.config import load_params
 from emogen.tracking import EXPERIMENT, flatten, log_artifact, log_metrics, stage_run
 
@@ -63,7 +63,7 @@ def test_closed_port_falls_back_to_the_local_store(tiny_emoset, tmp_path, monkey
 def test_server_killed_mid_stage_costs_seconds(tmp_path, monkeypatch, caplog):
     import time
 
-    from conftest import start_mlflow_server, stop_server
+    from tests.helpers.servers import start_mlflow_server, stop_server
 
     proc, uri = start_mlflow_server(tmp_path / "server")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from generation_inputs import write_upstream
+from tests.helpers.generation_inputs import write_upstream
 
 
 def write_generator(root: Path, seed: int = 0) -> Path:

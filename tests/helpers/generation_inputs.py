@@ -16,7 +16,7 @@ import torch
 from emogen.config import GenerateParams
 from emogen.generation.sampling import EmotionGaussians
 from emogen.stage2.mapper import EmotionMapper, MapperConfig
-from tiny_sd import WORDS, build_tiny_sd, write_base_json
+from tests.helpers.tiny_sd import WORDS, build_tiny_sd, write_base_json
 
 VECTOR_DIM = 12
 # Tiny and fast: 16 px pixel space, 3 UniPC steps (the published scheduler).
