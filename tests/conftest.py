@@ -15,6 +15,7 @@ for key, value in {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
     "GX_ANALYTICS_ENABLED": "false",
+    "GRADIO_ANALYTICS_ENABLED": "False",
     "MPLCONFIGDIR": os.path.join(_HOME, "mpl"),
     # The test models are tiny: one thread is faster, and oversubscribed threads crawl.
     "OMP_NUM_THREADS": "1",

@@ -1,89 +1,94 @@
-"""`emogen demo`: the page served on 127.0.0.1 over a tiny pipeline, driven in headless Chromium."""
+"""`emogen demo`: the Gradio page served on 127.0.0.1 over a tiny pipeline, driven in headless
+Chromium as a person would (click, type), and through Gradio's own client."""
 
 import json
-import socket
-import threading
-import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from tests.helpers.browser import Browser
-from emogen.demo.app import build_app, server
+from emogen.demo.app import MAX_IMAGES, _request_jobs, build_demo, check_host, launch
+from emogen.errors import UserError
 from emogen.generation.commands import load_pipeline
+from tests.helpers.browser import Browser
 from tests.helpers.generation_inputs import saved_pipeline
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers.servers import free_port
 
 
 @pytest.fixture(scope="module")
-def demo_url(tmp_path_factory):
+def pipe(tmp_path_factory):
     folder = saved_pipeline(tmp_path_factory.mktemp("upstream"), num_inference_steps=2)
-    pipe = load_pipeline(str(folder), "cpu")  # as `emogen demo` loads it
+    return load_pipeline(str(folder), "cpu")  # as `emogen demo` loads it
+
+
+@pytest.fixture(scope="module")
+def demo_url(pipe):
+    demo = build_demo(pipe, "tiny test pipeline")
     port = free_port()
-    srv = server(build_app(pipe, "tiny test pipeline"), "127.0.0.1", port)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "demo server did not start"
-        time.sleep(0.05)
+    launch(demo, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}/"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    demo.close()
 
 
-def post(url, body):
-    request = urllib.request.Request(url + "generate", json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, [json.loads(line) for line in response.read().splitlines()]
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+def test_bad_fields_are_named(pipe):
+    good = {"emotion": "awe", "intensity": 1, "seed": 0, "num_images": 1}
+    with pytest.raises(UserError, match="unknown emotion 'joy'"):
+        _request_jobs(pipe, {**good, "emotion": "joy"})
+    with pytest.raises(UserError, match=r"^intensity: must lie in"):
+        _request_jobs(pipe, {**good, "intensity": -1})
+    with pytest.raises(UserError, match=rf"^num_images: must lie in \[1, {MAX_IMAGES}\]"):
+        _request_jobs(pipe, {**good, "num_images": MAX_IMAGES + 1})
+    with pytest.raises(UserError, match="zebra"):
+        _request_jobs(pipe, {**good, "template": "{} zebra"})
 
 
-def test_bad_fields_are_named(demo_url):
-    status, body = post(demo_url, {"emotion": "joy", "num_images": 1})
-    assert status == 400 and "unknown emotion 'joy'" in body["error"]
-    status, body = post(demo_url, {"emotion": "awe", "intensity": -1, "seed": 0, "num_images": 1})
-    assert status == 400 and body["error"].startswith("intensity: must lie in")
-    status, body = post(demo_url, {"emotion": "awe", "template": "{} zebra", "intensity": 1, "seed": 0, "num_images": 1})
-    assert status == 400 and "zebra" in body["error"]
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.2", "example.org"])
+def test_only_this_machine_is_served(host):
+    assert check_host("127.0.0.1") == "127.0.0.1" and check_host("::1") == "::1"
+    with pytest.raises(UserError, match=f"--host {host}: the demo binds this machine only"):
+        check_host(host)
 
 
-def test_stream_counts_images_and_fuses(demo_url):
-    status, lines = post(demo_url, {"emotion": "awe", "partner": "fear", "weight": 0.25, "intensity": 1.5,
-                                    "seed": 4, "num_images": 2, "template": "{}"})
-    assert status == 200 and lines[0] == {"total": 2}
-    assert [line["done"] for line in lines[1:]] == [1, 2]
-    assert lines[1]["caption"] == "awe s=1.5 seed 4 + fear w=0.25"
-    assert all(line["image"].startswith("data:image/png;base64,") for line in lines[1:])
+def test_client_streams_each_image_and_fuses(demo_url):
+    from gradio_client import Client
+
+    client = Client(demo_url, verbose=False)
+    job = client.submit("awe", "fear", 0.25, 1.5, "{}", 4, 2, api_name="/generate")
+    gallery, status = job.result(timeout=120)
+    updates = job.outputs()  # every yield of the generator, in order
+    assert [u[1] for u in updates] == ["generating 0 / 2", "generating 1 / 2", "done: 2 images"]
+    assert [len(u[0]) for u in updates] == [0, 1, 2]
+    assert status == "done: 2 images"
+    assert [item["caption"] for item in gallery] == ["awe s=1.5 seed 4 + fear w=0.25", "awe s=1.5 seed 5 + fear w=0.25"]
+    # Our checks' errors reach the page as Gradio errors (Gradio refuses an emotion off the list itself).
+    with pytest.raises(Exception, match="zebra"):
+        client.predict("awe", "", 0.5, 1.0, "{} zebra", 0, 1, api_name="/generate")
+    with pytest.raises(Exception, match="not in the list of choices"):
+        client.predict("joy", "", 0.5, 1.0, "{}", 0, 1, api_name="/generate")
 
 
 def test_choose_emotion_press_generate_images_appear(demo_url, tmp_path):
-    browser = Browser(tmp_path / "profile", width=1000, height=800)
+    browser = Browser(tmp_path / "profile", width=1000, height=900)
     try:
         browser.open(demo_url)
-        browser.eval("document.getElementById('emotion').value = 'fear';"
-                     "document.getElementById('num_images').value = '3';"
-                     "document.getElementById('seed').value = '7'; true")
-        browser.eval("document.getElementById('generate').click(); true")
-        browser.wait_for("document.getElementById('status').className === 'done'"
-                         " || document.getElementById('status').className === 'error'", timeout=120)
-        status = browser.eval("document.getElementById('status').textContent")
-        progress = browser.eval("[document.getElementById('progress').value, document.getElementById('progress').max]")
+        browser.wait_for("document.querySelector('#generate') !== null", timeout=60)
+        browser.click("#emotion input")  # the emotion list opens; choose "fear"
+        browser.wait_for("document.querySelectorAll('[role=option]').length === 8", timeout=10)
+        browser.eval("Array.from(document.querySelectorAll('[role=option]'))"
+                     ".find(o => o.textContent.trim().endsWith('fear')).id = 'pick'; true")
+        browser.click("#pick")
+        chosen = browser.eval("document.querySelector('#emotion input').value")
+        browser.fill("#num_images input[type=number]", "3")
+        browser.fill("#seed input", "7")
+        browser.click("#generate")
+        browser.wait_for("document.querySelector('#status textarea').value.startsWith('done')"
+                         " || document.querySelector('.toast-body') !== null", timeout=120)
+        status = browser.eval("document.querySelector('#status textarea').value")
         images = browser.images()
         browser.screenshot(tmp_path / "demo.png")
         errors = browser.console_errors()
     finally:
         browser.close()
+    assert chosen == "fear"
     assert status == "done: 3 images"
-    assert progress == [3, 3]
-    assert [im["alt"] for im in images] == [f"fear s=1 seed {s}" for s in (7, 8, 9)]
+    assert [im["alt"] for im in images] == [f"fear s=1 seed {s}" for s in (7, 8, 9)], json.dumps(images)
     assert all(im["complete"] and im["width"] == 16 and im["shown"] > 0 and im["distinct"] >= 2 for im in images), images
     assert errors == []

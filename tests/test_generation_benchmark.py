@@ -17,7 +17,11 @@ def test_generation_benchmark_prints_a_ratio(capsys, shape, dtype, tolerance):
     ratio = main(["--shape", shape, "--emotions", "2", "--images-per-emotion", "2", "--steps", "2",
                   "--device", "cpu", "--dtype", dtype])
     out = capsys.readouterr().out
-    assert re.search(r"speed-up: \d+\.\d\dx", out) and ratio > 0
+    # The printed speed-up is the returned ratio, and the ratio of the two printed rates.
+    assert re.search(r"speed-up: (\d+\.\d\d)x", out).group(1) == f"{ratio:.2f}"
+    ours = float(re.search(r"batched \(ours\): +(\d+\.\d\d) images/s", out).group(1))
+    loop = float(re.search(r"per-image loop: +(\d+\.\d\d) images/s", out).group(1))
+    assert ours / loop == pytest.approx(ratio, rel=0.02)
     assert "largest pixel difference" in out
     difference = int(re.search(r"largest pixel difference (\d+)", out).group(1))
     assert difference <= tolerance  # both paths generate the same images

@@ -1,26 +1,27 @@
-"""``emogen demo``: a FastAPI page over one loaded EmoGen pipeline, served by uvicorn on 127.0.0.1.
+"""``emogen demo``: a Gradio Blocks page over one loaded EmoGen pipeline, on 127.0.0.1 only.
 
-Gradio was the plan (issue 12), but no Gradio release installs beside the pinned stack
-(gradio 6.31.0 requires pillow<13; the pins hold pillow==13.0.0), so the same page is built
-with FastAPI (already a dependency) and uvicorn (the ``demo`` extra). ``POST /generate``
-streams one JSON line per finished image, which the page turns into a progress bar.
+Choose an emotion (optionally a second one to fuse with, an intensity, a template, a seed and
+how many images), press Generate: the gallery fills in image by image as the pipeline finishes
+them. Gradio's usage analytics are off; the page loads no font or script from outside this
+machine (the theme uses the system's fonts).
 """
 
-# No ``from __future__ import annotations``: FastAPI reads the handlers' annotations, and
-# ``Request`` is imported inside build_app (fastapi is not imported by every `emogen` call).
+from __future__ import annotations
+
 import argparse
-import base64
-import io
-import json
+import ipaddress
 import logging
+import os
 import threading
 from collections.abc import Iterator
 
+from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
 
 log = logging.getLogger(__name__)
 
 MAX_IMAGES = 32
+LOOPBACK_NAMES = ("localhost",)
 
 
 def _request_jobs(pipe, body: dict) -> list:
@@ -52,59 +53,90 @@ def _request_jobs(pipe, body: dict) -> list:
     ]
 
 
-def build_app(pipe, model: str, batch_size: int = 1):
-    """The app: ``GET /`` the page, ``POST /generate`` the images (NDJSON stream)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+def caption(record) -> str:
+    text = f"{record.emotion} s={record.intensity:g} seed {record.seed}"
+    if record.emotion_2:
+        text += f" + {record.emotion_2} w={record.weight:g}"
+    return text
 
-    from emogen.demo.page import render_page
+
+def _gradio():
+    """Gradio, imported with its usage analytics off (read at import)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    try:
+        import gradio as gr
+    except ImportError:
+        raise UserError("the demo needs Gradio: pip install -c constraints.txt -e '.[demo]'") from None
+    return gr
+
+
+def build_demo(pipe, model: str, batch_size: int = 1):
+    """The page: the form, a Generate button (``#generate``), a status line (``#status``) and a
+    gallery (``#gallery``) that grows by one image as each one is finished."""
+    gr = _gradio()
     from emogen.generation.jobs import run_jobs
 
-    app = FastAPI(title="EmoGen demo")
     lock = threading.Lock()  # one generation at a time: the pipeline is shared
 
-    @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return render_page(model, pipe.config.resolution)
-
-    @app.get("/favicon.ico")
-    def favicon():  # browsers ask for one; "no content" keeps the console free of 404s
-        return Response(status_code=204)
-
-    @app.post("/generate")
-    async def generate(request: Request):
+    def generate(emotion, partner, weight, intensity, template, seed, num_images) -> Iterator[tuple[list, str]]:
+        body = {"emotion": emotion, "partner": partner, "weight": weight, "intensity": intensity,
+                "template": template, "seed": seed, "num_images": num_images}
         try:
-            jobs = _request_jobs(pipe, await request.json())
+            jobs = _request_jobs(pipe, body)
         except (UserError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            raise gr.Error(str(exc)) from None
+        images: list[tuple] = []
+        yield images, f"generating 0 / {len(jobs)}"
+        with lock:
+            try:
+                for record, image in run_jobs(pipe, jobs, batch_size, desc="demo"):
+                    images.append((image, caption(record)))
+                    done = len(images)
+                    yield list(images), (f"done: {done} images" if done == len(jobs) else f"generating {done} / {len(jobs)}")
+            except UserError as exc:
+                raise gr.Error(str(exc)) from None
 
-        def stream() -> Iterator[bytes]:
-            yield (json.dumps({"total": len(jobs)}) + "\n").encode()
-            with lock:
-                try:
-                    for done, (record, image) in enumerate(run_jobs(pipe, jobs, batch_size, desc="demo"), 1):
-                        buf = io.BytesIO()
-                        image.save(buf, format="PNG")
-                        uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-                        caption = f"{record.emotion} s={record.intensity:g} seed {record.seed}"
-                        if record.emotion_2:
-                            caption += f" + {record.emotion_2} w={record.weight:g}"
-                        yield (json.dumps({"done": done, "image": uri, "caption": caption}) + "\n").encode()
-                except UserError as exc:
-                    yield (json.dumps({"error": str(exc)}) + "\n").encode()
+    with gr.Blocks(title="EmoGen demo", analytics_enabled=False) as demo:
+        gr.Markdown(f"## EmoGen demo\nModel: `{model}` · {pipe.config.resolution} px · one request at a time")
+        with gr.Row():
+            emotion = gr.Dropdown(list(EMOTIONS), value=EMOTIONS[0], label="Emotion", elem_id="emotion")
+            partner = gr.Dropdown(["", *EMOTIONS], value="", label="Fuse with (optional)", elem_id="partner")
+            weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Weight of the second emotion", elem_id="weight")
+        with gr.Row():
+            intensity = gr.Number(1.0, minimum=0.0, label="Intensity s (1 = the emotion's own spread)",
+                                  elem_id="intensity")
+            template = gr.Textbox("{}", label="Template ({} = the emotion)", elem_id="template")
+            seed = gr.Number(0, precision=0, minimum=0, label="Seed (image n: seed + n)", elem_id="seed")
+            num_images = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images", elem_id="num_images")
+        button = gr.Button("Generate", variant="primary", elem_id="generate")
+        status = gr.Textbox("", label="Status", interactive=False, elem_id="status")
+        gallery = gr.Gallery(label="Images", format="png", columns=4, object_fit="contain", elem_id="gallery")
+        button.click(generate, [emotion, partner, weight, intensity, template, seed, num_images], [gallery, status],
+                     api_name="generate", concurrency_limit=1)
+    return demo
 
-        return StreamingResponse(stream(), media_type="application/x-ndjson")
 
-    return app
-
-
-def server(app, host: str, port: int):
-    """A uvicorn server for ``app`` (call ``.run()``; tests run it in a thread)."""
+def check_host(host: str) -> str:
+    """The demo is for this machine only: a loopback address or ``localhost``, else a UserError."""
+    if host in LOOPBACK_NAMES:
+        return host
     try:
-        import uvicorn
-    except ImportError:
-        raise UserError("the demo needs uvicorn: pip install -c constraints.txt -e '.[demo]'") from None
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise UserError(f"--host {host}: the demo binds this machine only (127.0.0.1, ::1 or localhost)")
+
+
+def launch(demo, host: str, port: int, block: bool = True):
+    """Serve ``demo`` on ``host:port`` (loopback only); ``block=False`` returns once it answers
+    (tests: then ``demo.close()``)."""
+    gr = _gradio()
+    font = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from outside
+    theme = gr.themes.Default(font=font, font_mono=["ui-monospace", "monospace"])
+    return demo.launch(server_name=check_host(host), server_port=port, share=False, inbrowser=False,
+                       prevent_thread_lock=not block, show_error=True, ssr_mode=False, mcp_server=False,
+                       pwa=False, enable_monitoring=False, quiet=not block, theme=theme, footer_links=[])
 
 
 def add_demo(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +144,7 @@ def add_demo(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="pipeline folder or registry URI (models:/emogen@champion) (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s: this machine only)")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, default=1, help="images per pipeline call (progress per call)")
@@ -124,6 +156,7 @@ def demo_command(args: argparse.Namespace) -> None:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_host(args.host)
     pipe = load_pipeline(args.model, args.device)
     log.info("demo: %s loaded; open http://%s:%d/", args.model, args.host, args.port)
-    server(build_app(pipe, str(args.model), args.batch_size), args.host, args.port).run()
+    launch(build_demo(pipe, str(args.model), args.batch_size), args.host, args.port)

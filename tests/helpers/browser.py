@@ -104,6 +104,33 @@ class Browser:
                 raise TimeoutError(f"waited {timeout} s for {expression}")
             time.sleep(0.2)
 
+    def click(self, selector: str) -> None:
+        """A real mouse click (pressed and released) at the middle of the element ``selector``."""
+        box = self.eval(f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
+                        " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
+                        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+    def type(self, text: str) -> None:
+        """Text typed into the focused element, as from the keyboard."""
+        self.send("Input.insertText", text=text)
+
+    def press(self, key: str) -> None:
+        """One key pressed and released (``Enter``, ``Tab``, ``Backspace``...) in the focused element."""
+        codes = {"Enter": 13, "Tab": 9, "Backspace": 8, "Escape": 27}
+        text = {"Enter": "\r"}.get(key, "")
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", type=kind, key=key, code=key, text=text if kind == "keyDown" else "",
+                      windowsVirtualKeyCode=codes[key], nativeVirtualKeyCode=codes[key])
+
+    def fill(self, selector: str, text: str) -> None:
+        """Click into the field ``selector``, select what it holds, type ``text`` over it, press Tab."""
+        self.click(selector)
+        self.eval(f"document.querySelector({json.dumps(selector)}).select(); true")
+        self.type(text)
+        self.press("Tab")
+
     def screenshot(self, path: Path, full_page: bool = True) -> Path:
         result = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=full_page)
         path.write_bytes(base64.b64decode(result["data"]))
