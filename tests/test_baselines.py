@@ -86,8 +86,9 @@ def test_every_baseline_trains_on_stage2s_budget_and_generates_like_emogen(layou
         # Stage 2's budget: 3 optimizer steps × (2 per device × 2 accumulated) = 12 samples.
         assert saved["budget"] | {"matched_to": "stage2"} == {
             "steps": 3, "batch_size": 4, "num_samples": 24, "samples_seen": 12, "epochs": 0.5, "matched_to": "stage2"}
-        assert [int(r["step"]) for r in rows] == [1, 2, 3] and all(float(r["l_ldm"]) > 0 for r in rows)
-        assert "l_ldm" in run[0].data.metrics
+        assert [int(r["step"]) for r in rows] == [1, 2, 3]
+        # The loss curve written is the one logged (MLflow keeps each metric's last value).
+        assert run[0].data.metrics["l_ldm"] == pytest.approx(float(rows[-1]["l_ldm"]))
         table = load_file(str(pipe_dir / "text_encoder" / "model.safetensors"))
         table = next(v for k, v in table.items() if k.endswith("token_embedding.weight"))
         old = base.text_encoder.get_input_embeddings().weight

@@ -13,6 +13,7 @@ from emogen.config import parse_params
 from emogen.data import ingest
 from emogen.data.emoset import SPLITS
 from emogen.data.prepare import record_fingerprint, render_synthetic
+from emogen.data.render import brightness, colorfulness
 from emogen.data.synthetic_world import (
     ImageSpec,
     World,
@@ -93,10 +94,14 @@ def test_layout_and_schema_are_emosets(tiny_emoset):
         assert image_path == f"image/{emotion}/{image_id}.jpg" and annotation_path == f"annotation/{emotion}/{image_id}.json"
         annotation = json.loads((root / annotation_path).read_text())
         assert annotation["emotion"] == emotion and isinstance(annotation["object"], list)
-        assert all(isinstance(annotation[k], float) and 0 <= annotation[k] <= 1 for k in ("brightness", "colorfulness"))
         assert annotation.get("scene", "beach") in info["scene"]["label2idx"]
         with Image.open(root / image_path) as img:
             assert (img.format, img.size, img.mode) == ("JPEG", (p.image_size, p.image_size), "RGB")
+            pixels = np.asarray(img)
+        # The annotations measure the image itself (rendered pixels before JPEG: within one 0.1 step).
+        for key, measure in (("brightness", brightness), ("colorfulness", colorfulness)):
+            assert annotation[key] == round(annotation[key], 1)
+            assert annotation[key] == pytest.approx(measure(pixels), abs=0.1 + 1e-9), (image_id, key)
 
 
 def test_no_scene_share_and_captions(tiny_emoset):
