@@ -154,7 +154,10 @@ def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, t
     assert {entry["emotion"] for entry in index["images"]} == set(EMOTIONS)
     table = json.loads((repo / "metrics/table1.json").read_text())
     assert table["stand_in"] is False and set(table["methods"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"}
-    assert 0 <= table["methods"]["emogen"]["emo_a"]["value"] <= 1
+    emo_a, images = table["methods"]["emogen"]["emo_a"], table["methods"]["emogen"]["images"]["value"]
+    # An accuracy over the generated images: a whole number of them, inside its own interval.
+    assert emo_a["value"] == pytest.approx(round(emo_a["value"] * images) / images, abs=1e-4)
+    assert emo_a["low"] <= emo_a["value"] <= emo_a["high"]
     assert (repo / "metrics/report.html").is_file()
     assert json.loads((repo / "metrics/frontier.json").read_text())["stand_in"] is False
 
