@@ -23,10 +23,10 @@ import torch
 from safetensors.torch import load_file
 
 from emogen.config import parse_params
-from emogen.data import ingest, prepare
+from emogen.stages import ingest, prepare_data as prepare
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.stage1.train import train_encoder
+from emogen.stages.stage1 import train_encoder
 
 
 def main() -> None:

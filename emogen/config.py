@@ -305,7 +305,7 @@ class MapperParams(Section):
 
 
 class LatentsParams(Section):
-    # Stage 2's training images encoded once (emogen/stage2/latents.py); the values do not
+    # Stage 2's training images encoded once (emogen/stages/latents.py); the values do not
     # depend on batch_size, workers or the number of processes.
     batch_size: int = Field(64, ge=1)  # images per VAE call
     workers: int = Field(2, ge=0)  # DataLoader decoding processes (0: in the main process)
@@ -448,7 +448,7 @@ class DreamBoothParams(Section):
     num_class_images: int = Field(16, ge=1)  # per emotion, sampled from the base model with its word
 
 
-class BaselinesParams(Section):
+class BaselineParams(Section):
     """Training of the Table 1 baselines; their budget (steps × batch) is stage 2's, read from
     ``stage2`` params, and their generation settings are ``generate``'s (README "Baselines")."""
 
@@ -457,7 +457,7 @@ class BaselinesParams(Section):
     log_every: int = Field(10, ge=1)  # MLflow loss logging interval (steps)
 
     @model_validator(mode="after")
-    def _formats_have_one_slot(self) -> "BaselinesParams":
+    def _formats_have_one_slot(self) -> "BaselineParams":
         for key, fmt in (("textual_inversion.token_format", self.textual_inversion.token_format),
                          ("dreambooth.identifier_format", self.dreambooth.identifier_format)):
             if fmt.count("{}") != 1 or any(ch.isspace() for ch in fmt):
@@ -545,7 +545,7 @@ class Params(Section):
     generate: GenerateParams = GenerateParams()
     evaluators: EvaluatorsParams = EvaluatorsParams()
     evaluate: EvaluateParams = EvaluateParams()
-    baselines: BaselinesParams = BaselinesParams()
+    baseline: BaselineParams = BaselineParams()
     registry: RegistryParams = RegistryParams()
     pipeline: PipelineParams = PipelineParams()
     intensity: IntensityParams = IntensityParams()

@@ -6,7 +6,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from emogen.data.balance import balance
+from emogen.stages.balance import balance
 from emogen.data.schema import BALANCED
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError

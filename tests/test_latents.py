@@ -15,12 +15,12 @@ import torch
 import yaml
 
 from conftest import free_port
-from emogen.base.components import load_base
+from emogen.pipelines.components import load_base
 from emogen.config import parse_params
 from emogen.errors import DataError
 from emogen.images import load_rgb, squash_transform
 from emogen.layout import Layout
-from emogen.stage2 import latents
+from emogen.stages import latents
 from tiny_sd import build_tiny_sd, write_base_json, write_latents, write_stage2_inputs
 
 

@@ -14,15 +14,15 @@ from safetensors.torch import load_file
 
 from conftest import REPO
 from emogen.config import BalanceParams, Params, Stage2Params
-from emogen.data import balance
+from emogen.stages import balance
 from emogen.emotions import EMOTIONS
-from emogen.generation.stage import run as run_generate
+from emogen.stages.generate import run as run_generate
 from emogen.layout import Layout
-from emogen.stage1 import confidence, emotion_space
-from emogen.stage1 import train as stage1_train
-from emogen.stage1.emotion_space import emotion_gaussians
-from emogen.stage2 import latents
-from emogen.stage2 import train as stage2_train
+from emogen.stages import confidence, emotion_space
+from emogen.stages import stage1 as stage1_train
+from emogen.stages.emotion_space import emotion_gaussians
+from emogen.stages import latents
+from emogen.stages import stage2 as stage2_train
 from generation_inputs import tiny_generate_params, write_upstream
 from stage1_inputs import tiny_params
 from tiny_sd import build_tiny_sd, write_base_json

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from emogen.stage2.losses import attribute_logits, attribute_loss, ldm_loss, total_loss
+from emogen.pipelines.losses import attribute_logits, attribute_loss, ldm_loss, total_loss
 
 
 def test_ldm_loss_is_the_per_sample_mean_squared_error():

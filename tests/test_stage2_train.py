@@ -8,14 +8,14 @@ import mlflow
 import pytest
 import torch
 
-from emogen.base.components import load_base
+from emogen.pipelines.components import load_base
 from emogen.config import parse_params
 from emogen.errors import DataError
-from emogen.generation.sampling import EmotionGaussians
+from emogen.pipelines.sampling import EmotionGaussians
 from emogen.layout import Layout
-from emogen.stage2 import train as stage2_train
+from emogen.stages import stage2 as stage2_train
 from emogen.stage2.data import read_samples
-from emogen.stage2.mapper import EmotionMapper
+from emogen.pipelines.mapper import EmotionMapper
 from tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
 STAGE2 = {

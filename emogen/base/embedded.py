@@ -4,7 +4,7 @@ Order (as SD's parts came to be): tokenizer from the captions → CLIP trained c
 → its text tower frozen as the text encoder → UNet trained on the frozen text states.
 Written as ``<out>/pipeline`` (model_index.json, tokenizer/, text_encoder/, unet/,
 scheduler/; no vae/: pixel space) and ``<out>/clip`` (CLIPModel + tokenizer), so
-:func:`emogen.base.components.load_base` loads it exactly as it loads SD 1.5.
+:func:`emogen.pipelines.components.load_base` loads it exactly as it loads SD 1.5.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 from emogen.base.data import CaptionedImages
 from emogen.base.embedded_clip import clip_config, tokenize, train_clip
 from emogen.base.embedded_unet import build_scheduler, build_unet, train_unet
-from emogen.base.tokenizer import build_tokenizer, caption_words
+from emogen.pipelines.tokenizer import build_tokenizer, caption_words
 from emogen.config import BaseModelParams
 from emogen.seeding import seed_everything
 

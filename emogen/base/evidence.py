@@ -19,12 +19,12 @@ import torch
 from diffusers import DDIMScheduler
 from PIL import Image, ImageDraw, ImageFont
 
-from emogen.base.components import BaseComponents
+from emogen.pipelines.components import BaseComponents
 from emogen.base.data import CaptionedImages
 from emogen.base.embedded_clip import image_features, text_features, tokenize
 from emogen.data.synthetic_world import World
-from emogen.generation.grid import make_grid
-from emogen.generation.text_pipeline import TextConditionedPipeline, base_modules
+from emogen.pipelines.grid import make_grid
+from emogen.pipelines.text_pipeline import TextConditionedPipeline, base_modules
 from emogen.images import to_pil
 
 GRID_FULL, GRID_SHORT, CELL = 3, 2, 64

@@ -11,7 +11,7 @@
   installed beside this torch build; without them those two cells of the table say
   "not computed" instead of a number.
 
-Models are looked up locally only (``emogen.base.resolve``): a missing one is a
+Models are looked up locally only (``emogen.pipelines.resolve``): a missing one is a
 :class:`MissingModelError` naming it and how to get it.
 """
 
@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoImageProcessor, CLIPImageProcessor, CLIPModel, ResNetConfig, ResNetForImageClassification
 
-from emogen.base.resolve import CLIP_FILES, Resolved, resolve_model
+from emogen.pipelines.resolve import CLIP_FILES, Resolved, resolve_model
 from emogen.config import Params
 from emogen.emotions import NUM_EMOTIONS
 from emogen.errors import MissingModelError, UserError

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -196,3 +197,15 @@ def emotion_probabilities(encoder: EmotionEncoder, vectors: torch.Tensor, batch_
         for chunk in vectors.split(batch_size)
     ]
     return torch.cat(probs) if probs else torch.empty(0, NUM_EMOTIONS)
+
+
+@dataclass
+class TrainResult:
+    encoder: EmotionEncoder  # best epoch's weights, on the CPU, eval mode
+    history: list[dict[str, float]]  # one record per epoch (1-based "epoch")
+    best_epoch: int
+    accuracy: dict[str, float]  # split → accuracy of the best weights (eval mode)
+    test_predictions: np.ndarray  # predicted emotion index per test row (manifest order)
+    test_labels: np.ndarray
+    resumed_from_epoch: int  # 0 for a fresh run
+    seconds: float

@@ -15,7 +15,7 @@ from emogen.stage1.reporting import log_metrics, write_json
 from emogen.tracking import log_artifact
 
 if TYPE_CHECKING:
-    from emogen.stage1.train import TrainResult
+    from emogen.stage1.encoder import TrainResult
 
 CHANCE = 1.0 / NUM_EMOTIONS
 

@@ -5,7 +5,7 @@ learned token ("<amusement>", a row of the text encoder's embedding table), Drea
 its identifier and the emotion word ("<v_amusement> amusement") on its fine-tuned UNet. The
 template's ``{}`` becomes the emotion's prompt, so the transfer templates ("{} box") work as
 they do for EmoGen. It takes the same call as :class:`EmoGenPipeline` (emotion names, one
-generator per image), so :func:`emogen.generation.jobs.run_jobs` drives both; there is no
+generator per image), so :func:`emogen.pipelines.jobs.run_jobs` drives both; there is no
 emotion vector, so ``emotion_vectors`` is None.
 """
 
@@ -18,8 +18,8 @@ import torch
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.generation.pipeline import EmoGenPipelineOutput
-from emogen.generation.text_pipeline import StepCallback, TextConditionedPipeline
+from emogen.pipelines.emogen_pipeline import EmoGenPipelineOutput
+from emogen.pipelines.text_pipeline import StepCallback, TextConditionedPipeline
 
 
 class PromptPipeline(TextConditionedPipeline):

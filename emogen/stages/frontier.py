@@ -29,11 +29,11 @@ from emogen.errors import UserError
 from emogen.evaluation.data import ImageSet, shrink
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.table import evaluate_method
-from emogen.generation.jobs import run_jobs
-from emogen.generation.pipeline import EmoGenPipeline
-from emogen.generation.prompt_pipeline import PromptPipeline
-from emogen.generation.stage import METHOD as EMOGEN, emotion_jobs, quiet_libraries
-from emogen.generation.text_pipeline import TextConditionedPipeline
+from emogen.pipelines.jobs import run_jobs
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.prompt_pipeline import PromptPipeline
+from emogen.pipelines.settings import METHOD as EMOGEN, emotion_jobs, quiet_libraries
+from emogen.pipelines.text_pipeline import TextConditionedPipeline
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, set_tags, stage_run

@@ -28,9 +28,9 @@ from PIL import Image
 from emogen.config import Params
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS, emotion_index
 from emogen.evaluation.evaluators import load_evaluators
-from emogen.generation.commands import load_pipeline
-from emogen.generation.grid import make_grid
-from emogen.generation.jobs import ImageJob, run_jobs
+from emogen.registry.load import load_pipeline
+from emogen.pipelines.grid import make_grid
+from emogen.pipelines.jobs import ImageJob, run_jobs
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage1.reporting import write_json

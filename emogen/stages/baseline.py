@@ -1,4 +1,4 @@
-"""``emogen stage baseline_<method>``: train a baseline (if it trains) and generate with it.
+"""``emogen stage baseline@<method>``: train a baseline (if it trains) and generate with it.
 
 One DVC stage per method (``dvc.yaml`` ``baseline`` ``foreach``). Every method generates with
 EmoGen's settings: the ``generate`` params (template, scheduler, steps, guidance, count), its
@@ -20,7 +20,7 @@ import time
 import torch
 from accelerate import Accelerator
 
-from emogen.base.components import load_base, read_base_json
+from emogen.pipelines.components import load_base, read_base_json
 from emogen.baselines.train import (
     BaselineTrainer,
     class_latents,
@@ -32,10 +32,10 @@ from emogen.baselines.train import (
 )
 from emogen.config import Params
 from emogen.emotions import EMOTIONS
-from emogen.generation.jobs import run_jobs
-from emogen.generation.prompt_pipeline import PromptPipeline
-from emogen.generation.stage import emotion_jobs, quiet_libraries, sampler_components, sampling_settings
-from emogen.generation.writer import GRIDS_FOLDER, write_generated
+from emogen.pipelines.jobs import run_jobs
+from emogen.pipelines.prompt_pipeline import PromptPipeline
+from emogen.pipelines.settings import emotion_jobs, quiet_libraries, sampler_components, sampling_settings
+from emogen.pipelines.writer import GRIDS_FOLDER, write_generated
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
@@ -52,7 +52,7 @@ def build_pipeline(base, params: Params, prompts: dict[str, str], words: list[st
 def run(params: Params, layout: Layout, method: str) -> dict:
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; one of {METHODS}")
-    gen, bp = params.generate, params.baselines
+    gen, bp = params.generate, params.baseline
     quiet_libraries()
     started = time.perf_counter()
     # Baselines train in float32 (as stage 2 at mixed_precision "no"); generation then uses gen.dtype.
@@ -61,8 +61,8 @@ def run(params: Params, layout: Layout, method: str) -> dict:
     base = load_base(base_dir, device=accelerator.device)
     words = read_base_json(base_dir).get("words")
     seed = stage_seed(params.seed, f"baselines/{method}")
-    tracked = {"seed": params.seed, "method": method, "baselines": bp.model_dump(), "generate": gen.model_dump()}
-    with stage_run(f"baseline_{method}", tracked):
+    tracked = {"seed": params.seed, "method": method, "baseline": bp.model_dump(), "generate": gen.model_dump()}
+    with stage_run(f"baseline@{method}", tracked):
         history: list[dict[str, float]] = []
         budget = None
         prompts = {e: e for e in EMOTIONS}

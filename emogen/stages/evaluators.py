@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from emogen.base.components import load_base, read_base_json
+from emogen.pipelines.components import load_base, read_base_json
 from emogen.config import Params
 from emogen.data.synthetic_world import load_world
 from emogen.devices import resolve_device

@@ -27,7 +27,7 @@ from emogen.config import ConfidenceParams, Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError
 from emogen.layout import Layout
-from emogen.stage1.data import read_table, split_rows
+from emogen.data.tables import read_table, split_rows
 from emogen.stage1.space_files import read_vectors, rows_of
 from emogen.stage1.encoder import emotion_probabilities, load_encoder
 from emogen.stage1.reporting import log_metrics, write_json

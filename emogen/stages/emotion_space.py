@@ -18,19 +18,17 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-import pandas as pd
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from safetensors.torch import load_file, save_file
 
 from emogen.config import Params
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS, POSITIVE
-from emogen.errors import DataError, UserError
+from emogen.errors import DataError
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage1.space_files import write_space
-from emogen.stage1.data import image_paths, read_table, split_rows
+from emogen.data.tables import image_paths, read_table, split_rows
 from emogen.devices import cpu_threads, resolve_device
 from emogen.stage1.encoder import embed_images, emotion_probabilities, load_encoder
 from emogen.stage1.reporting import log_metrics, write_json

@@ -25,6 +25,9 @@ from safetensors.torch import load_file, save_file
 from emogen.emotions import NUM_EMOTIONS
 from emogen.errors import UserError
 
+GAUSSIANS_FILE = "gaussians.safetensors"  # the Gaussians' file name wherever they are saved
+
+
 @dataclass(frozen=True)
 class EmotionGaussians:
     """``mean``/``std`` (8, D) float32 in EmoSet emotion order; ``cov`` (8, D, D) or None."""

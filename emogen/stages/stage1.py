@@ -43,17 +43,9 @@ from emogen.checkpoints import Checkpoints
 from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
 from emogen.devices import cpu_threads, require_launched_processes
 from emogen.errors import StoppedEarly
-from emogen.stage1.data import (
-    SPLITS,
-    EpochFlips,
-    EpochShuffle,
-    epoch_seed,
-    read_table,
-    require_cache_fits,
-    split_dataset,
-    split_rows,
-)
-from emogen.stage1.encoder import EmotionEncoder, build_encoder, save_encoder
+from emogen.data.tables import SPLITS, read_table, split_rows
+from emogen.stage1.data import EpochFlips, EpochShuffle, epoch_seed, require_cache_fits, split_dataset
+from emogen.stage1.encoder import TrainResult, build_encoder, save_encoder
 from emogen.stage1.evaluation import write_stage1_outputs
 from emogen.tracking import log_metrics, stage_run
 
@@ -62,18 +54,6 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ("id", "split", "emotion", "emotion_idx", "image_path")
 EpochCallback = Callable[[dict[str, float]], None]
 _SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
-
-
-@dataclass
-class TrainResult:
-    encoder: EmotionEncoder  # best epoch's weights, on the CPU, eval mode
-    history: list[dict[str, float]]  # one record per epoch (1-based "epoch")
-    best_epoch: int
-    accuracy: dict[str, float]  # split → accuracy of the best weights (eval mode)
-    test_predictions: np.ndarray  # predicted emotion index per test row (manifest order)
-    test_labels: np.ndarray
-    resumed_from_epoch: int  # 0 for a fresh run
-    seconds: float
 
 
 def make_accelerator(cfg: Stage1Params) -> Accelerator:

@@ -1,7 +1,7 @@
 """base_model stage: resolve SD 1.5 + CLIP ViT-L/14 (pretrained) or train the embedded model.
 
 Writes ``models/base/base.json`` (the contract every later stage loads through
-:func:`emogen.base.components.load_base`), ``metrics/base_model.json``,
+:func:`emogen.pipelines.components.load_base`), ``metrics/base_model.json``,
 ``metrics/base_model_samples.png`` and the loss curves ``metrics/base_model_{clip,unet}_loss.csv``
 (the pretrained profile trains nothing: empty curves, a note instead of samples).
 """
@@ -20,11 +20,11 @@ from typing import Any
 from mlflow.entities import Metric
 from PIL import Image, ImageDraw, ImageFont
 
-from emogen.base.components import BASE_JSON, load_base
+from emogen.pipelines.components import BASE_JSON, load_base
 from emogen.base.data import CAPTIONS_FILE, load_split
 from emogen.base.embedded import save_embedded, train_embedded
 from emogen.base.evidence import measure
-from emogen.base.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
+from emogen.pipelines.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
 from emogen.config import BaseModelParams, Params
 from emogen.devices import cpu_threads
 from emogen.data.synthetic_world import load_world

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from emogen.errors import UserError
-from emogen.generation.grid import make_grid
+from emogen.pipelines.grid import make_grid
 from emogen.images import load_rgb
 
 INDEX_FILE = "index.json"

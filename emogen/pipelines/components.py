@@ -16,7 +16,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
-from emogen.base.tokenizer import load_tokenizer
+from emogen.pipelines.tokenizer import load_tokenizer
 from emogen.errors import MissingModelError, UserError
 from emogen.jsonio import read_json
 

@@ -14,7 +14,7 @@ prompt as the unconditional input.
 
 Sampling, per image: e ~ N(mean, diag(std²)) (or the full covariance) drawn with that
 image's generator, moved by its ``intensity`` towards or past the neutral centre
-(:mod:`emogen.generation.sampling`) → mapper → the placeholder's input embedding → text encoder → UNet.
+(:mod:`emogen.pipelines.sampling`) → mapper → the placeholder's input embedding → text encoder → UNet.
 Each image's vector and initial noise come from its own generator, so an image is the same
 whether it is generated alone or in a batch (up to float rounding).
 """
@@ -31,14 +31,14 @@ import torch
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from emogen.base.tokenizer import load_tokenizer
+from emogen.pipelines.tokenizer import load_tokenizer
 from emogen.emotions import emotion_index
 from emogen.errors import MissingModelError, UserError
-from emogen.generation.sampling import EmotionGaussians
-from emogen.generation.text_pipeline import StepCallback, TextConditionedPipeline
-from emogen.stage1.space_files import GAUSSIANS_FILE
-from emogen.stage2.mapper import EmotionMapper
-from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders
+from emogen.pipelines.sampling import EmotionGaussians
+from emogen.pipelines.text_pipeline import StepCallback, TextConditionedPipeline
+from emogen.pipelines.sampling import GAUSSIANS_FILE
+from emogen.pipelines.mapper import EmotionMapper
+from emogen.pipelines.placeholder import add_placeholder_tokens, encode_with_placeholders
 
 # The second token exists only for two-token fusion; it is added when the pipeline is built.
 DEFAULT_PLACEHOLDERS = ("<emotion>", "<emotion_2>")

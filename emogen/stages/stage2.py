@@ -29,29 +29,27 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from diffusers import DDIMScheduler
 from torch import nn
 from tqdm.auto import tqdm
 
-from emogen.base.components import BaseComponents, load_base
+from emogen.pipelines.components import BaseComponents, load_base
 from emogen.caches import cache_dir, code_hash, locked
 from emogen.checkpoints import Checkpoints
-from emogen.config import Params, Stage2Params
+from emogen.config import Params
 from emogen.emotions import EMOTIONS
 from emogen.devices import require_launched_processes
 from emogen.errors import DataError, StoppedEarly, UserError
-from emogen.generation.grid import make_grid
-from emogen.generation.pipeline import EmoGenPipeline
-from emogen.generation.text_pipeline import base_modules
-from emogen.generation.sampling import EmotionGaussians
+from emogen.pipelines.grid import make_grid
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.text_pipeline import base_modules
+from emogen.pipelines.sampling import EmotionGaussians
 from emogen.layout import Layout
-from emogen.seeding import stage_seed
-from emogen.stage1.space_files import GAUSSIANS_FILE, IDS_FILE, VECTORS_FILE
-from emogen.stage2.data import StageInputs, load_training_data, read_samples, read_vocabulary
-from emogen.stage2.losses import (
+from emogen.seeding import derived_seed, stage_seed
+from emogen.stage2.data import SampleOrder, load_training_data, read_samples, read_vocabulary, stage_inputs
+from emogen.pipelines.losses import (
     attribute_bank,
     attribute_logits,
     attribute_loss,
@@ -59,8 +57,8 @@ from emogen.stage2.losses import (
     ldm_loss,
     total_loss,
 )
-from emogen.stage2.mapper import EmotionMapper, MapperConfig
-from emogen.stage2.placeholder import (
+from emogen.pipelines.mapper import EmotionMapper, MapperConfig
+from emogen.pipelines.placeholder import (
     add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state, second_placeholder,
 )
 from emogen.tracking import log_artifact, log_metrics, stage_run
@@ -70,47 +68,6 @@ log = logging.getLogger(__name__)
 STAGE = "stage2"
 WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 HISTORY_FIELDS = ("step", "l_ldm", "l_attr", "loss", "attr_acc", "attr_samples")
-
-
-def stage_inputs(params: Params, layout: Layout) -> StageInputs:
-    space, confidence = layout.model_dir("emotion_space"), layout.model_dir("confidence")
-    return StageInputs(
-        balanced=layout.balanced,
-        sample_alpha=confidence / "sample_alpha.parquet",
-        vocabulary=confidence / "vocabulary.json",
-        vectors=space / VECTORS_FILE,
-        vector_ids=space / IDS_FILE,
-        gaussians=space / GAUSSIANS_FILE,
-        base_dir=layout.model_dir("base"),
-        latents=layout.latents,
-    )
-
-
-def _draw_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (numpy's SeedSequence mixes them well)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-class SampleOrder:
-    """Global sample position → row: one seeded permutation per epoch, a function of the seed."""
-
-    def __init__(self, num_rows: int, seed: int) -> None:
-        self.num_rows, self.seed = num_rows, seed
-        self._perms: dict[int, torch.Tensor] = {}
-
-    def _perm(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._perms:
-            generator = torch.Generator().manual_seed(_draw_seed(self.seed, 0, epoch))
-            self._perms = {epoch: torch.randperm(self.num_rows, generator=generator)}
-        return self._perms[epoch]
-
-    def rows(self, first: int, count: int) -> torch.Tensor:
-        positions = torch.arange(first, first + count)
-        out = torch.empty(count, dtype=torch.long)
-        for epoch in (positions // self.num_rows).unique().tolist():
-            mask = positions // self.num_rows == epoch
-            out[mask] = self._perm(epoch)[positions[mask] % self.num_rows]
-        return out
 
 
 @dataclass
@@ -236,7 +193,7 @@ class Trainer:
         batch = p.train_batch_size
         first = ((step * p.gradient_accumulation_steps + micro) * acc.num_processes + acc.process_index) * batch
         rows = self.order.rows(first, batch)
-        draw_seed = _draw_seed(self.seed, 1, first)
+        draw_seed = derived_seed(self.seed, 1, first)
         generator = torch.Generator().manual_seed(draw_seed)
         torch.manual_seed(draw_seed)  # mapper dropout, when enabled
         images = self.data.image_index[rows]
@@ -296,7 +253,7 @@ class Trainer:
         """A grid: one row per emotion, sampled by the EmoGen pipeline with the current mapper
         exactly as generation samples (one seeded generator per image, the same every time)."""
         count = self.p.num_sample_images
-        first = _draw_seed(self.seed, 2)
+        first = derived_seed(self.seed, 2)
         mapper = self.accelerator.unwrap_model(self.mapper)
         pipe = EmoGenPipeline(
             **base_modules(self.base, DDIMScheduler.from_config(self.base.noise_scheduler.config)),

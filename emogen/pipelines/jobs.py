@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 
 from emogen.emotions import emotion_index
 from emogen.errors import UserError
-from emogen.generation.pipeline import EmoGenPipeline, Fusion
-from emogen.generation.prompt_pipeline import PromptPipeline
-from emogen.generation.sampling import vector_sha256
-from emogen.generation.writer import ImageRecord
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline, Fusion
+from emogen.pipelines.prompt_pipeline import PromptPipeline
+from emogen.pipelines.sampling import vector_sha256
+from emogen.pipelines.writer import ImageRecord
 
 
 @dataclass(frozen=True)

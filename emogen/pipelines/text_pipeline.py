@@ -16,8 +16,8 @@ from diffusers.configuration_utils import FrozenDict
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from emogen.base.components import BaseComponents
-from emogen.base.tokenizer import caption_words
+from emogen.pipelines.components import BaseComponents
+from emogen.pipelines.tokenizer import caption_words
 from emogen.config import template_problem
 from emogen.errors import UserError
 from emogen.images import to_pil

@@ -24,7 +24,7 @@ from emogen.evaluation.data import iter_split, load_generated
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.table import evaluate_method, real_fid_stats
 from emogen.evaluation.transfer import transfer_table
-from emogen.generation.stage import TRANSFER_METHOD
+from emogen.pipelines.settings import TRANSFER_METHOD
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, set_tags, stage_run
