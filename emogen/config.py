@@ -263,10 +263,13 @@ class EmbeddedUnetParams(Section):
 
 
 class BaseSamplingParams(Section):
-    """How the base model is sampled for its evidence; recorded in base.json for generation."""
+    """The base model's sampling settings: its evidence is sampled with them, and base.json records
+    them as every generating stage's defaults (generate's scheduler, steps and guidance when null)."""
 
-    guidance_scale: float = Field(3.0, ge=1)
+    # Any diffusers scheduler class, built from the base model's training noise schedule.
+    scheduler: str = Field("DDIMScheduler", min_length=1)
     num_inference_steps: int = Field(25, ge=1, le=1000)
+    guidance_scale: float = Field(3.0, ge=1)  # 1: no classifier-free guidance
 
 
 class BaseModelParams(Section):
@@ -367,11 +370,10 @@ class GenerateParams(Section):
     transfer_templates: tuple[str, ...] = ("{} box", "{} chair", "{} street")
     # Transfer images per emotion and template (data/generated/emogen_transfer, the transfer table).
     transfer_images: int = Field(8, ge=1)
-    # Any diffusers scheduler class, built from the base model's training noise schedule.
-    # Embedded: DDIM, what base_model checks its samples with; published: UniPCMultistepScheduler.
-    scheduler: str = Field("DDIMScheduler", min_length=1)
-    num_inference_steps: int = Field(25, ge=1, le=1000)  # published: 50
-    guidance_scale: float = Field(3.0, ge=0)  # ≤ 1: no classifier-free guidance; published 7.5
+    # Sampler of every method's images; null: the base model's own (base_model.sampling, base.json).
+    scheduler: str | None = Field(None, min_length=1)  # a diffusers scheduler class name
+    num_inference_steps: int | None = Field(None, ge=1, le=1000)
+    guidance_scale: float | None = Field(None, ge=1)  # 1: no classifier-free guidance
     resolution: int | None = Field(None, ge=8, le=2048)  # null: the base model's (published 512)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"

@@ -9,7 +9,6 @@ scheduler/; no vae/: pixel space) and ``<out>/clip`` (CLIPModel + tokenizer), so
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -27,6 +26,7 @@ from emogen.base.embedded_unet import build_scheduler, build_unet, train_unet
 from emogen.pipelines.tokenizer import build_tokenizer, caption_words
 from emogen.config import BaseModelParams
 from emogen.seeding import seed_everything
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def save_embedded(model: EmbeddedModel, out: Path) -> tuple[Path, Path]:
         "scheduler": ["diffusers", "DDPMScheduler"],
         "vae": [None, None],
     }
-    (pipeline / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+    write_json(pipeline / "model_index.json", model_index)
     model.clip_model.save_pretrained(clip)
     for name in TOKENIZER_FILES:
         shutil.copy2(pipeline / "tokenizer" / name, clip / name)

@@ -40,7 +40,7 @@ from emogen.pipelines.settings import emotion_jobs
 from emogen.images import to_tensor
 from emogen.layout import Layout
 from emogen.stage2.data import TrainingData as Stage2Data, load_training_data, read_samples, read_vocabulary
-from emogen.pipelines.losses import diffusion_target, ldm_loss
+from emogen.pipelines.losses import ldm_loss, noisy_batch
 from emogen.pipelines.placeholder import add_placeholder_tokens, encode_with_placeholders
 from emogen.stage2.data import SampleOrder, stage_inputs
 
@@ -91,16 +91,6 @@ def training_data(params: Params, layout: Layout, base: BaseComponents) -> Train
 
 def _step_seed(seed: int, step: int, stream: int) -> int:
     return derived_seed(seed, stream, step)
-
-
-def noisy_batch(
-    latents: torch.Tensor, scheduler, generator: torch.Generator, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(noisy latents, timesteps, target) for clean ``latents``, t uniform over the schedule."""
-    noise = torch.randn(latents.shape, generator=generator)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
-    latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
-    return scheduler.add_noise(latents, noise, timesteps), timesteps, diffusion_target(scheduler, latents, noise, timesteps)
 
 
 def tokenize_prompts(tokenizer, prompts: list[str], device: torch.device) -> torch.Tensor:

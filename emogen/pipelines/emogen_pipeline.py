@@ -66,8 +66,8 @@ class EmoGenPipeline(TextConditionedPipeline):
         placeholder_tokens: list[str] | None = None,
         known_words: list[str] | None = None,
         resolution: int = 512,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
     ):
         """``known_words``, ``resolution`` and the sampling defaults: see
         :class:`TextConditionedPipeline`."""

@@ -23,6 +23,18 @@ def diffusion_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, time
     raise ValueError(f"unsupported scheduler prediction_type {kind!r} (expected epsilon or v_prediction)")
 
 
+def noisy_batch(
+    latents: torch.Tensor, scheduler, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy latents, timesteps, target) for clean ``latents``: noise (drawn in float32, then cast
+    to the latents' dtype) and t uniform over the schedule, both from ``generator`` on the CPU, so
+    every device and precision draws the same values. Stage 2 and every baseline train with it."""
+    noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.dtype)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
+    return scheduler.add_noise(latents, noise, timesteps), timesteps, diffusion_target(scheduler, latents, noise, timesteps)
+
+
 def ldm_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample MSE, ``(B,)``, computed in float32."""
     return F.mse_loss(prediction.float(), target.float(), reduction="none").flatten(1).mean(dim=1)

@@ -35,8 +35,8 @@ class PromptPipeline(TextConditionedPipeline):
         emotion_prompts: Mapping[str, str] | None = None,
         known_words: list[str] | None = None,
         resolution: int = 512,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
     ):
         """``emotion_prompts``: emotion → prompt text for all eight; None: the emotion words."""
         prompts = dict(emotion_prompts or {e: e for e in EMOTIONS})

@@ -40,14 +40,27 @@ def scheduler_from_name(name: str, noise_schedule: dict, key: str = "generate.sc
     return cls.from_config(noise_schedule)
 
 
-def sampler_components(base, gen: GenerateParams) -> dict:
+def sampler_settings(base, gen: GenerateParams | None = None) -> dict:
+    """The one source of the sampler: the base model's sampling settings (base.json), each
+    overridden by ``generate``'s value where that is not null."""
+    own = base.sampling
+    missing = [k for k in ("scheduler", "num_inference_steps", "guidance_scale") if k not in own]
+    if missing:
+        raise UserError(f"the base model's base.json has no sampling {', '.join(missing)}: rebuild it (`dvc repro base_model`)")
+    chosen = {k: getattr(gen, k, None) if gen is not None else None for k in own}
+    return {k: own[k] if chosen.get(k) is None else chosen[k] for k in ("scheduler", "num_inference_steps", "guidance_scale")}
+
+
+def sampler_components(base, gen: GenerateParams | None = None) -> dict:
     """What every generation pipeline (EmoGen and the baselines) takes from the base model and
     the ``generate`` settings, so all methods sample alike."""
+    settings = sampler_settings(base, gen)
+    key = "generate.scheduler" if gen is not None and gen.scheduler else "base_model.sampling.scheduler"
     return {
-        **base_modules(base, scheduler_from_name(gen.scheduler, base.noise_scheduler.config)),
-        "resolution": gen.resolution or base.resolution,
-        "num_inference_steps": gen.num_inference_steps,
-        "guidance_scale": gen.guidance_scale,
+        **base_modules(base, scheduler_from_name(settings["scheduler"], base.noise_scheduler.config, key)),
+        "resolution": (gen.resolution if gen is not None else None) or base.resolution,
+        "num_inference_steps": settings["num_inference_steps"],
+        "guidance_scale": settings["guidance_scale"],
     }
 
 

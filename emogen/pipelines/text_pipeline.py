@@ -87,12 +87,17 @@ class TextConditionedPipeline(DiffusionPipeline):
         vae=None,
         known_words: list[str] | None = None,
         resolution: int = 512,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
     ):
         """``known_words``: the closed vocabulary of the embedded base model (templates must
         use only these words); None for an open one (SD 1.5's CLIP), where only words the
-        tokenizer cannot encode are rejected. The last three are the sampling defaults."""
+        tokenizer cannot encode are rejected. The last three are the sampling defaults, which
+        come from the base model's sampling settings (``emogen.pipelines.settings.sampler_components``);
+        they default to None only because diffusers reads required arguments as components."""
+        if num_inference_steps is None or guidance_scale is None:
+            raise ValueError("num_inference_steps and guidance_scale are required: pass the base model's sampling "
+                             "settings (emogen.pipelines.settings.sampler_components)")
         super().__init__()
         self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
         self.register_to_config(

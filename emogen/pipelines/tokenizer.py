@@ -18,6 +18,7 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, tr
 from transformers import CLIPTokenizer
 
 from emogen.errors import UserError
+from emogen.jsonio import write_json
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 # CLIP's own pre-tokeniser pattern (transformers' CLIPTokenizer), so training and loading agree.
@@ -69,7 +70,7 @@ def build_tokenizer(captions: Sequence[str], out_dir: Path, max_length: int) -> 
         "pad_token": EOS,
         "model_max_length": max_length,
     }
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_json(out_dir / "tokenizer_config.json", config)
     words = caption_words(captions)
     return load_tokenizer(out_dir, len(backend.get_vocab()), words)
 
@@ -87,7 +88,7 @@ def _canonical_ids(folder: Path) -> None:
     if set(order) != set(vocab) or len(order) != len(vocab):
         raise TokenizerError(f"{folder}: trained vocabulary and merges disagree")
     ids = {token: i for i, token in enumerate(order)}
-    (folder / "vocab.json").write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
+    write_json(folder / "vocab.json", ids, indent=None, ensure_ascii=False)
 
 
 def load_tokenizer(folder: Path, expected_size: int, words: Sequence[str] = ()) -> CLIPTokenizer:

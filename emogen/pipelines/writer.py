@@ -27,6 +27,7 @@ from PIL import Image
 from emogen.errors import UserError
 from emogen.pipelines.grid import make_grid
 from emogen.images import load_rgb
+from emogen.jsonio import write_json
 
 INDEX_FILE = "index.json"
 GRIDS_FOLDER = "grids"
@@ -103,7 +104,7 @@ def write_generated(
         images = [load_rgb(f) for f in files[:GRID_MAX]]
         make_grid(images, grid_columns, grid_cell).save(grids[group], format="PNG")
     index = out_dir / INDEX_FILE
-    index.write_text(json.dumps({"method": method, "settings": settings or {}, "images": entries}, indent=1) + "\n")
+    write_json(index, {"method": method, "settings": settings or {}, "images": entries})
     return WrittenSet(out_dir, index, grids, len(entries))
 
 

@@ -26,6 +26,7 @@ from emogen.config import Stage1Params
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS
 from emogen.errors import DataError, MissingModelError, UserError
 from emogen.images import encoder_transform, load_rgb
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def build_encoder(cfg: Stage1Params) -> EmotionEncoder:
 
 def save_encoder(encoder: EmotionEncoder, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(encoder.config), indent=2) + "\n")
+    write_json(out_dir / CONFIG_FILE, asdict(encoder.config))
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     save_file(state, out_dir / WEIGHTS_FILE)
 

@@ -10,7 +10,6 @@ kind counts of images before and samples after balancing.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -26,6 +25,7 @@ from emogen.errors import DataError
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def run(params: Params, layout: Layout) -> None:
         table, counts = balance(manifest, params.balance.splits, stage_seed(params.seed, "balance"))
         pq.write_table(pa.Table.from_pandas(table, schema=BALANCED, preserve_index=False), layout.balanced)
         layout.metrics.mkdir(parents=True, exist_ok=True)
-        (layout.metrics / "balance.json").write_text(json.dumps(counts, indent=1))
+        write_json(layout.metrics / "balance.json", counts)
         log_metrics({
             "samples_total": counts["samples_total"],
             "unique_images": counts["unique_images"],

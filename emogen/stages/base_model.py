@@ -31,6 +31,7 @@ from emogen.data.synthetic_world import load_world
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metric_history, log_metrics, set_tags, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], d
         "sampling": bp.sampling.model_dump(),
         "words": model.words,
     }
-    (out / BASE_JSON).write_text(json.dumps(info, indent=2) + "\n")
+    write_json(out / BASE_JSON, info)
 
     # Measured on what the other stages will load, not on the in-memory model.
     t0 = time.perf_counter()
@@ -155,7 +156,7 @@ def run(params: Params, layout: Layout) -> None:
             shutil.rmtree(out)  # stale weights of another profile must not survive
         out.mkdir(parents=True)
         if info is not None:
-            (out / BASE_JSON).write_text(json.dumps(info, indent=2) + "\n")
+            write_json(out / BASE_JSON, info)
             metrics: dict[str, Any] = {"profile": "pretrained", "resolution": info["resolution"]}
             set_tags({f"source.{k}": v for k, v in info["sources"].items()})
             write_pretrained_plots(layout, info)
@@ -164,7 +165,7 @@ def run(params: Params, layout: Layout) -> None:
                 info, metrics = train_and_measure(params, layout)
         metrics["seconds_total"] = round(time.perf_counter() - start, 2)
         layout.metrics.mkdir(parents=True, exist_ok=True)
-        (layout.metrics / f"{STAGE}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(layout.metrics / f"{STAGE}.json", metrics)
         log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
         log_artifact(str(out / BASE_JSON))
     log.info("base_model (%s): %s", bp.profile, json.dumps({k: v for k, v in metrics.items() if not k.startswith("seconds_")}))

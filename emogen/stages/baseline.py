@@ -11,7 +11,6 @@ Outputs: ``models/baselines/<method>/`` (the pipeline folder), ``metrics/baselin
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import shutil
@@ -39,6 +38,7 @@ from emogen.pipelines.writer import GRIDS_FOLDER, write_generated
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def run(params: Params, layout: Layout, method: str) -> dict:
         out = layout.metrics / "baselines"
         out.mkdir(parents=True, exist_ok=True)
         write_history(out / f"{method}_loss.csv", history)
-        (out / f"{method}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(out / f"{method}.json", metrics)
         log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)})
         log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
         log_artifact(str(written.index))

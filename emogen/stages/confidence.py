@@ -14,7 +14,6 @@ Writes ``models/confidence/``: ``alpha.parquet``, ``vocabulary.json``,
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -30,7 +29,8 @@ from emogen.layout import Layout
 from emogen.data.tables import read_table, split_rows
 from emogen.stage1.space_files import read_vectors, rows_of
 from emogen.stage1.encoder import emotion_probabilities, load_encoder
-from emogen.stage1.reporting import log_metrics, write_json
+from emogen.jsonio import write_json
+from emogen.stage1.reporting import log_metrics
 from emogen.stage1.ground_truth import alpha_vs_truth, find_world
 from emogen.tracking import log_artifact, stage_run
 
@@ -118,11 +118,11 @@ def confidence_summary(alpha: pd.DataFrame, vocabulary: pd.DataFrame, samples: p
 def write_confidence(out_dir: Path, alpha: pd.DataFrame, vocabulary: pd.DataFrame, samples: pd.DataFrame) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     alpha.to_parquet(out_dir / "alpha.parquet", index=False)
-    (out_dir / "vocabulary.json").write_text(json.dumps({
+    write_json(out_dir / "vocabulary.json", {
         "attributes": vocabulary["attribute"].tolist(),
         "emotions": vocabulary["emotion"].tolist(),
         "kinds": vocabulary["kind"].tolist(),
-    }, indent=1) + "\n")
+    })
     samples.to_parquet(out_dir / "sample_alpha.parquet", index=False)
 
 

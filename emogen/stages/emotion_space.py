@@ -31,7 +31,8 @@ from emogen.stage1.space_files import write_space
 from emogen.data.tables import image_paths, read_table, split_rows
 from emogen.devices import cpu_threads, resolve_device
 from emogen.stage1.encoder import embed_images, emotion_probabilities, load_encoder
-from emogen.stage1.reporting import log_metrics, write_json
+from emogen.jsonio import write_json
+from emogen.stage1.reporting import log_metrics
 from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)

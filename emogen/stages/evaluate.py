@@ -9,7 +9,6 @@ test split. Writes ``metrics/table1.json`` (DVC metric), ``metrics/table1_per_em
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from emogen.pipelines.settings import TRANSFER_METHOD
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, set_tags, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,14 @@ def run(params: Params, layout: Layout) -> None:
             "methods": {method: result.table for method, result in results.items()},
         }
         layout.metrics.mkdir(parents=True, exist_ok=True)
-        (layout.metrics / TABLE_FILE).write_text(json.dumps(table, indent=1) + "\n")
+        write_json(layout.metrics / TABLE_FILE, table)
         label = f"{evaluators.info['profile']} stand-ins" if evaluators.stand_in else evaluators.info["profile"]
         write_per_emotion(layout.metrics / PER_EMOTION_FILE, {k: r.per_emotion for k, r in results.items()}, label)
         logged = {f"{method}.{metric}": v["value"] for method, r in results.items() for metric, v in r.table.items()
                   if v.get("value") is not None}
         if transfer_set is not None:
             transfer = transfer_table(evaluators, transfer_set, p, rng)
-            (layout.metrics / TRANSFER_FILE).write_text(json.dumps(transfer, indent=1) + "\n")
+            write_json(layout.metrics / TRANSFER_FILE, transfer)
             log_artifact(str(layout.metrics / TRANSFER_FILE))
             logged.update({f"transfer.{t}.{k}": v["value"] for t, row in transfer["templates"].items()
                            for k, v in row.items() if isinstance(v, dict)})

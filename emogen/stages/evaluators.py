@@ -28,6 +28,7 @@ from emogen.evaluation.evaluators import EVALUATORS_JSON, unit_images
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import flatten, log_artifact, log_metrics, set_tags, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,11 @@ def run(params: Params, layout: Layout) -> None:
         else:
             info, report = fit_embedded_evaluators(params, layout, resolution)
         seconds = time.perf_counter() - start
-        (layout.model_dir(STAGE) / EVALUATORS_JSON).write_text(json.dumps({**info, "held_out": report}, indent=1) + "\n")
+        write_json(layout.model_dir(STAGE) / EVALUATORS_JSON, {**info, "held_out": report})
         summary = {"profile": info["profile"], "stand_in": info["stand_in"], "resolution": resolution,
                    "names": info["names"], **report, "seconds": round(seconds, 1)}
         layout.metrics.mkdir(parents=True, exist_ok=True)
-        (layout.metrics / METRICS_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+        write_json(layout.metrics / METRICS_FILE, summary)
         log_metrics({k: v for k, v in flatten(report).items() if isinstance(v, (int, float))})
         set_tags({"stand_in": str(info["stand_in"]), "profile": info["profile"]})
         log_artifact(str(layout.metrics / METRICS_FILE))

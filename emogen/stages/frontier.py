@@ -13,7 +13,6 @@ Emo-A: which method is more diverse at equal accuracy.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from emogen.pipelines.text_pipeline import TextConditionedPipeline
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, set_tags, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def run(params: Params, layout: Layout) -> None:
             "at_matched_emo_a": matched_comparisons(curves) if EMOGEN in curves else {},
         }
         layout.metrics.mkdir(parents=True, exist_ok=True)
-        (layout.metrics / FRONTIER_FILE).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(layout.metrics / FRONTIER_FILE, result)
         write_points(layout.metrics / POINTS_FILE, curves)
         log_metrics({f"{method}.g{point['guidance_scale']}.{metric}": point[metric]["value"]
                      for method, curve in curves.items() for point in curve for metric in ("emo_a", "sem_d")})

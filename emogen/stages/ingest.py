@@ -29,6 +29,7 @@ from emogen.data.schema import MANIFEST, QUARANTINE
 from emogen.errors import DataError
 from emogen.layout import Layout
 from emogen.tracking import log_artifact, log_metrics, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def ingest(params: Params, layout: Layout) -> dict[str, Any]:
     pq.write_table(pa.Table.from_pylist([vars(i) for i in issues], schema=QUARANTINE), layout.quarantine)
     metrics = _metrics(rows, issues, total, info)
     layout.metrics.mkdir(parents=True, exist_ok=True)
-    (layout.metrics / "ingest.json").write_text(json.dumps(metrics, indent=1))
+    write_json(layout.metrics / "ingest.json", metrics)
     return metrics
 
 

@@ -33,7 +33,7 @@ from emogen.pipelines.grid import make_grid
 from emogen.pipelines.jobs import ImageJob, run_jobs
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.stage1.reporting import write_json
+from emogen.jsonio import write_json
 from emogen.tracking import log_artifact, log_metrics, stage_run
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ process count.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -49,6 +48,7 @@ from emogen.layout import Layout
 from emogen.seeding import image_seed, stage_seed
 from emogen.stage2.latent_store import FORMAT_VERSION, INDEX_FILE, LATENTS_JSON, latent_row_shape
 from emogen.tracking import log_metrics, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +189,11 @@ def write_index(out: Path, images: pd.DataFrame, base: BaseComponents, p: Latent
         if found != (rows, *shape):
             raise RuntimeError(f"{path}: shape {found}, expected {(rows, *shape)}")
     images.assign(row=np.arange(len(images))).to_parquet(out / INDEX_FILE, index=False)
-    (out / LATENTS_JSON).write_text(json.dumps({
+    write_json(out / LATENTS_JSON, {
         "format": FORMAT_VERSION, "num_images": len(images), "shape": list(shape), "dtype": p.dtype,
         "chunk_size": p.chunk_size, "chunks": chunks, "encoder": "pixels" if base.vae is None else "vae",
         "resolution": base.resolution, "seed": seed, "base_fingerprint": base_fingerprint, "key": key,
-    }, indent=2) + "\n")
+    })
 
 
 def finish(params: Params, layout: Layout, base: BaseComponents, images: pd.DataFrame) -> None:

@@ -14,7 +14,6 @@ stage output (``emogen.data.placement``) and writes only its fingerprint to
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import time
@@ -43,6 +42,7 @@ from emogen.emotions import EMOTIONS
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def render_synthetic(params: Params, out: Path) -> dict:
             if splits[i] == split:
                 emotion = EMOTIONS[specs[i].emotion_idx]
                 entries.append([emotion, ids[i], f"{IMAGE_DIR}/{emotion}/{ids[i]}.jpg", f"{ANNOTATION_DIR}/{emotion}/{ids[i]}.json"])
-        (out / f"{split}.json").write_text(json.dumps(entries))
-    (out / INFO_FILE).write_text(json.dumps(info_json(world), indent=1))
+        write_json(out / f"{split}.json", entries, indent=None)
+    write_json(out / INFO_FILE, info_json(world))
     table = pa.table(
         {"id": [ids[i] for i in order], "captions": [captions(specs[i], world, bool(named[i])) for i in order]},
         schema=pa.schema([("id", pa.string()), ("captions", pa.list_(pa.string()))]),
@@ -153,7 +153,7 @@ def render_synthetic(params: Params, out: Path) -> dict:
             "colorfulness": f"Hasler-Suesstrunk colorfulness / {rnd.COLORFULNESS_SCALE:g}, clipped to 1, rounded to 0.1",
         },
     }
-    (out / WORLD_FILE).write_text(json.dumps(world_doc, indent=1))
+    write_json(out / WORLD_FILE, world_doc)
     return {
         "num_images": len(specs),
         **{f"split_{s}": int((split_arr == s).sum()) for s in SPLITS},
@@ -167,7 +167,7 @@ def render_synthetic(params: Params, out: Path) -> dict:
 def record_fingerprint(root: Path, out: Path) -> dict:
     """Check that ``root`` is an EmoSet layout and write its fingerprint to ``out``."""
     fp = fingerprint(root)
-    out.write_text(json.dumps(fp, indent=1))
+    write_json(out, fp)
     return fp["counts"]
 
 
@@ -180,7 +180,7 @@ def run(params: Params, layout: Layout) -> None:
         layout.fingerprint.parent.mkdir(parents=True, exist_ok=True)
         if params.data.source == "synthetic":
             counts = render_synthetic(params, layout.synthetic)
-            layout.fingerprint.write_text(json.dumps({"source": "synthetic", "root": layout.relative(layout.synthetic)}, indent=1))
+            write_json(layout.fingerprint, {"source": "synthetic", "root": layout.relative(layout.synthetic)})
             log_artifact(str(layout.synthetic / WORLD_FILE))
         else:
             clear_own_output(layout.synthetic)

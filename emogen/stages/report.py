@@ -6,6 +6,7 @@ summary, and the commit and params it came from. Logged to MLflow."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 

@@ -44,6 +44,7 @@ from emogen.devices import require_launched_processes
 from emogen.errors import DataError, StoppedEarly, UserError
 from emogen.pipelines.grid import make_grid
 from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.settings import sampler_settings
 from emogen.pipelines.text_pipeline import base_modules
 from emogen.pipelines.sampling import EmotionGaussians
 from emogen.layout import Layout
@@ -53,7 +54,7 @@ from emogen.pipelines.losses import (
     attribute_bank,
     attribute_logits,
     attribute_loss,
-    diffusion_target,
+    noisy_batch,
     ldm_loss,
     total_loss,
 )
@@ -62,6 +63,7 @@ from emogen.pipelines.placeholder import (
     add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state, second_placeholder,
 )
 from emogen.tracking import log_artifact, log_metrics, stage_run
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -199,16 +201,12 @@ class Trainer:
         images = self.data.image_index[rows]
         flips = torch.randint(0, 2, (batch,), generator=generator)
         latents = self.data.latents.read(images, flips).to(WEIGHT_DTYPES[p.mixed_precision])
-        noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.dtype)
-        timesteps = torch.randint(0, base.noise_scheduler.config.num_train_timesteps, (batch,), generator=generator)
+        noisy, timesteps, target = noisy_batch(latents, base.noise_scheduler, generator, acc.device)
         device = acc.device
-        latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
         vectors = self.data.vectors[images].to(device)
         alpha = self.data.alpha[rows].to(device)
         vocab_idx = self.data.vocab_idx[rows].to(device)
 
-        noisy = base.noise_scheduler.add_noise(latents, noise, timesteps)
-        target = diffusion_target(base.noise_scheduler, latents, noise, timesteps)
         ids = self.prompt_ids.expand(batch, -1)
         with acc.autocast():
             embeddings = self.mapper(vectors)
@@ -261,7 +259,7 @@ class Trainer:
             gaussians=self.gaussians,
             placeholder_tokens=[self.p.placeholder_token, second_placeholder(self.p.placeholder_token)],
             num_inference_steps=self.p.sample_inference_steps,
-            guidance_scale=self.p.sample_guidance_scale or float(self.base.sampling.get("guidance_scale", 7.5)),
+            guidance_scale=self.p.sample_guidance_scale or sampler_settings(self.base)["guidance_scale"],
         )
         pipe.set_progress_bar_config(disable=True)
         try:
@@ -322,7 +320,7 @@ def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, floa
         "seed": trainer.seed,
         "mixed_precision": p.mixed_precision,
     }
-    (out / "train_config.json").write_text(json.dumps(train_config, indent=2) + "\n")
+    write_json(out / "train_config.json", train_config)
 
     layout.metrics.mkdir(parents=True, exist_ok=True)
     with (layout.metrics / "stage2_loss.csv").open("w", newline="") as fh:
@@ -336,7 +334,7 @@ def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, floa
         "epochs": len(history) * trainer.effective_batch / len(trainer.data),
         **timing,
     }
-    (layout.metrics / "stage2.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(layout.metrics / "stage2.json", metrics)
     return metrics
 
 

@@ -39,6 +39,7 @@ from emogen.emotions import EMOTIONS  # noqa: E402
 from emogen.errors import DataError  # noqa: E402
 from emogen.layout import Layout  # noqa: E402
 from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run # noqa: E402
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +164,10 @@ def validate(params: Params, layout: Layout) -> dict[str, Any]:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     results = run_suites(tables, out / "docs")
-    (out / "result.json").write_text(json.dumps(
-        {"success": all(r.success for r in results), "suites": [r.to_json_dict() for r in results]}, indent=1, default=str))
+    write_json(out / "result.json", {"success": all(r.success for r in results),
+                                     "suites": [r.to_json_dict() for r in results]}, default=str)
     summary, failures = summarize(results, tables)
-    (layout.metrics / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    write_json(layout.metrics / SUMMARY_FILE, summary)
     if failures:
         raise DataError(
             f"validate: {len(failures)} of {summary['evaluated']} expectations failed on {layout.manifest}:\n  "
