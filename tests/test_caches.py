@@ -29,8 +29,8 @@ def test_cache_folders_are_per_workspace_unless_a_param_names_one(tmp_path):
 
 def test_code_files_are_what_the_entry_module_imports():
     files = {p.relative_to(caches._PACKAGE_ROOT).as_posix() for p in code_files("emogen.stages.stage1")}
-    assert {"stage1/train.py", "stage1/checkpoints.py", "caches.py", "base/resolve.py", "seeding.py"} <= files
-    assert not {"cli.py", "generation/writer.py", "stage2/train.py", "__init__.py"} & files
+    assert {"stages/stage1.py", "stage1/checkpoints.py", "caches.py", "pipelines/resolve.py", "seeding.py"} <= files
+    assert not {"cli.py", "pipelines/writer.py", "stages/stage2.py", "__init__.py"} & files
     with pytest.raises(ValueError, match="not a module of the emogen package"):
         code_files("emogen.nope")
 
@@ -40,7 +40,7 @@ def test_code_hash_changes_with_any_imported_source_only(tmp_path, monkeypatch):
     shutil.copytree(caches._PACKAGE_ROOT, package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(caches, "_PACKAGE_ROOT", package)
     before = code_hash("emogen.stages.stage1")
-    (package / "generation" / "writer.py").write_text("# not imported by stage 1\n")
+    (package / "pipelines" / "writer.py").write_text("# not imported by stage 1\n")
     assert code_hash("emogen.stages.stage1") == before
     with (package / "seeding.py").open("a") as fh:  # imported two levels down
         fh.write("# a bug fix\n")

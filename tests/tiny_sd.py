@@ -140,6 +140,7 @@ def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 
 def write_base_json(sd: TinySD, base_dir: str | Path) -> Path:
     """``base_dir/base.json`` (profile "pretrained") for ``sd``, its folders resolved the way
     the real profile resolves SD 1.5 / CLIP (:func:`emogen.pipelines.resolve.resolve_model`)."""
+    from emogen.config import BaseSamplingParams
     from emogen.pipelines.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
 
     pipeline = resolve_model(str(sd.pipeline), PIPELINE_FILES, "base_model.pipeline")
@@ -149,7 +150,7 @@ def write_base_json(sd: TinySD, base_dir: str | Path) -> Path:
     path = base_dir / "base.json"
     path.write_text(json.dumps({
         "profile": "pretrained", "pipeline": str(pipeline.path.resolve()), "clip": str(clip.path.resolve()),
-        "resolution": sd.resolution,
+        "resolution": sd.resolution, "sampling": BaseSamplingParams().model_dump(),
         "sources": {"pipeline": pipeline.revision, "clip": clip.revision},
     }, indent=2))
     return path
