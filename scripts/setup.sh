@@ -31,7 +31,7 @@ apt_install() {  # apt_install PACKAGE...: Debian packages, as root or through s
     fi
     echo "scripts/setup.sh: apt-get install $*"
     "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
 python=${PYTHON:-python3.11}
