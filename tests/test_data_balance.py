@@ -1,4 +1,4 @@
-"""balance: per-kind oversampling to the largest emotion, train only, seeded (SPEC.md)."""
+"""balance: per-kind oversampling to the largest emotion, train only, seeded (docs/method.md)."""
 
 import json
 from collections import Counter

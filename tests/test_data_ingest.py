@@ -1,4 +1,4 @@
-"""ingest: one test per bad input (README "Bad inputs" table), on small hand-built EmoSet folders."""
+"""ingest: one test per bad input (the table in docs/stages/data.md), on small hand-built EmoSet folders."""
 
 import io
 import json

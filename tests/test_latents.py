@@ -152,7 +152,7 @@ def test_an_unreadable_image_is_a_clear_error_and_leaves_no_finished_chunk(tmp_p
 
 @pytest.mark.slow
 def test_two_processes_write_the_same_latents_as_one(tmp_path, tiny_models):
-    """README's command with the device changed to the CPU (torch distributed with gloo):
+    """docs/stages/stage2.md's command with the device changed to the CPU (torch distributed with gloo):
     each rank encodes its own chunks, rank 0 writes the index; the bytes equal one process's."""
     layout = _repo(tmp_path, tiny_models["vae"])
     write_latents(tmp_path, chunk_size=3)

@@ -1,4 +1,4 @@
-"""Every documented switch that restores a published behaviour (params.yaml / README
+"""Every documented switch that restores a published behaviour (params.yaml / docs/switches.md
 "published: ...") runs end to end, and no new one is documented without a test here."""
 
 import json
@@ -41,7 +41,7 @@ SWITCHED = {
 DEFAULT_IS_PUBLISHED = {"stage1.vector_dim": 768, "emotion_space.covariance": "diag",
                         "emotion_space.weights": "uniform", "stage2.prompt_template": "{}", "stage2.attr_temperature": 1.0,
                         "stage2.learning_rate": 1e-3, "stage2.max_train_steps": None, "generate.template": "{}"}
-# fp16 autocast needs a CUDA device, which CI lacks: NOT exercised by any test (README says so).
+# fp16 autocast needs a CUDA device, which CI lacks: NOT exercised by any test (docs/switches.md says so).
 GPU_ONLY = {"stage2.mixed_precision"}
 # Switches exercised by a test of their own module: key → (test file, test function).
 ELSEWHERE = {

@@ -1,4 +1,4 @@
-"""The stage-2 objective against numbers worked out by hand (SPEC.md "Stage 2"):
+"""The stage-2 objective against numbers worked out by hand (docs/method.md "Stage 2"):
 L_i = (1 − α_i)·L_LDM,i + λ_attr·α_i·L_attr,i, averaged over the batch."""
 
 import math

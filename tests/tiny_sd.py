@@ -188,7 +188,7 @@ STAGE2_VOCABULARY = ("cat", "dog", "tree", "sea")
 def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: int = 8, image_size: int = 20,
                         seed: int = 0, latents: bool = True) -> None:
     """Everything stage 2 reads besides the base model, under the repo-like ``root``
-    (TEAM.md contracts): images in the synthetic dataset root, balanced.parquet,
+    (the files the stages exchange): images in the synthetic dataset root, balanced.parquet,
     models/confidence (sample_alpha.parquet, vocabulary.json) and models/emotion_space
     (vectors.safetensors, vector_ids.parquet, gaussians.safetensors). Random but seeded.
     ``latents``: also data/processed/latents, encoded by the base model in root/models/base

@@ -125,7 +125,7 @@ def fit_pretrained_evaluators(params: Params, layout: Layout, resolution: int, d
     objects = resolve_classifier(p.object_model, "evaluators.object_model")
     if not p.scene_model:
         raise MissingModelError("evaluators.scene_model: set it to a Places365 ResNet-50 (a local transformers "
-                                "folder or resnet50_places365.pth.tar; see README \"Evaluation\")")
+                                "folder or resnet50_places365.pth.tar; see docs/stages/evaluation-stages.md)")
     scene = load_places365(Path(p.scene_model).expanduser())
     model = CLIPModel.from_pretrained(clip.path, local_files_only=True).to(device).eval()
     processor = CLIPImageProcessor.from_pretrained(clip.path, local_files_only=True)

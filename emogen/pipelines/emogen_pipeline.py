@@ -1,4 +1,4 @@
-"""``EmoGenPipeline``: emotion names in, images out (SPEC.md "Generation").
+"""``EmoGenPipeline``: emotion names in, images out (docs/method.md "Generation").
 
 A :class:`diffusers.DiffusionPipeline` subclass: the tokenizer (with the placeholder
 tokens), text encoder, UNet, scheduler, optional VAE and the mapper (a diffusers

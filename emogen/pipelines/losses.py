@@ -1,4 +1,4 @@
-"""The stage-2 losses (SPEC.md "Stage 2"): L_LDM, L_attr and their α-weighted sum.
+"""The stage-2 losses (docs/method.md "Stage 2"): L_LDM, L_attr and their α-weighted sum.
 
 Everything is per sample so a batch > 1 is the average of the published per-sample
 (batch 1) objective: L_i = (1 − α_i)·L_LDM,i + λ_attr·α_i·L_attr,i.

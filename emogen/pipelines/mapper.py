@@ -1,4 +1,4 @@
-"""The emotion mapper (SPEC.md "Stage 2"): an emotion vector → one token embedding.
+"""The emotion mapper (docs/method.md "Stage 2"): an emotion vector → one token embedding.
 
 Default (published): Linear(768, 1024) → ReLU → Linear(1024, 768), 1,574,656 parameters.
 Options: more 1024-wide hidden layers, LayerNorm after each hidden Linear, Dropout after

@@ -1,4 +1,4 @@
-"""Placeholder tokens whose input embedding is the mapper's output (SPEC.md "Stage 2").
+"""Placeholder tokens whose input embedding is the mapper's output (docs/method.md "Stage 2").
 
 The replacement is differentiable and batched: a forward hook on the text encoder's token
 embedding swaps the placeholder positions' embeddings for the given vectors

@@ -1,6 +1,6 @@
 """The per-emotion Gaussians of the emotion space, seeded sampling from them, vector hashes.
 
-SPEC.md "Generation": e ~ N(mean_emotion, diag(std_emotion²)), or N(mean, cov) when the
+docs/method.md "Generation": e ~ N(mean_emotion, diag(std_emotion²)), or N(mean, cov) when the
 emotion_space stage stored a full covariance. Every image draws from its own
 ``torch.Generator``, so an image does not depend on which batch it was generated in.
 

@@ -1,4 +1,4 @@
-"""The stage-1 emotion encoder (SPEC.md "Stage 1"): ResNet trunk → global pool → fc1 → 8 logits.
+"""The stage-1 emotion encoder (docs/method.md "Stage 1"): ResNet trunk → global pool → fc1 → 8 logits.
 
 Saved as ``config.json`` + ``model.safetensors``; :func:`load_encoder` rebuilds it without
 any download. :func:`encoder_inputs` and :func:`embed_images` turn image files into the

@@ -1,4 +1,4 @@
-"""Stage-2 training data (SPEC.md "Stage 2").
+"""Stage-2 training data (docs/method.md "Stage 2").
 
 A training step needs, per balanced.parquet row: the image as the UNet sees it (VAE latents ×
 scaling factor, or pixels for a pixel-space base), in both horizontal flips, the stage-1

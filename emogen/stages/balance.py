@@ -1,4 +1,4 @@
-"""balance: the attribute-balanced training list (SPEC.md "Balancing") → ``balanced.parquet``.
+"""balance: the attribute-balanced training list (docs/method.md "Balancing") → ``balanced.parquet``.
 
 Separately for the object-attributed and the scene-attributed images of ``balance.splits``
 (default: train only; the published code used every image), every emotion is oversampled

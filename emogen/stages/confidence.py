@@ -1,4 +1,4 @@
-"""Emotion confidence α and the attribute vocabulary (SPEC.md "Emotion confidence α").
+"""Emotion confidence α and the attribute vocabulary (docs/method.md "Emotion confidence").
 
 α[attribute, emotion] = mean, over the train images whose primary attribute it is, of the
 stage-1 softmax probability of the emotion (computed from the stored emotion vectors

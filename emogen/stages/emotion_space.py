@@ -1,4 +1,4 @@
-"""The emotion space (SPEC.md "Stage 1"): emotion vectors and per-emotion Gaussians.
+"""The emotion space (docs/method.md "Stage 1"): emotion vectors and per-emotion Gaussians.
 
 Writes ``models/emotion_space/``: ``vectors.safetensors`` (``vectors``, N×D float32, the
 ``fc1`` output in eval mode) of every image ``balance`` may use (train, plus
@@ -69,7 +69,7 @@ def emotion_gaussians(
 
 def confidence_weights(encoder: torch.nn.Module, vectors: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Each train image's stage-1 probability of its own label: the confidence α averages
-    (SPEC.md "Emotion confidence α"), here weighting the image in its emotion's Gaussian so
+    (docs/method.md "Emotion confidence"), here weighting the image in its emotion's Gaussian so
     that images whose content does not evoke their (noisy) label count less."""
     probs = emotion_probabilities(encoder, vectors)
     return probs.gather(1, labels[:, None]).squeeze(1)

@@ -1,4 +1,4 @@
-"""Emo-A against Sem-D across guidance scales: ``metrics/frontier.json`` (README "frontier").
+"""Emo-A against Sem-D across guidance scales: ``metrics/frontier.json`` (docs/stages/evaluation-stages.md).
 
 Classifier-free guidance trades a prompt's diversity for its fidelity. A fixed prompt (the
 emotion word, Textual Inversion's token, DreamBooth's identifier) gets its diversity only from

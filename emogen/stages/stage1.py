@@ -1,4 +1,4 @@
-"""Stage 1: train the emotion encoder on the manifest's emotion labels (SPEC.md "Stage 1").
+"""Stage 1: train the emotion encoder on the manifest's emotion labels (docs/method.md "Stage 1").
 
 Through accelerate (CPU, one GPU or ``accelerate launch`` on several; mixed precision is a
 param). AdamW with a per-step warm-up + schedule, random horizontal flips, model selection
@@ -11,7 +11,7 @@ sampler), flips are drawn per image (not per process), gradients are averaged an
 main process writes files and logs to MLflow. BatchNorm normalises over each process's own
 batch, so N processes at batch B train the same weights as 1 process at batch B with N
 gradient accumulation steps; BatchNorm's running statistics are the main process's
-(README "Several processes and GPUs").
+(docs/multi-gpu.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``emogen stage stage2``: train the emotion mapper (SPEC.md "Stage 2").
+"""``emogen stage stage2``: train the emotion mapper (docs/method.md "Stage 2").
 
 Per sample: the stage-1 emotion vector of the training image → mapper → the placeholder's
 token embedding in the prompt → frozen text encoder → frozen UNet, with
@@ -7,13 +7,13 @@ L = (1 − α)·L_LDM + λ_attr·α·L_attr. Only the mapper has trainable param
 Determinism and resume: the rows of every micro-batch (a fresh seeded permutation per
 epoch), the flips, noise and timesteps are functions of the seed and the micro-batch's
 global position only (so N processes at batch B draw what 1 process at batch B with N
-accumulation steps draws: README "Several processes and GPUs"), and checkpoints
+accumulation steps draws: docs/multi-gpu.md), and checkpoints
 (accelerate's save_state, ``emogen.checkpoints``) hold the AdamW state, so a run resumed
 from a checkpoint ends with the same weights as an uninterrupted one. Checkpoints live in the
 workspace's stage-2 cache (``emogen.caches``; outside the DVC output, which DVC deletes before
 re-running), keyed by params, inputs (the latents' key: base model, images) and code. The
 training images come encoded from the latents stage, memory-mapped.
-Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m emogen stage stage2`` (README).
+Multi-GPU: ``accelerate launch --multi_gpu --num_processes N -m emogen stage stage2`` (docs/multi-gpu.md).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def _loss_totals(out: StepOutput) -> torch.Tensor:
 
 
 def assert_only_mapper_trains(base: BaseComponents, mapper: nn.Module) -> None:
-    """SPEC.md: the VAE, UNet, text encoder and CLIP are frozen; every mapper weight trains."""
+    """docs/method.md: the VAE, UNet, text encoder and CLIP are frozen; every mapper weight trains."""
     for name, module in (("text_encoder", base.text_encoder), ("unet", base.unet),
                          ("vae", base.vae), ("clip_model", base.clip_model)):
         if module is None:
