@@ -2,7 +2,7 @@
 from DVC, run one stage through ``dvc repro`` (DVC's cache decides whether it runs),
 fingerprint the data and params a generator was trained on, run a DVC experiment.
 
-Prefect only runs and schedules these; it never caches what DVC caches (DESIGN.md).
+Prefect only runs and schedules these; it never caches what DVC caches (docs/design.md).
 """
 
 from __future__ import annotations

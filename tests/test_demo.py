@@ -7,7 +7,7 @@ import pytest
 
 from emogen.demo.app import MAX_IMAGES, _request_jobs, build_demo, check_host, launch
 from emogen.errors import UserError
-from emogen.generation.commands import load_pipeline
+from emogen.registry.load import load_pipeline
 from tests.helpers.browser import Browser
 from tests.helpers.generation_inputs import saved_pipeline
 from tests.helpers.servers import free_port

@@ -3,7 +3,7 @@
 import pytest
 
 from emogen.config import ParamsError, parse_params
-from emogen.evaluation.frontier import mark_pareto, matched_comparisons, sem_d_at
+from emogen.stages.frontier import mark_pareto, matched_comparisons, sem_d_at
 
 
 def _point(scale, emo_a, sem_d):
@@ -44,7 +44,7 @@ def test_guidance_scales_below_one_are_refused_naming_the_key():
 
 def test_a_missing_pipeline_is_an_error_naming_the_folder_and_the_stage(tmp_path):
     from emogen.errors import UserError
-    from emogen.evaluation.frontier import load_method_pipeline
+    from emogen.stages.frontier import load_method_pipeline
     from emogen.layout import Layout
 
     layout = Layout(tmp_path)

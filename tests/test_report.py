@@ -7,8 +7,8 @@ from tests.helpers.browser import Browser
 from emogen.config import Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.report.stage import run as run_report
-from emogen.report.stage import write_report
+from emogen.stages.report import run as run_report
+from emogen.stages.report import write_report
 from tests.helpers.report_inputs import IMAGES_PER_EMOTION, METHODS, TEMPLATES, write_report_inputs
 
 # 4 methods × 8 emotions × 3 images, 8 × 2 transfer cells, intensity strip, PCA, 4 curve charts.

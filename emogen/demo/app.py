@@ -8,7 +8,6 @@ machine (the theme uses the system's fonts).
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 import os
@@ -26,7 +25,7 @@ LOOPBACK_NAMES = ("localhost",)
 
 def _request_jobs(pipe, body: dict) -> list:
     """The form's fields → image jobs; every bad field is a UserError naming it."""
-    from emogen.generation.jobs import ImageJob, check_emotions
+    from emogen.pipelines.jobs import ImageJob, check_emotions
 
     def number(key: str, cast, low: float, high: float | None = None):
         try:
@@ -74,7 +73,7 @@ def build_demo(pipe, model: str, batch_size: int = 1):
     """The page: the form, a Generate button (``#generate``), a status line (``#status``) and a
     gallery (``#gallery``) that grows by one image as each one is finished."""
     gr = _gradio()
-    from emogen.generation.jobs import run_jobs
+    from emogen.pipelines.jobs import run_jobs
 
     lock = threading.Lock()  # one generation at a time: the pipeline is shared
 
@@ -137,26 +136,3 @@ def launch(demo, host: str, port: int, block: bool = True):
     return demo.launch(server_name=check_host(host), server_port=port, share=False, inbrowser=False,
                        prevent_thread_lock=not block, show_error=True, ssr_mode=False, mcp_server=False,
                        pwa=False, enable_monitoring=False, quiet=not block, theme=theme, footer_links=[])
-
-
-def add_demo(parser: argparse.ArgumentParser) -> None:
-    from emogen.generation.commands import DEFAULT_MODEL
-
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="pipeline folder or registry URI (models:/emogen@champion) (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--batch-size", type=int, default=1, help="images per pipeline call (progress per call)")
-    parser.set_defaults(func=demo_command)
-
-
-def demo_command(args: argparse.Namespace) -> None:
-    from emogen.generation.commands import load_pipeline
-
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    check_host(args.host)
-    pipe = load_pipeline(args.model, args.device)
-    log.info("demo: %s loaded; open http://%s:%d/", args.model, args.host, args.port)
-    launch(build_demo(pipe, str(args.model), args.batch_size), args.host, args.port)

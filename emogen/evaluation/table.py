@@ -62,7 +62,7 @@ def evaluate_method(
     clarity = m.semantic_clarity(scene_probs, object_probs)
     table["sem_c"] = interval(lambda idx: float(clarity[idx].mean()))
     # Which content a method draws per emotion, as the Sem-C classifiers see it (a diagnostic
-    # beside Sem-D: README "Why Sem-D misses"). No bootstrap: resampled sets repeat images,
+    # beside Sem-D: docs/results.md). No bootstrap: resampled sets repeat images,
     # which biases entropy down, and drawing here would move every later metric's draws.
     for kind, class_probs in (("scene", scene_probs), ("object", object_probs)):
         table[f"{kind}_entropy"] = {"value": round(m.content_entropy(class_probs.argmax(1), labels), 4)}

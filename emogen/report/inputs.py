@@ -14,7 +14,7 @@ import pandas as pd
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.generation.writer import read_index
+from emogen.pipelines.writer import read_index
 from emogen.jsonio import read_json
 from emogen.layout import Layout
 
