@@ -2,7 +2,7 @@
 
 For each size N it writes an EmoSet-layout folder of N random 32 px images, a
 ``balanced.parquet`` listing them and a tiny random SD-shaped base model with a VAE
-(``tests/tiny_sd.py``, 32 px → 4×16×16 latents), then runs the real stage
+(``tests/helpers/tiny_sd.py``, 32 px → 4×16×16 latents), then runs the real stage
 (``emogen.stages.latents.run``) in a fresh subprocess and prints its peak RSS, the size of
 the latents written, and the ratio of the peaks (flat = about 1). The DataLoader workers are
 forks that hold a batch of decoded images each: their peak is not counted (``getrusage``'s

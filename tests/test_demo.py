@@ -81,6 +81,8 @@ def test_choose_emotion_press_generate_images_appear(demo_url, tmp_path):
         browser.click("#generate")
         browser.wait_for("document.querySelector('#status textarea').value.startsWith('done')"
                          " || document.querySelector('.toast-body') !== null", timeout=120)
+        # The gallery's last image may still be loading when the status says done.
+        browser.wait_for("Array.from(document.querySelectorAll('#gallery img')).every(im => im.complete)", timeout=30)
         status = browser.eval("document.querySelector('#status textarea').value")
         images = browser.images()
         browser.screenshot(tmp_path / "demo.png")
