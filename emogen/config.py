@@ -410,6 +410,10 @@ class EvaluatorsParams(Section):
     object_model: str = "microsoft/resnet-50"
     # A Places365 ResNet-50: a local transformers folder, or the CSAIL file resnet50_places365.pth.tar.
     scene_model: str | None = None
+    # The released Emo-A classifier (official repo: weights/Clip_emotion_classifier/
+    # time_2023-11-12_03-29-best.pth, a Linear 768 → 8 on raw CLIP ViT-L/14 image features);
+    # set: it is the Emo-A judge instead of a probe trained here (pretrained profile only).
+    emotion_classifier: str | None = None
     probe_l2: float = Field(1e-4, ge=0)
     probe_steps: int = Field(200, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -420,12 +424,16 @@ class EvaluatorsParams(Section):
 class EvaluateParams(Section):
     # Rows of Table 1: folders data/generated/<method>/ (a missing one is an error).
     methods: tuple[str, ...] = Field(("emogen", "prompt", "textual_inversion", "dreambooth"), min_length=1)
-    num_pairs: int = Field(64, ge=1)  # LPIPS / Sem-D pairs per emotion (published: 10)
+    # LPIPS / Sem-D pairs per emotion (published: 10); null: every pair of the emotion's images.
+    num_pairs: int | None = Field(None, ge=1)
     # true: the published metric code's defects (SPEC.md "Metrics"), for comparison only.
     published_quirks: bool = False
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)
-    transfer: bool = True  # the transfer table from data/generated/emogen_transfer
+    # The transfer table from data/generated/emogen_transfer, beside each transfer_baselines
+    # folder data/generated/<method>_transfer (same templates and seeds, paired comparisons).
+    transfer: bool = True
+    transfer_baselines: tuple[str, ...] = ("prompt",)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(1, ge=0)
 
