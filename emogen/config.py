@@ -430,10 +430,13 @@ class EvaluateParams(Section):
     published_quirks: bool = False
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)
+    # KID's real side: a seeded subset of this many test images when there are more (its kernel
+    # matrix is n²; FID always uses every real image); null: all of them.
+    kid_real_images: int | None = Field(5000, ge=2)
     # The transfer table from data/generated/emogen_transfer, beside each transfer_baselines
     # folder data/generated/<method>_transfer (same templates and seeds, paired comparisons).
     transfer: bool = True
-    transfer_baselines: tuple[str, ...] = ("prompt",)
+    transfer_baselines: tuple[str, ...] = ("prompt", "textual_inversion", "dreambooth")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(1, ge=0)
 

@@ -28,7 +28,7 @@ from emogen.evaluation import metrics as m
 from emogen.evaluation import statistics as st
 from emogen.evaluation.data import ImageSet, iter_split, load_generated
 from emogen.evaluation.evaluators import load_evaluators
-from emogen.evaluation.table import compare, evaluate_method, real_fid_stats
+from emogen.evaluation.table import RealReference, compare, evaluate_method, real_fid_stats
 from emogen.evaluation.transfer import transfer_table
 from emogen.generation.stage import TRANSFER_METHOD
 from emogen.layout import Layout
@@ -89,6 +89,9 @@ def run(params: Params, layout: Layout) -> None:
     with stage_run(STAGE, {"seed": params.seed, "evaluate": p}):
         start = time.perf_counter()
         real = real_fid_stats(evaluators, iter_split(layout, params.data, "test", evaluators.resolution))
+        if real and p.kid_real_images and len(real.features) > p.kid_real_images:
+            keep = np.sort(rng.choice(len(real.features), p.kid_real_images, replace=False))
+            real = RealReference(real.stats, real.features[keep])  # KID's real side; FID keeps all
         # One set of draws (and pairs) for every method: image k shares its seed across methods.
         labels = generated[reference].labels
         draw_counts = st.bootstrap_images(labels, p.bootstrap_samples, rng)
@@ -108,6 +111,7 @@ def run(params: Params, layout: Layout) -> None:
             "resolution": evaluators.resolution,
             "images_per_emotion": min(counts),
             "real_images": sum(s.count for s in real.stats) if real else None,
+            "kid_real_images": len(real.features) if real else None,
             "bootstrap": {"samples": p.bootstrap_samples, "confidence": p.confidence,
                           "unit": "generated image, resampled within its target emotion (pairs recomputed on the "
                                   "resampled images; KID: real images resampled too); FID: point estimate only"},
