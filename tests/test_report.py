@@ -30,6 +30,11 @@ def test_stage_writes_a_self_contained_page_and_logs_it(tmp_path, mlflow_store):
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "0.500 <span class=\"ci\">[0.450, 0.550]" in page  # emogen's Emo-A with its interval
     assert "not computed: install lpips" in page and "stand-ins" in page
+    assert '<td class="num">40.00</td>' in page  # FID: a point estimate, no interval
+    assert "independent judge" in page and "shares the generators&#x27; CLIP" in page
+    # comparisons worded as their intervals allow
+    assert "Emo-A (independent judge): emogen higher than prompt" in page
+    assert "KID: emogen lower than dreambooth" in page
     runs = mlflow.search_runs(experiment_names=["emogen"])
     assert list(runs["tags.stage"]) == ["report"]
     artifacts = mlflow.artifacts.list_artifacts(run_id=runs["run_id"][0])
@@ -64,6 +69,8 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
         images = browser.images()
         cells = browser.eval("Array.from(document.querySelectorAll('#table1-table tr')).map("
                              "r => Array.from(r.cells).map(c => c.innerText.trim()))")
+        comparisons = browser.eval("Array.from(document.querySelectorAll('#comparisons-table tr')).map("
+                                   "r => Array.from(r.cells).map(c => c.innerText.trim()))")
         transfer = browser.eval("Array.from(document.querySelectorAll('#transfer-table tr')).map("
                                 "r => Array.from(r.cells).map(c => c.innerText.trim()))")
         rows = browser.eval("Array.from(document.querySelectorAll('#images-table tr th:first-child')).map(t => t.innerText)")
@@ -75,9 +82,17 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
     assert all(im["complete"] and im["width"] > 0 and im["shown"] > 0 for im in images), images
     assert all(im["distinct"] >= 2 for im in images), [im["alt"] for im in images if im["distinct"] < 2]
     assert [row[0] for row in cells] == ["method", *METHODS]
-    assert cells[1][3].startswith("0.500 [0.450, 0.550]")  # emogen, Emo-A
-    assert cells[2][3].startswith("0.450")  # prompt, Emo-A
+    assert cells[0][4].startswith("Emo-A (independent judge)") and cells[0][5].startswith("Emo-A (CLIP probe")
+    assert cells[1][1] == "40.00"  # emogen, FID: no interval
+    assert cells[1][4].startswith("0.500 [0.450, 0.550]")  # emogen, Emo-A
+    assert cells[2][4].startswith("0.450")  # prompt, Emo-A
+    assert [row[0] for row in comparisons] == ["difference"] + [f"emogen − {m}" for m in METHODS[1:]]
+    assert comparisons[0][1:3] == ["KID", "Emo-A (independent judge)"]
+    assert comparisons[1][1].endswith("lower") and comparisons[1][2].endswith("higher")  # prompt: Emo-A +0.05 [+0.01, +0.09]
     assert rows == ["emotion", *EMOTIONS]
-    assert transfer[0] == ["template", "word", "images", "emo_a", "object_kept"]
-    assert transfer[1][:3] == ["{} box", "box", "8"] and transfer[1][3].startswith("0.300 [0.250, 0.350]")
+    assert transfer[0] == ["template", "method", "emo_a", "object_kept", "emogen − method: emo_a",
+                           "emogen − method: object_kept"]
+    assert transfer[1][:2] == ["{} box", "emogen"] and transfer[1][2].startswith("0.300 [0.250, 0.350]")
+    assert transfer[2][:2] == ["{} box", "prompt"] and transfer[2][4].endswith("no difference detected")
+    assert transfer[2][5].endswith("lower")
     assert errors == []
