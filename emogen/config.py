@@ -434,9 +434,10 @@ class EvaluateParams(Section):
     # matrix is n²; FID always uses every real image); null: all of them.
     kid_real_images: int | None = Field(5000, ge=2)
     # The transfer table from data/generated/emogen_transfer, beside each transfer_baselines
-    # folder data/generated/<method>_transfer (same templates and seeds, paired comparisons).
+    # folder data/generated/<method>_transfer (same templates and seeds, paired comparisons);
+    # null: every method of `methods` but emogen.
     transfer: bool = True
-    transfer_baselines: tuple[str, ...] = ("prompt", "textual_inversion", "dreambooth")
+    transfer_baselines: tuple[str, ...] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(1, ge=0)
 

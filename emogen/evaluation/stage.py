@@ -80,7 +80,8 @@ def run(params: Params, layout: Layout) -> None:
     transfer_sets = {}
     if p.transfer:
         transfer_sets[REFERENCE] = load_generated(layout.generated / TRANSFER_METHOD, evaluators.resolution, TRANSFER_METHOD)
-        for method in p.transfer_baselines:
+        baselines = p.transfer_baselines if p.transfer_baselines is not None else [m for m in p.methods if m != REFERENCE]
+        for method in baselines:
             folder = f"{method}_transfer"
             transfer_sets[method] = load_generated(layout.generated / folder, evaluators.resolution, folder)
     rng = np.random.default_rng(stage_seed(params.seed, STAGE))
