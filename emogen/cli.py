@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("emogen.generation.commands:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
     "fuse": ("emogen.generation.commands:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
     "pipeline": ("emogen.pipeline_commands:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
+    "study": ("emogen.commands.study:add_study", "the report seeds as DVC experiments, pooled into metrics/study.json"),
     "demo": ("emogen.demo.app:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
 }
 

@@ -1,0 +1,1 @@
+"""The ``emogen`` subcommands beyond ``stage`` and ``params`` (registered in emogen/cli.py COMMANDS)."""
