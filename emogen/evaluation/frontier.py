@@ -22,6 +22,7 @@ import csv
 import json
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,9 @@ def point_draws(point: PointImages, counts: np.ndarray) -> tuple[np.ndarray, np.
     pairs, groups = all_pairs(point.labels)
     diff = point.features[pairs[:, 0]] - point.features[pairs[:, 1]]
     distances = (diff**2).mean(1)
-    return st.weighted_mean(point.correct, counts), st.pair_mean(distances, pairs, groups, counts)
+    with warnings.catch_warnings():  # a draw without any pair of distinct images: NaN, said by the caller
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return st.weighted_mean(point.correct, counts), st.pair_mean(distances, pairs, groups, counts)
 
 
 def _interp(xs: np.ndarray, ys: np.ndarray, at: np.ndarray) -> np.ndarray:
