@@ -531,7 +531,8 @@ class StudyParams(Section):
     """``emogen study seeds`` (flows/study.py): the report seeds, each a DVC experiment of the
     pipeline with these overrides, pooled into metrics/study.json (docs/study.md)."""
 
-    # Report seeds: never used to choose anything (the top-level `seed` is the development seed).
+    # Report seeds: never used to choose anything (the top-level `seed` is the development seed;
+    # the study refuses it — not checked here: inside a seed's experiment `seed` is that seed).
     seeds: tuple[int, ...] = Field((521, 522, 523), min_length=1)
     # dotted params key → value, set in every seed's experiment (`dvc exp run -S key=value`)
     overrides: dict[str, Any] = {"frontier.num_images": 48}
@@ -578,13 +579,6 @@ class Params(Section):
     study: StudyParams = StudyParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="after")
-    def _report_seeds_apart(self) -> "Params":
-        if self.seed in self.study.seeds:
-            raise ValueError(f"study.seeds must not contain the development seed {self.seed} "
-                             "(the top-level `seed`): report seeds are never used for a choice")
-        return self
 
 
 def _describe(error: dict[str, Any], source: str) -> str:

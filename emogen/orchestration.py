@@ -151,7 +151,7 @@ def exp_run(root: Path, overrides: dict[str, object], name: str, env: dict[str, 
 # --- experiments of the multi-seed study (flows/study.py, docs/study.md) ---------------------
 
 def _git(root: Path, *args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise UserError(f"{root}: git {' '.join(args)} failed: {out.stderr.strip()}")
     return out.stdout
@@ -211,7 +211,7 @@ def read_at(root: Path, path: str, rev: str) -> dict:
 
     try:
         text = dvc.api.read(path, repo=str(root), rev=rev)
-    except Exception as error:  # noqa: BLE001 - DVC raises many kinds; the message names the file
+    except Exception as error:  # DVC raises many kinds; the message names the file
         raise UserError(f"{path} at experiment revision {rev}: cannot read ({type(error).__name__}: {error})") from error
     try:
         return json.loads(text)

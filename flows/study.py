@@ -23,7 +23,15 @@ from prefect.runtime import flow_run
 from emogen.config import DEFAULT_PARAMS, load_params
 from emogen.errors import UserError
 from emogen.evaluation.study import study_summary
-from emogen.orchestration import content_fingerprint, dag_stages, experiments, exp_run_temp, fingerprint, read_at, stage_env
+from emogen.orchestration import (
+    content_fingerprint,
+    dag_stages,
+    exp_run_temp,
+    experiments,
+    fingerprint,
+    read_at,
+    stage_env,
+)
 
 # Tracked files that never change an experiment's result (the fingerprint leaves them out).
 NOT_INPUTS = ("dvc.lock", "*.md", "docs/*", "tests/*", "benchmarks/*", ".github/*", "mkdocs.yml", ".pre-commit-config.yaml")

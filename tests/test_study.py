@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from emogen.evaluation.study import pool_differences, study_summary
 
 # A stand-in for the evaluate and frontier stages: every number is a function of the seed
@@ -55,7 +55,7 @@ DVC_YAML = {"stages": {
 def _study(repo: Path, env: dict, *args: str) -> tuple[dict, float]:
     start = time.perf_counter()
     out = subprocess.run(["emogen", "study", "seeds", *args], cwd=repo, env=env, capture_output=True, text=True,
-                         timeout=600)
+                         check=False, timeout=600)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     return json.loads((repo / "metrics/study.json").read_text()), time.perf_counter() - start
 
@@ -141,7 +141,7 @@ def test_study_runs_each_report_seed_as_an_experiment_and_pools_them(scratch):
 def test_the_development_seed_is_refused_as_a_report_seed(scratch):
     repo, env = scratch
     out = subprocess.run(["emogen", "study", "seeds", "--seeds", "520", "521"], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, check=False, timeout=300)
     assert out.returncode != 0 and "development seed" in out.stderr + out.stdout
 
 
@@ -162,3 +162,44 @@ def test_a_seed_missing_a_comparison_is_an_error_naming_it():
     good = {"methods": {}, "comparisons": {"prompt": {"emo_a": {"difference": 0.1, "se": 0.01}}}}
     with pytest.raises(ValueError, match="seed 522.*comparisons.prompt.emo_a"):
         study_summary({521: good, 522: {"methods": {}, "comparisons": {"prompt": {}}}}, {}, 0.95)
+
+
+@pytest.mark.slow
+def test_one_report_seed_of_the_real_tiny_pipeline(tmp_path):
+    """The real dvc.yaml at the tiny size of test_pipeline_dvc.py: one report seed through
+    `emogen study seeds --target frontier`, its real Table 1 and frontier pooled; timed."""
+    from test_pipeline_dvc import TINY, _merge
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(REPO / "dvc.yaml", repo)
+    for folder in ("emogen", "profiles", "flows"):
+        shutil.copytree(REPO / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    params["stage1"]["checkpoint_dir"] = str(tmp_path / "ckpt1")
+    params["stage2"]["work_dir"] = str(tmp_path / "work2")
+    params["study"].update(seeds=[521], overrides={"frontier.num_images": 3}, targets=["frontier"])
+    text = yaml.safe_dump(params, sort_keys=False)
+    (repo / "params.yaml").write_text(text)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scratch"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+
+    study, seconds = _study(repo, env)
+    assert (repo / "params.yaml").read_text() == text and not (repo / "dvc.lock").exists()
+    run = study["seeds"]["521"]
+    assert run["ran"] and run["seconds"] > 0
+    print(f"one report seed of the tiny real pipeline (every stage up to frontier): {run['seconds']} s; "
+          f"the command: {seconds:.1f} s")
+    assert set(study["means"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"}
+    assert 0 <= study["means"]["emogen"]["emo_a"]["mean"] <= 1
+    assert study["frontier"]["images_per_emotion"] == [3]
+    matched = study["frontier"]["matched_difference"]
+    assert set(matched) == {"prompt", "textual_inversion", "dreambooth"}
+    assert all(len(rows) == 2 for rows in matched.values())  # TINY: guidance scales 1 and 3
+    for rows in matched.values():
+        for row in rows:
+            assert row["difference"] is None or row["low"] <= row["difference"] <= row["high"]
