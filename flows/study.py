@@ -36,6 +36,7 @@ from emogen.orchestration import (
 # Tracked files that never change an experiment's result (the fingerprint leaves them out).
 NOT_INPUTS = ("dvc.lock", "*.md", "docs/*", "tests/*", "benchmarks/*", ".github/*", "mkdocs.yml", ".pre-commit-config.yaml")
 FRONTIER_STAGE = "frontier"
+EVALUATE_STAGE = "evaluate"  # writes study.table
 
 
 def experiment_name(code: str, seed: int, overrides: dict, targets: list[str]) -> str:
@@ -77,13 +78,20 @@ def study(root: str = ".", seeds: list[int] | None = None, overrides: dict | Non
     overrides = {**settings.overrides, **(overrides or {})}
     targets = list(settings.targets if targets is None else targets)
     stages = set(dag_stages(repo, None)) if not targets else {s for t in targets for s in dag_stages(repo, t)}
+    if EVALUATE_STAGE not in stages:
+        raise UserError(f"{repo / DEFAULT_PARAMS}: study.targets {targets} do not run the {EVALUATE_STAGE} stage, "
+                        f"which writes {settings.table} (add it: --target {EVALUATE_STAGE})")
     frontier_path = settings.frontier if FRONTIER_STAGE in stages else None
 
     start = time.perf_counter()
     code = content_fingerprint(repo, exclude=(settings.output, *NOT_INPUTS), params_exclude=("study",))
     env = stage_env(str(flow_run.get_id() or ""))
     output = repo / settings.output
-    previous = json.loads(output.read_text()).get("seeds", {}) if output.is_file() else {}
+    try:  # each reused seed's time, from the study.json that ran it
+        previous = json.loads(output.read_text()).get("seeds", {}) if output.is_file() else {}
+    except (json.JSONDecodeError, AttributeError):
+        logger.warning("%s: not a study.json; the reused seeds' times are unknown", output)
+        previous = {}
     runs = []
     for seed in seeds:  # one at a time: each experiment already uses every core
         run = run_seed(repo, seed, experiment_name(code, seed, overrides, targets), overrides, targets, env)

@@ -53,6 +53,8 @@ DVC_YAML = {"stages": {
 
 
 def _study(repo: Path, env: dict, *args: str) -> tuple[dict, float]:
+    # Prefect's temporary API server gets 20 s to start by default: too little on a busy machine.
+    env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", **env}
     start = time.perf_counter()
     out = subprocess.run(["emogen", "study", "seeds", *args], cwd=repo, env=env, capture_output=True, text=True,
                          check=False, timeout=600)
@@ -138,11 +140,14 @@ def test_study_runs_each_report_seed_as_an_experiment_and_pools_them(scratch):
     print(f"second study (both seeds reused): {again_seconds:.1f} s")
 
 
-def test_the_development_seed_is_refused_as_a_report_seed(scratch):
+def test_the_development_seed_and_targets_without_table1_are_refused(scratch):
     repo, env = scratch
     out = subprocess.run(["emogen", "study", "seeds", "--seeds", "520", "521"], cwd=repo, env=env,
                          capture_output=True, text=True, check=False, timeout=300)
     assert out.returncode != 0 and "development seed" in out.stderr + out.stdout
+    out = subprocess.run(["emogen", "study", "seeds", "--target", "other"], cwd=repo, env=env,
+                         capture_output=True, text=True, check=False, timeout=300)
+    assert out.returncode != 0 and "do not run the evaluate stage" in out.stderr + out.stdout
 
 
 def test_pool_differences_by_hand():
@@ -167,7 +172,7 @@ def test_a_seed_missing_a_comparison_is_an_error_naming_it():
 @pytest.mark.slow
 def test_one_report_seed_of_the_real_tiny_pipeline(tmp_path):
     """The real dvc.yaml at the tiny size of test_pipeline_dvc.py: one report seed through
-    `emogen study seeds --target frontier`, its real Table 1 and frontier pooled; timed."""
+    `emogen study seeds` (targets evaluate, frontier), its real Table 1 and frontier pooled; timed."""
     from test_pipeline_dvc import TINY, _merge
 
     repo = tmp_path / "repo"
@@ -178,7 +183,7 @@ def test_one_report_seed_of_the_real_tiny_pipeline(tmp_path):
     params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
     params["stage1"]["checkpoint_dir"] = str(tmp_path / "ckpt1")
     params["stage2"]["work_dir"] = str(tmp_path / "work2")
-    params["study"].update(seeds=[521], overrides={"frontier.num_images": 3}, targets=["frontier"])
+    params["study"].update(seeds=[521], overrides={"frontier.num_images": 3}, targets=["evaluate", "frontier"])
     text = yaml.safe_dump(params, sort_keys=False)
     (repo / "params.yaml").write_text(text)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "OMP_NUM_THREADS": "1",
