@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("emogen.commands.generate:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
     "fuse": ("emogen.commands.generate:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
     "pipeline": ("emogen.commands.pipeline:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
+    "study": ("emogen.commands.study:add_study", "the report seeds as DVC experiments, pooled into metrics/study.json"),
     "demo": ("emogen.commands.demo:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
 }
 

@@ -529,6 +529,31 @@ class ReportParams(Section):
     top_attributes: int = Field(3, ge=1)  # strongest attributes per emotion in the α table
 
 
+class StudyParams(Section):
+    """``emogen study seeds`` (flows/study.py): the report seeds, each a DVC experiment of the
+    pipeline with these overrides, pooled into metrics/study.json (docs/study.md)."""
+
+    # Report seeds: never used to choose anything (the top-level `seed` is the development seed;
+    # the study refuses it — not checked here: inside a seed's experiment `seed` is that seed).
+    seeds: tuple[int, ...] = Field((521, 522, 523), min_length=1)
+    # dotted params key → value, set in every seed's experiment (`dvc exp run -S key=value`)
+    overrides: dict[str, Any] = {"frontier.num_images": 48}
+    # the stages each experiment runs (and what they depend on); [] = every stage of dvc.yaml
+    targets: tuple[str, ...] = ("evaluate", "frontier")
+    table: str = "metrics/table1.json"  # read from each experiment: comparisons + methods
+    frontier: str = "metrics/frontier.json"  # read from each experiment: at_matched_emo_a
+    output: str = "metrics/study.json"
+    confidence: float = Field(0.95, gt=0, lt=1)  # of the pooled intervals
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyParams":
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+        if "seed" in self.overrides:
+            raise ValueError("overrides must not set seed (each report seed sets it)")
+        return self
+
+
 class Params(Section):
     # profiles/<profile>.yaml is laid over this file (its keys win): embedded (changes nothing) | sd15.
     profile: str = Field(DEFAULT_PROFILE, pattern=r"^[A-Za-z0-9_-]+$")
@@ -553,6 +578,7 @@ class Params(Section):
     intensity: IntensityParams = IntensityParams()
     frontier: FrontierParams = FrontierParams()
     report: ReportParams = ReportParams()
+    study: StudyParams = StudyParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
