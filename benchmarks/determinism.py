@@ -4,7 +4,7 @@ Renders the default synthetic EmoSet into a temp dir, then trains stage 1 (defau
 twice with the same seed (on one machine the weights must be bit-identical) and once per
 further seed. The seed-to-seed spread of the test accuracy is the scale on which numbers
 move when floating-point kernels differ (another CPU kind, another torch build): the
-tolerances the README states for its quoted numbers come from this spread.
+tolerances docs/determinism.md states for its quoted numbers come from this spread.
 
     python benchmarks/determinism.py               # seeds 520 (twice), 521, 522, 523
     python benchmarks/determinism.py --seeds 520 521
@@ -23,10 +23,10 @@ import torch
 from safetensors.torch import load_file
 
 from emogen.config import parse_params
-from emogen.data import ingest, prepare
+from emogen.stages import ingest, prepare_data as prepare
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
-from emogen.stage1.train import train_encoder
+from emogen.stages.stage1 import train_encoder
 
 
 def main() -> None:

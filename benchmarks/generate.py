@@ -32,17 +32,17 @@ import torch
 from torch import nn
 
 from emogen.emotions import EMOTIONS
-from emogen.generation.jobs import ImageJob, run_jobs
-from emogen.generation.pipeline import EmoGenPipeline
-from emogen.generation.sampling import EmotionGaussians
+from emogen.pipelines.jobs import ImageJob, run_jobs
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.sampling import EmotionGaussians
 from emogen.devices import resolve_device
-from emogen.generation.stage import quiet_libraries
+from emogen.pipelines.settings import quiet_libraries
 
 WORDS = "a photo of a bag cup room street"
 
 
 def _tokenizer(folder: Path, max_length: int):
-    from emogen.base.tokenizer import build_tokenizer
+    from emogen.pipelines.tokenizer import build_tokenizer
 
     return build_tokenizer([WORDS], folder, max_length)
 
@@ -57,7 +57,7 @@ def build_random_pipeline(shape: str, folder: Path) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel, UniPCMultistepScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from emogen.stage2.mapper import EmotionMapper, MapperConfig
+    from emogen.pipelines.mapper import EmotionMapper, MapperConfig
 
     torch.manual_seed(0)
     if shape == "sd15":

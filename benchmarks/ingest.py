@@ -1,7 +1,7 @@
 """Ingest speed on an EmoSet-118K-sized set: the target is ≤ 60 s on 2 cores.
 
 Renders a synthetic EmoSet of 118,102 images (EmoSet-118K's size) into a temp dir, or
-takes an existing EmoSet folder, then times ``emogen.data.ingest.ingest`` (annotations +
+takes an existing EmoSet folder, then times ``emogen.stages.ingest.ingest`` (annotations +
 image headers, no full decode unless --decode; manifest, quarantine and metrics written;
 no MLflow) and prints the time as a ratio of the budget.
 
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from emogen.config import parse_params
-from emogen.data.ingest import ingest
-from emogen.data.prepare import record_fingerprint, render_synthetic
+from emogen.stages.ingest import ingest
+from emogen.stages.prepare_data import record_fingerprint, render_synthetic
 from emogen.layout import Layout
 
 BUDGET_S = 60.0

@@ -3,7 +3,7 @@
 For each size N it writes an EmoSet-layout folder of N random 32 px images, a
 ``balanced.parquet`` listing them and a tiny random SD-shaped base model with a VAE
 (``tests/tiny_sd.py``, 32 px → 4×16×16 latents), then runs the real stage
-(``emogen.stage2.latents.run``) in a fresh subprocess and prints its peak RSS, the size of
+(``emogen.stages.latents.run``) in a fresh subprocess and prints its peak RSS, the size of
 the latents written, and the ratio of the peaks (flat = about 1). The DataLoader workers are
 forks that hold a batch of decoded images each: their peak is not counted (``getrusage``'s
 children maximum also counts every fork+exec helper at its parent's size, so it says nothing).
@@ -60,7 +60,7 @@ def child(root: Path, workers: int, batch_size: int, chunk_size: int) -> None:
     """Run the stage in this (fresh) process; print its peak RSS as JSON."""
     from emogen.config import parse_params
     from emogen.layout import Layout
-    from emogen.stage2 import latents
+    from emogen.stages import latents
 
     params = parse_params({"latents": {"workers": workers, "batch_size": batch_size, "chunk_size": chunk_size,
                                        "device": "cpu"}})

@@ -2,7 +2,7 @@
 
 Both train the same mapper objective (L = (1 − α)·L_LDM + λ_attr·α·L_attr through the frozen
 text encoder and UNet) on the same base model, at the same effective batch:
-- ours (``emogen.stage2.train.Trainer.train_step``, unchanged): the images' VAE latents and
+- ours (``emogen.stages.stage2.Trainer.train_step``, unchanged): the images' VAE latents and
   stage-1 emotion vectors were computed once beforehand (the latents and emotion_space
   stages) and are read per step (latents memory-mapped); ``--batch-size`` samples per UNet call;
 - published-like: per sample, the image is encoded by the VAE and passed through the
@@ -37,12 +37,12 @@ from accelerate import Accelerator
 
 from emogen.config import parse_params
 from emogen.devices import resolve_device
-from emogen.generation.stage import quiet_libraries
+from emogen.pipelines.settings import quiet_libraries
 from emogen.layout import Layout
-from emogen.stage2.losses import attribute_logits, attribute_loss, diffusion_target, ldm_loss, total_loss
-from emogen.stage2.mapper import EmotionMapper
-from emogen.stage2.placeholder import encode_with_placeholders, placeholder_hidden_state
-from emogen.stage2.train import Trainer
+from emogen.pipelines.losses import attribute_logits, attribute_loss, diffusion_target, ldm_loss, total_loss
+from emogen.pipelines.mapper import EmotionMapper
+from emogen.pipelines.placeholder import encode_with_placeholders, placeholder_hidden_state
+from emogen.stages.stage2 import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
+from emogen.jsonio import write_json
 
 PROGRESS = "progress.json"
 EXTRA = "extra.safetensors"
@@ -52,7 +53,7 @@ class Checkpoints:
         if self.accelerator.is_main_process:
             if extra is not None:
                 save_file({k: v.detach().cpu().contiguous() for k, v in extra.items()}, tmp / EXTRA)
-            (tmp / PROGRESS).write_text(json.dumps(progress, indent=1))
+            write_json(tmp / PROGRESS, progress)
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             for old in self._done()[: -self.keep]:

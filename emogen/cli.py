@@ -15,33 +15,34 @@ from emogen.layout import Layout
 # stage name → "module:function"; each function takes (Params, Layout) and writes files.
 # Imported lazily so `emogen --help` and cheap stages don't load torch.
 STAGES: dict[str, str] = {
-    "prepare_data": "emogen.data.prepare:run",
-    "ingest": "emogen.data.ingest:run",
-    "validate": "emogen.data.validate:run",
-    "balance": "emogen.data.balance:run",
-    "stage1": "emogen.stage1.train:run",
-    "emotion_space": "emogen.stage1.emotion_space:run",
-    "confidence": "emogen.stage1.confidence:run",
-    "base_model": "emogen.base.stage:run",
-    "latents": "emogen.stage2.latents:run",
-    "stage2": "emogen.stage2.train:run",
-    "generate": "emogen.generation.stage:run",
-    "evaluators": "emogen.evaluation.fit:run",
-    "evaluate": "emogen.evaluation.stage:run",
-    "baseline_prompt": "emogen.baselines.stage:run_prompt",
-    "baseline_textual_inversion": "emogen.baselines.stage:run_textual_inversion",
-    "baseline_dreambooth": "emogen.baselines.stage:run_dreambooth",
-    "intensity": "emogen.generation.intensity:run",
-    "frontier": "emogen.evaluation.frontier:run",
-    "report": "emogen.report.stage:run",
+    "prepare_data": "emogen.stages.prepare_data:run",
+    "ingest": "emogen.stages.ingest:run",
+    "validate": "emogen.stages.validate:run",
+    "balance": "emogen.stages.balance:run",
+    "stage1": "emogen.stages.stage1:run",
+    "emotion_space": "emogen.stages.emotion_space:run",
+    "confidence": "emogen.stages.confidence:run",
+    "base_model": "emogen.stages.base_model:run",
+    "latents": "emogen.stages.latents:run",
+    "stage2": "emogen.stages.stage2:run",
+    "generate": "emogen.stages.generate:run",
+    "evaluators": "emogen.stages.evaluators:run",
+    "evaluate": "emogen.stages.evaluate:run",
+    "baseline@prompt": "emogen.stages.baseline:run_prompt",
+    "baseline@textual_inversion": "emogen.stages.baseline:run_textual_inversion",
+    "baseline@dreambooth": "emogen.stages.baseline:run_dreambooth",
+    "intensity": "emogen.stages.intensity:run",
+    "frontier": "emogen.stages.frontier:run",
+    "report": "emogen.stages.report:run",
 }
 
 # Extra user commands: name → ("module:function" that adds its arguments, help text).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("emogen.generation.commands:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
-    "fuse": ("emogen.generation.commands:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
-    "pipeline": ("emogen.pipeline_commands:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
-    "demo": ("emogen.demo.app:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
+    "generate": ("emogen.commands.generate:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
+    "fuse": ("emogen.commands.generate:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
+    "pipeline": ("emogen.commands.pipeline:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
+    "study": ("emogen.commands.study:add_study", "the report seeds as DVC experiments, pooled into metrics/study.json"),
+    "demo": ("emogen.commands.demo:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
 }
 
 

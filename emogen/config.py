@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from emogen.errors import UserError
 
 DEFAULT_PARAMS = Path("params.yaml")
-# Profiles: params overlays beside params.yaml, selected by its `profile` key (README "Real scale").
+# Profiles: params overlays beside params.yaml, selected by its `profile` key (docs/real-scale.md).
 PROFILES_DIR = "profiles"
 DEFAULT_PROFILE = "embedded"  # lays nothing over params.yaml
 
@@ -50,7 +50,7 @@ class DataParams(Section):
     source: Literal["synthetic", "emoset"] = "synthetic"
     # Folder of a real EmoSet download (info.json, train.json, image/, annotation/).
     # Unused for the synthetic source, which is rendered into data/synthetic/emoset.
-    # Never inside a stage output (emogen/data/placement.py); README: data/raw/emoset.
+    # Never inside a stage output (emogen/data/placement.py); docs/stages/data.md: data/raw/emoset.
     root: str | None = None
 
     @model_validator(mode="after")
@@ -82,7 +82,7 @@ class PrepareDataParams(Section):
     no_scene_fraction: float = Field(0.4, ge=0, le=1)
     two_objects_fraction: float = Field(0.4, ge=0, le=1)  # the rest have one object
     # Share of images whose captions also carry their own (noisy) label's emotion word, as
-    # some web captions do: the base model then knows emotion words imperfectly (README).
+    # some web captions do: the base model then knows emotion words imperfectly (docs/stages/data.md).
     emotion_caption_fraction: float = Field(0.15, ge=0, le=1)
     jpeg_quality: int = Field(95, ge=1, le=100)
     workers: int = Field(2, ge=1)  # rendering processes (the files do not depend on it)
@@ -145,7 +145,7 @@ class Stage1Params(Section):
     # Emotion-vector width (fc1; published 768). Stage 2's mapper maps it to the text width.
     vector_dim: int = Field(768, ge=1)
     dropout: float = Field(0.5, ge=0, lt=1)
-    # Input transform (SPEC.md): resize shorter side → centre crop → [-1, 1]. sd15: 256 / 224.
+    # Input transform (docs/method.md): resize shorter side → centre crop → [-1, 1]. sd15: 256 / 224.
     resize: int = Field(32, ge=8, le=1024)
     crop: int = Field(32, ge=8, le=1024)
     epochs: int = Field(14, ge=1)
@@ -185,10 +185,10 @@ class Stage1Params(Section):
 
 
 class EmotionSpaceParams(Section):
-    # diag: per-dimension std (SPEC.md); full: also the D×D covariance per emotion.
+    # diag: per-dimension std (docs/method.md); full: also the D×D covariance per emotion.
     covariance: Literal["diag", "full"] = "diag"
-    # uniform: every image of the emotion counts once (SPEC.md); confidence: weighted by
-    # stage 1's probability of the image's own label (README "Emotion space").
+    # uniform: every image of the emotion counts once (docs/method.md); confidence: weighted by
+    # stage 1's probability of the image's own label (docs/stages/emotion-space.md).
     weights: Literal["uniform", "confidence"] = "uniform"
     batch_size: int = Field(256, ge=1)
     workers: int = Field(2, ge=0)
@@ -199,7 +199,7 @@ class EmotionSpaceParams(Section):
 
 
 class ConfidenceParams(Section):
-    # Per-sample α below this is set to 0 (SPEC.md "Emotion confidence").
+    # Per-sample α below this is set to 0 (docs/method.md "Emotion confidence").
     alpha_threshold: float = Field(0.25, ge=0, le=1)
     # Attribute vocabulary: α row maximum ≥ vocab_threshold and ≥ vocab_min_count train images.
     vocab_threshold: float = Field(0.3, ge=0, le=1)
@@ -263,10 +263,13 @@ class EmbeddedUnetParams(Section):
 
 
 class BaseSamplingParams(Section):
-    """How the base model is sampled for its evidence; recorded in base.json for generation."""
+    """The base model's sampling settings: its evidence is sampled with them, and base.json records
+    them as every generating stage's defaults (generate's scheduler, steps and guidance when null)."""
 
-    guidance_scale: float = Field(3.0, ge=1)
+    # Any diffusers scheduler class, built from the base model's training noise schedule.
+    scheduler: str = Field("DDIMScheduler", min_length=1)
     num_inference_steps: int = Field(25, ge=1, le=1000)
+    guidance_scale: float = Field(3.0, ge=1)  # 1: no classifier-free guidance
 
 
 class BaseModelParams(Section):
@@ -296,7 +299,7 @@ class BaseModelParams(Section):
 
 
 class MapperParams(Section):
-    # SPEC.md mapper; defaults = the published MLP (768 → 1024 → ReLU → 768).
+    # docs/method.md mapper; defaults = the published MLP (768 → 1024 → ReLU → 768).
     kind: Literal["mlp", "linear"] = "mlp"  # linear: a single Linear (the "FC" option)
     hidden_dim: int = Field(1024, ge=1)
     num_hidden_layers: int = Field(1, ge=1)
@@ -305,7 +308,7 @@ class MapperParams(Section):
 
 
 class LatentsParams(Section):
-    # Stage 2's training images encoded once (emogen/stage2/latents.py); the values do not
+    # Stage 2's training images encoded once (emogen/stages/latents.py); the values do not
     # depend on batch_size, workers or the number of processes.
     batch_size: int = Field(64, ge=1)  # images per VAE call
     workers: int = Field(2, ge=0)  # DataLoader decoding processes (0: in the main process)
@@ -367,11 +370,10 @@ class GenerateParams(Section):
     transfer_templates: tuple[str, ...] = ("{} box", "{} chair", "{} street")
     # Transfer images per emotion and template (data/generated/emogen_transfer, the transfer table).
     transfer_images: int = Field(8, ge=1)
-    # Any diffusers scheduler class, built from the base model's training noise schedule.
-    # Embedded: DDIM, what base_model checks its samples with; published: UniPCMultistepScheduler.
-    scheduler: str = Field("DDIMScheduler", min_length=1)
-    num_inference_steps: int = Field(25, ge=1, le=1000)  # published: 50
-    guidance_scale: float = Field(3.0, ge=0)  # ≤ 1: no classifier-free guidance; published 7.5
+    # Sampler of every method's images; null: the base model's own (base_model.sampling, base.json).
+    scheduler: str | None = Field(None, min_length=1)  # a diffusers scheduler class name
+    num_inference_steps: int | None = Field(None, ge=1, le=1000)
+    guidance_scale: float | None = Field(None, ge=1)  # 1: no classifier-free guidance
     resolution: int | None = Field(None, ge=8, le=2048)  # null: the base model's (published 512)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
@@ -426,7 +428,7 @@ class EvaluateParams(Section):
     methods: tuple[str, ...] = Field(("emogen", "prompt", "textual_inversion", "dreambooth"), min_length=1)
     # LPIPS / Sem-D pairs per emotion (published: 10); null: every pair of the emotion's images.
     num_pairs: int | None = Field(None, ge=1)
-    # true: the published metric code's defects (SPEC.md "Metrics"), for comparison only.
+    # true: the published metric code's defects (docs/method.md "Metrics"), for comparison only.
     published_quirks: bool = False
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)
@@ -460,16 +462,16 @@ class DreamBoothParams(Section):
     num_class_images: int = Field(16, ge=1)  # per emotion, sampled from the base model with its word
 
 
-class BaselinesParams(Section):
+class BaselineParams(Section):
     """Training of the Table 1 baselines; their budget (steps × batch) is stage 2's, read from
-    ``stage2`` params, and their generation settings are ``generate``'s (README "Baselines")."""
+    ``stage2`` params, and their generation settings are ``generate``'s (docs/stages/baselines.md)."""
 
     textual_inversion: TextualInversionParams = TextualInversionParams()
     dreambooth: DreamBoothParams = DreamBoothParams()
     log_every: int = Field(10, ge=1)  # MLflow loss logging interval (steps)
 
     @model_validator(mode="after")
-    def _formats_have_one_slot(self) -> "BaselinesParams":
+    def _formats_have_one_slot(self) -> "BaselineParams":
         for key, fmt in (("textual_inversion.token_format", self.textual_inversion.token_format),
                          ("dreambooth.identifier_format", self.dreambooth.identifier_format)):
             if fmt.count("{}") != 1 or any(ch.isspace() for ch in fmt):
@@ -498,7 +500,7 @@ class PipelineParams(Section):
 
 
 class FrontierParams(Section):
-    # Every evaluate.methods pipeline regenerated at each scale (README "frontier"): no
+    # Every evaluate.methods pipeline regenerated at each scale (docs/stages/evaluation-stages.md): no
     # guidance, the embedded default, the published 7.5.
     guidance_scales: tuple[float, ...] = Field((1.0, 3.0, 7.5), min_length=2)
     num_images: int = Field(12, ge=2)  # per emotion, method and scale; same seeds everywhere
@@ -539,6 +541,31 @@ class ReportParams(Section):
     top_attributes: int = Field(3, ge=1)  # strongest attributes per emotion in the α table
 
 
+class StudyParams(Section):
+    """``emogen study seeds`` (flows/study.py): the report seeds, each a DVC experiment of the
+    pipeline with these overrides, pooled into metrics/study.json (docs/study.md)."""
+
+    # Report seeds: never used to choose anything (the top-level `seed` is the development seed;
+    # the study refuses it — not checked here: inside a seed's experiment `seed` is that seed).
+    seeds: tuple[int, ...] = Field((521, 522, 523), min_length=1)
+    # dotted params key → value, set in every seed's experiment (`dvc exp run -S key=value`)
+    overrides: dict[str, Any] = {"frontier.num_images": 48}
+    # the stages each experiment runs (and what they depend on); [] = every stage of dvc.yaml
+    targets: tuple[str, ...] = ("evaluate", "frontier")
+    table: str = "metrics/table1.json"  # read from each experiment: comparisons + methods
+    frontier: str = "metrics/frontier.json"  # read from each experiment: at_matched_emo_a
+    output: str = "metrics/study.json"
+    confidence: float = Field(0.95, gt=0, lt=1)  # of the pooled intervals
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyParams":
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+        if "seed" in self.overrides:
+            raise ValueError("overrides must not set seed (each report seed sets it)")
+        return self
+
+
 class Params(Section):
     # profiles/<profile>.yaml is laid over this file (its keys win): embedded (changes nothing) | sd15.
     profile: str = Field(DEFAULT_PROFILE, pattern=r"^[A-Za-z0-9_-]+$")
@@ -557,12 +584,13 @@ class Params(Section):
     generate: GenerateParams = GenerateParams()
     evaluators: EvaluatorsParams = EvaluatorsParams()
     evaluate: EvaluateParams = EvaluateParams()
-    baselines: BaselinesParams = BaselinesParams()
+    baseline: BaselineParams = BaselineParams()
     registry: RegistryParams = RegistryParams()
     pipeline: PipelineParams = PipelineParams()
     intensity: IntensityParams = IntensityParams()
     frontier: FrontierParams = FrontierParams()
     report: ReportParams = ReportParams()
+    study: StudyParams = StudyParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

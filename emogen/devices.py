@@ -43,5 +43,5 @@ def require_launched_processes(accelerator: Accelerator) -> None:
         raise UserError(
             f"launched as {launched} processes (WORLD_SIZE), but accelerate set up {accelerator.num_processes} "
             f"({accelerator.distributed_type}): on a machine without GPUs, set ACCELERATE_USE_CPU=true so that "
-            "accelerate uses torch distributed on the CPU (gloo) (README \"Several processes and GPUs\")"
+            "accelerate uses torch distributed on the CPU (gloo) (docs/multi-gpu.md)"
         )

@@ -1,4 +1,4 @@
-"""The eight Mikels emotions, in EmoSet's ``info.json`` order (SPEC.md "Emotions")."""
+"""The eight Mikels emotions, in EmoSet's ``info.json`` order (docs/method.md "Emotions")."""
 
 EMOTIONS: tuple[str, ...] = (
     "amusement",

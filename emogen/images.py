@@ -1,4 +1,4 @@
-"""Image loading and tensor transforms shared by every stage (no torchvision: see README).
+"""Image loading and tensor transforms shared by every stage (no torchvision: see pyproject.toml).
 
 Every image is converted to RGB first: EmoSet holds greyscale, CMYK, RGBA and palette
 images, which crashed the published code.
@@ -43,7 +43,7 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def encoder_transform(img: Image.Image, resize: int, crop: int) -> torch.Tensor:
-    """SPEC.md stage-1 input: resize shorter side → centre crop → [-1, 1]."""
+    """docs/method.md stage-1 input: resize shorter side → centre crop → [-1, 1]."""
     return to_tensor(center_crop(resize_shorter(img, resize), crop))
 
 

@@ -37,7 +37,7 @@ class Layout:
 
     @property
     def user_data(self) -> Path:
-        """Where the README tells users to put a real EmoSet: no stage writes under ``data/raw``."""
+        """Where docs/stages/data.md tells users to put a real EmoSet: no stage writes under ``data/raw``."""
         return self._p("data", "raw", "emoset")
 
     @property

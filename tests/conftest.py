@@ -69,7 +69,7 @@ class TinyEmoSet:
 def tiny_emoset(tmp_path_factory):
     """240 images at 32 px (≈ 192 train / 12 val / 36 test), MLflow in the same temp dir."""
     from emogen.config import parse_params
-    from emogen.data import balance, ingest, prepare
+    from emogen.stages import balance, ingest, prepare_data as prepare
     from emogen.layout import Layout
 
     root = tmp_path_factory.mktemp("tiny_emoset")

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from emogen.config import GenerateParams
-from emogen.generation.sampling import EmotionGaussians
-from emogen.stage2.mapper import EmotionMapper, MapperConfig
+from emogen.pipelines.sampling import EmotionGaussians
+from emogen.pipelines.mapper import EmotionMapper, MapperConfig
 from tiny_sd import WORDS, build_tiny_sd, write_base_json
 
 VECTOR_DIM = 12
@@ -58,7 +58,7 @@ def write_upstream(root: Path, with_vae: bool = False, seed: int = 0) -> Path:
 def saved_pipeline(root: Path, **generate_overrides) -> Path:
     """A saved EmoGen pipeline folder under ``root``, built from random upstream outputs by the
     generate stage's own builder."""
-    from emogen.generation.stage import build_pipeline
+    from emogen.pipelines.settings import build_pipeline
 
     models = write_upstream(root) / "models"
     pipe = build_pipeline(models / "base", models / "stage2", models / "emotion_space" / "gaussians.safetensors",

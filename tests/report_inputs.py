@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from emogen.emotions import EMOTIONS
-from emogen.generation.writer import ImageRecord, write_generated
+from emogen.pipelines.writer import ImageRecord, write_generated
 from emogen.layout import Layout
 
 METHODS = ("emogen", "prompt", "textual_inversion", "dreambooth")

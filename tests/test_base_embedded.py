@@ -7,10 +7,10 @@ import mlflow
 import pytest
 import torch
 
-from emogen.base.components import load_base
+from emogen.pipelines.components import load_base
 from emogen.base.data import load_split
 from emogen.base.embedded import save_embedded, train_embedded
-from emogen.base.stage import run
+from emogen.stages.base_model import run
 from emogen.config import BaseModelParams, parse_params
 from emogen.layout import Layout
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from huggingface_hub import constants
 
-from emogen.base.components import load_base
-from emogen.base.resolve import PIPELINE_FILES, resolve_model
+from emogen.pipelines.components import load_base
+from emogen.pipelines.resolve import PIPELINE_FILES, resolve_model
 from emogen.cli import main
 from emogen.errors import MissingModelError
 from tiny_sd import build_tiny_sd

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emogen.base.tokenizer import TokenizerError, build_tokenizer, caption_words, load_tokenizer
+from emogen.pipelines.tokenizer import TokenizerError, build_tokenizer, caption_words, load_tokenizer
 from emogen.data.synthetic_world import World, captions, emotion_caption_mask, sample_specs
 from emogen.emotions import EMOTIONS
 
@@ -71,7 +71,7 @@ def test_same_captions_same_files_in_another_process(built, caption_list, tmp_pa
     folder, tokenizer, words = built
     script = (
         "import sys, pathlib, pyarrow.parquet as pq\n"
-        "from emogen.base.tokenizer import build_tokenizer\n"
+        "from emogen.pipelines.tokenizer import build_tokenizer\n"
         "caps = pq.read_table(sys.argv[1]).column('c').to_pylist()\n"
         "build_tokenizer(caps, pathlib.Path(sys.argv[2]), max_length=16)\n"
     )

@@ -9,15 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emogen.base.components import load_base
-from emogen.baselines import stage as baselines
+from emogen.pipelines.components import load_base
+from emogen.stages import baseline as baselines
 from emogen.baselines.train import stage2_budget
 from emogen.config import Stage2Params, parse_params
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, UserError
-from emogen.generation.prompt_pipeline import PromptPipeline
-from emogen.generation.stage import emotion_jobs, transfer_jobs, scheduler_from_name
-from emogen.generation.writer import read_index
+from emogen.pipelines.prompt_pipeline import PromptPipeline
+from emogen.pipelines.settings import emotion_jobs, scheduler_from_name, transfer_jobs
+from emogen.pipelines.writer import read_index
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from generation_inputs import TINY_GENERATE
@@ -29,7 +29,7 @@ BASELINES = {"textual_inversion": {"init": "mean"}, "dreambooth": {"num_class_im
 
 
 def _params(**baselines):
-    return parse_params({"stage2": STAGE2, "generate": TINY_GENERATE, "baselines": {**BASELINES, **baselines}})
+    return parse_params({"stage2": STAGE2, "generate": TINY_GENERATE, "baseline": {**BASELINES, **baselines}})
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_every_baseline_trains_on_stage2s_budget_and_generates_like_emogen(layou
         assert saved["prompts"] == metrics["prompts"] == index["settings"]["emotion_prompts"]
         with (layout.metrics / "baselines" / f"{method}_loss.csv").open() as fh:
             rows = list(csv.DictReader(fh))
-        run = mlflow.search_runs(experiment_names=["emogen"], filter_string=f"tags.stage = 'baseline_{method}'",
+        run = mlflow.search_runs(experiment_names=["emogen"], filter_string=f"tags.stage = 'baseline@{method}'",
                                  output_format="list")
         assert len(run) == 1 and run[0].data.params["method"] == method
         pipe_dir = layout.model_dir("baselines") / method

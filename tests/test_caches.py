@@ -28,9 +28,9 @@ def test_cache_folders_are_per_workspace_unless_a_param_names_one(tmp_path):
 
 
 def test_code_files_are_what_the_entry_module_imports():
-    files = {p.relative_to(caches._PACKAGE_ROOT).as_posix() for p in code_files("emogen.stage1.train")}
-    assert {"stage1/train.py", "stage1/checkpoints.py", "caches.py", "base/resolve.py", "seeding.py"} <= files
-    assert not {"cli.py", "generation/writer.py", "stage2/train.py", "__init__.py"} & files
+    files = {p.relative_to(caches._PACKAGE_ROOT).as_posix() for p in code_files("emogen.stages.stage1")}
+    assert {"stages/stage1.py", "stage1/checkpoints.py", "caches.py", "pipelines/resolve.py", "seeding.py"} <= files
+    assert not {"cli.py", "pipelines/writer.py", "stages/stage2.py", "__init__.py"} & files
     with pytest.raises(ValueError, match="not a module of the emogen package"):
         code_files("emogen.nope")
 
@@ -39,12 +39,12 @@ def test_code_hash_changes_with_any_imported_source_only(tmp_path, monkeypatch):
     package = tmp_path / "emogen"
     shutil.copytree(caches._PACKAGE_ROOT, package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(caches, "_PACKAGE_ROOT", package)
-    before = code_hash("emogen.stage1.train")
-    (package / "generation" / "writer.py").write_text("# not imported by stage 1\n")
-    assert code_hash("emogen.stage1.train") == before
+    before = code_hash("emogen.stages.stage1")
+    (package / "pipelines" / "writer.py").write_text("# not imported by stage 1\n")
+    assert code_hash("emogen.stages.stage1") == before
     with (package / "seeding.py").open("a") as fh:  # imported two levels down
         fh.write("# a bug fix\n")
-    assert code_hash("emogen.stage1.train") != before
+    assert code_hash("emogen.stages.stage1") != before
 
 
 def test_stage1_resume_key_covers_params_images_and_code(tiny_emoset, tmp_path, monkeypatch):
@@ -77,7 +77,7 @@ def _train_in_process(args):
     """One of two concurrent stage-1 runs sharing a checkpoint folder (spawned process)."""
     cfg_json, manifest_path, dataset_root, out = args
     from emogen.config import Stage1Params
-    from emogen.stage1.train import train_encoder
+    from emogen.stages.stage1 import train_encoder
 
     records = []
     handler = logging.Handler()

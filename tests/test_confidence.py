@@ -6,7 +6,7 @@ import pytest
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError
-from emogen.stage1.confidence import attribute_alpha, attribute_vocabulary, sample_alpha
+from emogen.stages.confidence import attribute_alpha, attribute_vocabulary, sample_alpha
 
 
 def _row(attribute, kind, count, **peaks):

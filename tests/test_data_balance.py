@@ -1,4 +1,4 @@
-"""balance: per-kind oversampling to the largest emotion, train only, seeded (SPEC.md)."""
+"""balance: per-kind oversampling to the largest emotion, train only, seeded (docs/method.md)."""
 
 import json
 from collections import Counter
@@ -6,7 +6,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from emogen.data.balance import balance
+from emogen.stages.balance import balance
 from emogen.data.schema import BALANCED
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError

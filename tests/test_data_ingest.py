@@ -1,4 +1,4 @@
-"""ingest: one test per bad input (README "Bad inputs" table), on small hand-built EmoSet folders."""
+"""ingest: one test per bad input (the table in docs/stages/data.md), on small hand-built EmoSet folders."""
 
 import io
 import json
@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from emogen.config import parse_params
-from emogen.data import ingest
+from emogen.stages import ingest
 from emogen.data.emoset import read_info
-from emogen.data.prepare import info_json
+from emogen.stages.prepare_data import info_json
 from emogen.data.synthetic_world import World
 from emogen.errors import DataError
 from emogen.layout import Layout

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import REPO
 from emogen.config import parse_params
-from emogen.data import prepare
+from emogen.stages import prepare_data as prepare
 from emogen.data.placement import OWNER_FILE, check_data_root
 from emogen.errors import DataError
 from emogen.layout import Layout

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from emogen.config import parse_params
-from emogen.data import ingest
+from emogen.stages import ingest
 from emogen.data.emoset import SPLITS
-from emogen.data.prepare import record_fingerprint, render_synthetic
+from emogen.stages.prepare_data import record_fingerprint, render_synthetic
 from emogen.data.synthetic_world import (
     ImageSpec,
     World,

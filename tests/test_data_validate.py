@@ -7,7 +7,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from emogen.data import validate
+from emogen.stages import validate
 from emogen.errors import DataError
 from emogen.layout import Layout
 

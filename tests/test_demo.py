@@ -11,7 +11,7 @@ import pytest
 
 from browser import Browser
 from emogen.demo.app import build_app, server
-from emogen.generation.commands import load_pipeline
+from emogen.registry.load import load_pipeline
 from generation_inputs import saved_pipeline
 
 

@@ -36,7 +36,7 @@ def test_the_import_walk_sees_lazy_and_relative_imports():
 
 @pytest.mark.parametrize(("stage", "upstream"), STAGE_GRAPH, ids=[s.name for s, _ in STAGE_GRAPH])
 def test_code_deps_are_exactly_the_entry_modules_imports(stage, upstream):
-    match = re.match(r"emogen stage (\w+)", stage.cmd or "")
+    match = re.match(r"emogen stage ([\w@]+)", stage.cmd or "")
     assert match and match[1] in STAGES, f"dvc.yaml stage {stage.name}: cmd {stage.cmd!r} is not `emogen stage <name>`"
     expected = code_deps(STAGES[match[1]].partition(":")[0])
     listed = {dep.def_path for dep in stage.deps if dep.def_path.startswith("emogen/")}

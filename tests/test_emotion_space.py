@@ -6,7 +6,7 @@ import torch
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError
-from emogen.stage1.emotion_space import emotion_gaussians, pca_2d, plot_space, space_summary
+from emogen.stages.emotion_space import emotion_gaussians, pca_2d, plot_space, space_summary
 
 
 def _vectors(per_emotion=5, dim=6, seed=0):

@@ -12,7 +12,7 @@ from torch import nn
 
 from emogen.config import parse_params
 from emogen.errors import MissingModelError, UserError
-from emogen.evaluation import fit
+from emogen.stages import evaluators as fit
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.pretrained import clip_image_features, load_released_classifier
 from test_evaluation_stages import TINY_EVAL, repo, write_methods  # noqa: F401  (repo: fixture)

@@ -14,12 +14,12 @@ from PIL import Image
 from emogen.config import parse_params
 from emogen.emotions import EMOTIONS
 from emogen.errors import MissingModelError, UserError
-from emogen.evaluation import fit, stage
+from emogen.stages import evaluators as fit, evaluate as stage
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.pretrained import torchvision_to_transformers_key
-from emogen.generation.writer import ImageRecord, write_generated
+from emogen.pipelines.writer import ImageRecord, write_generated
 from emogen.layout import Layout
-from emogen.stage1.data import read_table
+from emogen.data.tables import read_table
 from tiny_sd import build_tiny_sd, write_base_json, write_clip_image_processor, write_tiny_classifier
 
 TINY_EVAL = {

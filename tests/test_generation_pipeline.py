@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import save_file
 
 from emogen.errors import UserError
-from emogen.generation.pipeline import EmoGenPipeline
-from emogen.generation.sampling import EmotionGaussians, vector_sha256
-from emogen.generation.stage import build_pipeline, scheduler_from_name
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.sampling import EmotionGaussians, vector_sha256
+from emogen.pipelines.settings import build_pipeline, scheduler_from_name
 from generation_inputs import VECTOR_DIM, tiny_generate_params, write_upstream
 
 

@@ -6,7 +6,7 @@ import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
 from generation_inputs import tiny_generate_params, write_upstream
-from emogen.generation.stage import build_pipeline
+from emogen.pipelines.settings import build_pipeline
 
 STEPS = 3
 

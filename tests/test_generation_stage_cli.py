@@ -11,7 +11,7 @@ from emogen.cli import main
 from emogen.config import Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.generation.stage import run as run_stage
+from emogen.stages.generate import run as run_stage
 from emogen.layout import Layout
 from generation_inputs import saved_pipeline, tiny_generate_params, write_upstream
 

@@ -19,7 +19,7 @@ MAKE = """
 import sys
 from PIL import Image
 from emogen.emotions import EMOTIONS
-from emogen.generation.writer import ImageRecord, write_generated
+from emogen.pipelines.writer import ImageRecord, write_generated
 shade = int(open("shade.txt").read())
 for method in sys.argv[1:]:
     items = ((ImageRecord(e, e, 0, "{}", "single"), Image.new("RGB", (8, 8), (shade, i * 30, 0))) for i, e in enumerate(EMOTIONS))

@@ -9,9 +9,9 @@ import torch
 from emogen.cli import main
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.generation.intensity import intensity_curve
-from emogen.generation.pipeline import EmoGenPipeline
-from emogen.generation.sampling import EmotionGaussians
+from emogen.stages.intensity import intensity_curve
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.sampling import EmotionGaussians
 from generation_inputs import saved_pipeline
 
 

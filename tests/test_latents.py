@@ -15,12 +15,13 @@ import torch
 import yaml
 
 from conftest import free_port
-from emogen.base.components import load_base
+from emogen.pipelines.components import load_base
 from emogen.config import parse_params
 from emogen.errors import DataError
 from emogen.images import load_rgb, squash_transform
 from emogen.layout import Layout
-from emogen.stage2 import latents
+from emogen.stage2.latent_store import INDEX_FILE, LATENTS_JSON, LatentStore
+from emogen.stages import latents
 from tiny_sd import build_tiny_sd, write_base_json, write_latents, write_stage2_inputs
 
 
@@ -45,16 +46,16 @@ def test_stage_writes_chunks_and_index_read_back_memory_mapped(tmp_path, mlflow_
     params = parse_params({"latents": {"batch_size": 3, "chunk_size": 4, "workers": 1, "device": "cpu"}})
     metrics = latents.run(params, layout)
 
-    info = json.loads((layout.latents / latents.LATENTS_JSON).read_text())
+    info = json.loads((layout.latents / LATENTS_JSON).read_text())
     assert metrics["num_images"] == info["num_images"] == 11
     assert info["chunks"] == ["chunk-00000.npy", "chunk-00001.npy", "chunk-00002.npy"]
     assert info["shape"] == [2, 4, 8, 8] and info["encoder"] == "vae" and info["dtype"] == "float32"
     assert sorted(p.name for p in layout.latents.iterdir()) == sorted(info["chunks"] + ["index.parquet", "latents.json"])
-    index = pd.read_parquet(layout.latents / latents.INDEX_FILE)
+    index = pd.read_parquet(layout.latents / INDEX_FILE)
     balanced = pd.read_parquet(layout.balanced)
     assert index["id"].tolist() == balanced["id"].drop_duplicates().tolist()
 
-    store = latents.LatentStore.open(layout.latents)
+    store = LatentStore.open(layout.latents)
     assert all(isinstance(c, np.memmap) for c in store.chunks)
     base = load_base(layout.model_dir("base"))
     store.check_base(base, layout.model_dir("base"))
@@ -74,9 +75,9 @@ def test_stage_writes_chunks_and_index_read_back_memory_mapped(tmp_path, mlflow_
 def test_pixel_space_latents_are_the_squashed_pixels(tmp_path, tiny_models):
     layout = _repo(tmp_path, tiny_models["pixel"])
     write_latents(tmp_path, chunk_size=5)
-    store = latents.LatentStore.open(layout.latents)
+    store = LatentStore.open(layout.latents)
     assert store.info["encoder"] == "pixels" and store.info["shape"] == [2, 3, 16, 16]
-    index = pd.read_parquet(layout.latents / latents.INDEX_FILE)
+    index = pd.read_parquet(layout.latents / INDEX_FILE)
     rows = torch.arange(len(store))
     pixels = torch.stack([squash_transform(load_rgb(layout.synthetic / p), 16) for p in index["image_path"]])
     assert torch.equal(store.read(rows, torch.zeros_like(rows)), pixels)
@@ -88,7 +89,7 @@ def test_values_do_not_depend_on_batch_size_workers_or_processes(tmp_path, tiny_
     layout = _repo(tmp_path, tiny_models[model])
     write_latents(tmp_path, chunk_size=3, batch_size=4, workers=0)
     reference = _chunks(layout)
-    reference_info = json.loads((layout.latents / latents.LATENTS_JSON).read_text())
+    reference_info = json.loads((layout.latents / LATENTS_JSON).read_text())
 
     write_latents(tmp_path, chunk_size=3, batch_size=1, workers=2)
     assert _chunks(layout) == reference
@@ -105,7 +106,7 @@ def test_values_do_not_depend_on_batch_size_workers_or_processes(tmp_path, tiny_
     assert counts == [6, 5]  # chunks 0, 2 (3 + 3 rows) and 1, 3 (3 + 2 rows) of 11 images
     latents.finish(params, layout, base, images)
     assert _chunks(layout) == reference
-    assert json.loads((layout.latents / latents.LATENTS_JSON).read_text()) == reference_info
+    assert json.loads((layout.latents / LATENTS_JSON).read_text()) == reference_info
 
 
 def test_missing_chunk_stale_ids_and_another_base_are_clear_errors(tmp_path, tiny_models):
@@ -119,7 +120,7 @@ def test_missing_chunk_stale_ids_and_another_base_are_clear_errors(tmp_path, tin
         latents.finish(params, layout, base, images)
 
     write_latents(tmp_path, chunk_size=4)
-    store = latents.LatentStore.open(layout.latents)
+    store = LatentStore.open(layout.latents)
     with pytest.raises(DataError, match="id 'nope' has no latents"):
         store.rows_of(np.array(["amusement_0", "nope"]), layout.balanced)
     with pytest.raises(DataError, match="shape .* denoises"):
@@ -127,10 +128,10 @@ def test_missing_chunk_stale_ids_and_another_base_are_clear_errors(tmp_path, tin
                          tmp_path / "vae_base")
     (layout.latents / "chunk-00001.npy").write_bytes(b"not numpy")
     with pytest.raises(DataError, match="chunk-00001.npy: cannot open"):
-        latents.LatentStore.open(layout.latents)
-    (layout.latents / latents.LATENTS_JSON).unlink()
+        LatentStore.open(layout.latents)
+    (layout.latents / LATENTS_JSON).unlink()
     with pytest.raises(DataError, match="latents.json: missing; run `dvc repro latents`"):
-        latents.LatentStore.open(layout.latents)
+        LatentStore.open(layout.latents)
 
 
 def test_an_id_with_two_image_paths_is_a_clear_error(tmp_path):
@@ -151,12 +152,12 @@ def test_an_unreadable_image_is_a_clear_error_and_leaves_no_finished_chunk(tmp_p
 
 @pytest.mark.slow
 def test_two_processes_write_the_same_latents_as_one(tmp_path, tiny_models):
-    """README's command with the device changed to the CPU (torch distributed with gloo):
+    """docs/stages/stage2.md's command with the device changed to the CPU (torch distributed with gloo):
     each rank encodes its own chunks, rank 0 writes the index; the bytes equal one process's."""
     layout = _repo(tmp_path, tiny_models["vae"])
     write_latents(tmp_path, chunk_size=3)
     reference = _chunks(layout)
-    info = json.loads((layout.latents / latents.LATENTS_JSON).read_text())
+    info = json.loads((layout.latents / LATENTS_JSON).read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"latents": {"chunk_size": 3, "workers": 1, "batch_size": 2}}))
     launcher = Path(sys.executable).parent / "accelerate"
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -168,7 +169,7 @@ def test_two_processes_write_the_same_latents_as_one(tmp_path, tiny_models):
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _chunks(layout) == reference
-    assert json.loads((layout.latents / latents.LATENTS_JSON).read_text()) == info
+    assert json.loads((layout.latents / LATENTS_JSON).read_text()) == info
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     (run,) = mlflow.search_runs(experiment_names=["emogen"], output_format="list")  # rank 0's only
     assert run.data.metrics["processes"] == 2 and run.data.metrics["rank0_images"] == 6  # chunks 0 and 2 of 4

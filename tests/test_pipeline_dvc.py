@@ -40,13 +40,13 @@ TINY = {
     "evaluators": {"embedded": {"num_images": 64, "held_out_images": 32, "probe_steps": 10, "channels": [8],
                                 "epochs": 1}},
     "evaluate": {"num_pairs": 2, "bootstrap_samples": 20},
-    "baselines": {"dreambooth": {"num_class_images": 1}},
+    "baseline": {"dreambooth": {"num_class_images": 1}},
     "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
     "frontier": {"num_images": 2, "guidance_scales": [1.0, 3.0]},
     "report": {"images_per_method": 1},
 }
-# dvc.yaml's foreach stage runs `emogen stage baseline_<method>` as stage `baseline@<method>`.
-DVC_STAGES = {name.replace("baseline_", "baseline@") for name in STAGES}
+# dvc.yaml stage names are the `emogen stage` names (foreach: baseline@<method>).
+DVC_STAGES = set(STAGES)
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -105,6 +105,6 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path):
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["emogen"])
     assert (runs["status"] == "FINISHED").all()
-    assert {"stage1", "base_model", "latents", "stage2", "generate", "baseline_dreambooth", "evaluators", "evaluate"} <= set(runs["tags.stage"])
+    assert {"stage1", "base_model", "latents", "stage2", "generate", "baseline@dreambooth", "evaluators", "evaluate"} <= set(runs["tags.stage"])
 
     assert _repro(repo, env) == []

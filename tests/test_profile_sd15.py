@@ -41,7 +41,7 @@ TINY = {
     "evaluators": {"clip": "{models}/sd/clip", "object_model": "{models}/objects", "scene_model": "{models}/scenes",
                    "probe_steps": 10, "cpu_threads": 1},
     "evaluate": {"num_pairs": 2, "bootstrap_samples": 20, "cpu_threads": 1},
-    "baselines": {"dreambooth": {"num_class_images": 1}},
+    "baseline": {"dreambooth": {"num_class_images": 1}},
     "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
     "frontier": {"num_images": 2, "guidance_scales": [1.0, 3.0], "cpu_threads": 1},
     "report": {"images_per_method": 1},
@@ -54,7 +54,7 @@ SIZE_KEYS = {
     "probe_steps", "num_pairs", "bootstrap_samples", "num_class_images", "intensities", "images_per_method",
     "guidance_scales",
 }
-DVC_STAGES = {name.replace("baseline_", "baseline@") for name in STAGES}
+DVC_STAGES = set(STAGES)
 
 
 def _filled(node, models: Path):

@@ -1,4 +1,4 @@
-"""Every documented switch that restores a published behaviour (params.yaml / README
+"""Every documented switch that restores a published behaviour (params.yaml / docs/switches.md
 "published: ...") runs end to end, and no new one is documented without a test here."""
 
 import json
@@ -14,15 +14,15 @@ from safetensors.torch import load_file
 
 from conftest import REPO
 from emogen.config import BalanceParams, Params, Stage2Params
-from emogen.data import balance
+from emogen.stages import balance
 from emogen.emotions import EMOTIONS
-from emogen.generation.stage import run as run_generate
+from emogen.stages.generate import run as run_generate
 from emogen.layout import Layout
-from emogen.stage1 import confidence, emotion_space
-from emogen.stage1 import train as stage1_train
-from emogen.stage1.emotion_space import emotion_gaussians
-from emogen.stage2 import latents
-from emogen.stage2 import train as stage2_train
+from emogen.stages import confidence, emotion_space
+from emogen.stages import stage1 as stage1_train
+from emogen.stages.emotion_space import emotion_gaussians
+from emogen.stages import latents
+from emogen.stages import stage2 as stage2_train
 from generation_inputs import tiny_generate_params, write_upstream
 from stage1_inputs import tiny_params
 from tiny_sd import build_tiny_sd, write_base_json
@@ -41,7 +41,7 @@ SWITCHED = {
 DEFAULT_IS_PUBLISHED = {"stage1.vector_dim": 768, "emotion_space.covariance": "diag",
                         "emotion_space.weights": "uniform", "stage2.prompt_template": "{}", "stage2.attr_temperature": 1.0,
                         "stage2.learning_rate": 1e-3, "stage2.max_train_steps": None, "generate.template": "{}"}
-# fp16 autocast needs a CUDA device, which CI lacks: NOT exercised by any test (README says so).
+# fp16 autocast needs a CUDA device, which CI lacks: NOT exercised by any test (docs/switches.md says so).
 GPU_ONLY = {"stage2.mixed_precision"}
 # Switches exercised by a test of their own module: key → (test file, test function).
 ELSEWHERE = {

@@ -7,8 +7,8 @@ from browser import Browser
 from emogen.config import Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.report.stage import run as run_report
-from emogen.report.stage import write_report
+from emogen.stages.report import run as run_report
+from emogen.stages.report import write_report
 from report_inputs import IMAGES_PER_EMOTION, METHODS, TEMPLATES, write_report_inputs
 
 # 4 methods × 8 emotions × 3 images, 8 × 2 transfer cells, intensity strip, PCA, 4 curve charts.
@@ -96,3 +96,29 @@ def test_page_renders_in_headless_chromium(report, tmp_path):
     assert transfer[2][:2] == ["{} box", "prompt"] and transfer[2][4].endswith("no difference detected")
     assert transfer[2][5].endswith("lower")
     assert errors == []
+
+
+def test_the_page_shows_the_study_when_metrics_study_json_exists(tmp_path):
+    import json
+
+    layout = write_report_inputs(tmp_path)
+    page = write_report(Params(), layout).read_text()
+    assert "No metrics/study.json" in page and "emogen study seeds" in page
+    study = {"development_seed": 520, "report_seeds": [521, 522, 523], "overrides": {"frontier.num_images": 48},
+             "seconds": {"experiments": 1234.5}, "confidence": 0.95, "pooling": "mean of per-seed differences",
+             "means": {"emogen": {"emo_a": {"mean": 0.5123, "sd": 0.01}}},
+             "comparisons": {"prompt": {"emo_a": {"difference": 0.0712, "low": 0.031, "high": 0.111, "se": 0.02,
+                                                  "verdict": "higher", "per_seed": [0.05, 0.07, 0.09],
+                                                  "seed_sd": 0.02, "seed_low": 0.02, "seed_high": 0.12}}},
+             "frontier": {"images_per_emotion": [48], "matched_difference": {"prompt": [
+                 {"guidance_scale": 3.0, "difference": -0.0104, "low": -0.02, "high": 0.001, "verdict": "no difference detected",
+                  "per_seed": [-0.01]}, {"guidance_scale": 7.5, "difference": None}]}}}
+    (layout.metrics / "study.json").write_text(json.dumps(study))
+    page = write_report(Params(), layout).read_text()
+    assert "No metrics/study.json" not in page and "Seeds 521, 522, 523" in page and "1234 s" in page
+    assert "0.071 <span class='ci'>[0.031, 0.111]</span></td><td>higher</td>" in page
+    assert "-0.010 <span class='ci'>[-0.020, 0.001]</span></td><td>no difference detected" in page
+    assert "undefined (outside the baseline" in page and "emo_a 0.512" in page
+    (layout.metrics / "study.json").write_text("{not json")
+    with pytest.raises(UserError, match="study.json"):
+        write_report(Params(), layout)

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from emogen.emotions import EMOTIONS
-from emogen.stage1 import confidence, emotion_space, train
+from emogen.stages import confidence, emotion_space, stage1 as train
 from emogen.stage1.encoder import load_encoder
 from stage1_inputs import project_over, tiny_params
 

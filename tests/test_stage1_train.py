@@ -15,9 +15,9 @@ from emogen.cli import main
 from emogen.config import Stage1Params
 from emogen.errors import MissingModelError, UserError
 from emogen.stage1.data import available_memory, cache_bytes, require_cache_fits
-from emogen.stage1.emotion_space import emotion_gaussians
+from emogen.stages.emotion_space import emotion_gaussians
 from emogen.stage1.encoder import build_encoder, embed_images, load_encoder, save_encoder
-from emogen.stage1.train import train_encoder
+from emogen.stages.stage1 import train_encoder
 from stage1_inputs import project_over, tiny_params, tiny_stage1
 
 
@@ -196,7 +196,7 @@ def test_stage1_beats_chance_on_held_out_images(tmp_path, monkeypatch):
     training bug that leaves the encoder guessing fails this. (The 240-image set of the
     other tests is too small to learn from: 3/37 there.)"""
     from emogen.config import parse_params
-    from emogen.data import ingest, prepare
+    from emogen.stages import ingest, prepare_data as prepare
     from emogen.layout import Layout
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -1,4 +1,4 @@
-"""The stage-2 objective against numbers worked out by hand (SPEC.md "Stage 2"):
+"""The stage-2 objective against numbers worked out by hand (docs/method.md "Stage 2"):
 L_i = (1 − α_i)·L_LDM,i + λ_attr·α_i·L_attr,i, averaged over the batch."""
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from emogen.stage2.losses import attribute_logits, attribute_loss, ldm_loss, total_loss
+from emogen.pipelines.losses import attribute_logits, attribute_loss, ldm_loss, total_loss
 
 
 def test_ldm_loss_is_the_per_sample_mean_squared_error():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emogen.errors import UserError
-from emogen.stage2.mapper import EmotionMapper, MapperConfig
+from emogen.pipelines.mapper import EmotionMapper, MapperConfig
 
 
 def test_default_mapper_is_the_published_mlp():

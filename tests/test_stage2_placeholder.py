@@ -5,7 +5,7 @@ import torch
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from emogen.errors import UserError
-from emogen.stage2.placeholder import (
+from emogen.pipelines.placeholder import (
     add_placeholder_tokens,
     encode_with_placeholders,
     placeholder_hidden_state,

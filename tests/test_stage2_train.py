@@ -8,14 +8,15 @@ import mlflow
 import pytest
 import torch
 
-from emogen.base.components import load_base
+from emogen.pipelines.components import load_base
 from emogen.config import parse_params
 from emogen.errors import DataError
-from emogen.generation.sampling import EmotionGaussians
+from emogen.seeding import derived_seed
+from emogen.pipelines.sampling import EmotionGaussians
 from emogen.layout import Layout
-from emogen.stage2 import train as stage2_train
+from emogen.stages import stage2 as stage2_train
 from emogen.stage2.data import read_samples
-from emogen.stage2.mapper import EmotionMapper
+from emogen.pipelines.mapper import EmotionMapper
 from tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
 STAGE2 = {
@@ -131,7 +132,7 @@ def test_previews_sample_the_full_covariance_as_generation_does(tmp_path, tiny_m
     grid = trainer.preview(5, tmp_path / "samples")
     assert mapper.training, "the preview hands the mapper back in training mode"
     # One image per emotion (num_sample_images 1), image i seeded first + i, as generate seeds its jobs.
-    first = stage2_train._draw_seed(trainer.seed, 2)
+    first = derived_seed(trainer.seed, 2)
     gaussians = EmotionGaussians.load(path)
     expected = torch.stack([gaussians.sample(e, torch.Generator().manual_seed(first + e)) for e in range(8)])
     assert torch.equal(seen[0], expected)

@@ -32,7 +32,7 @@ def _timed_balance(tiny_emoset, tmp_path, monkeypatch):
     import shutil
     import time
 
-    from emogen.data import balance
+    from emogen.stages import balance
     from emogen.layout import Layout
 
     layout = Layout(tmp_path / "ws")

@@ -139,8 +139,9 @@ def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 
 
 def write_base_json(sd: TinySD, base_dir: str | Path) -> Path:
     """``base_dir/base.json`` (profile "pretrained") for ``sd``, its folders resolved the way
-    the real profile resolves SD 1.5 / CLIP (:func:`emogen.base.resolve.resolve_model`)."""
-    from emogen.base.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
+    the real profile resolves SD 1.5 / CLIP (:func:`emogen.pipelines.resolve.resolve_model`)."""
+    from emogen.config import BaseSamplingParams
+    from emogen.pipelines.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
 
     pipeline = resolve_model(str(sd.pipeline), PIPELINE_FILES, "base_model.pipeline")
     clip = resolve_model(str(sd.clip), CLIP_FILES, "base_model.clip")
@@ -149,7 +150,7 @@ def write_base_json(sd: TinySD, base_dir: str | Path) -> Path:
     path = base_dir / "base.json"
     path.write_text(json.dumps({
         "profile": "pretrained", "pipeline": str(pipeline.path.resolve()), "clip": str(clip.path.resolve()),
-        "resolution": sd.resolution,
+        "resolution": sd.resolution, "sampling": BaseSamplingParams().model_dump(),
         "sources": {"pipeline": pipeline.revision, "clip": clip.revision},
     }, indent=2))
     return path
@@ -187,7 +188,7 @@ STAGE2_VOCABULARY = ("cat", "dog", "tree", "sea")
 def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: int = 8, image_size: int = 20,
                         seed: int = 0, latents: bool = True) -> None:
     """Everything stage 2 reads besides the base model, under the repo-like ``root``
-    (TEAM.md contracts): images in the synthetic dataset root, balanced.parquet,
+    (the files the stages exchange): images in the synthetic dataset root, balanced.parquet,
     models/confidence (sample_alpha.parquet, vocabulary.json) and models/emotion_space
     (vectors.safetensors, vector_ids.parquet, gaussians.safetensors). Random but seeded.
     ``latents``: also data/processed/latents, encoded by the base model in root/models/base
@@ -243,11 +244,11 @@ def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: i
 
 def write_latents(root: str | Path, **latents_params) -> None:
     """data/processed/latents of ``root`` (the latents stage's code, one process, no MLflow run)."""
-    from emogen.base.components import load_base
+    from emogen.pipelines.components import load_base
     from emogen.config import parse_params
     from emogen.devices import resolve_device
     from emogen.layout import Layout
-    from emogen.stage2 import latents
+    from emogen.stages import latents
 
     params = parse_params({"latents": {"workers": 0, **latents_params}})
     layout = Layout(Path(root))

@@ -1,4 +1,4 @@
 """The base text-to-image model: resolved (SD 1.5 + CLIP ViT-L/14) or trained (embedded).
 
-``load_base`` in :mod:`emogen.base.components` is how every other stage loads it.
+``load_base`` in :mod:`emogen.pipelines.components` is how every other stage loads it.
 """

@@ -4,12 +4,11 @@ Order (as SD's parts came to be): tokenizer from the captions → CLIP trained c
 → its text tower frozen as the text encoder → UNet trained on the frozen text states.
 Written as ``<out>/pipeline`` (model_index.json, tokenizer/, text_encoder/, unet/,
 scheduler/; no vae/: pixel space) and ``<out>/clip`` (CLIPModel + tokenizer), so
-:func:`emogen.base.components.load_base` loads it exactly as it loads SD 1.5.
+:func:`emogen.pipelines.components.load_base` loads it exactly as it loads SD 1.5.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -24,9 +23,10 @@ from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 from emogen.base.data import CaptionedImages
 from emogen.base.embedded_clip import clip_config, tokenize, train_clip
 from emogen.base.embedded_unet import build_scheduler, build_unet, train_unet
-from emogen.base.tokenizer import build_tokenizer, caption_words
+from emogen.pipelines.tokenizer import build_tokenizer, caption_words
 from emogen.config import BaseModelParams
 from emogen.seeding import seed_everything
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def save_embedded(model: EmbeddedModel, out: Path) -> tuple[Path, Path]:
         "scheduler": ["diffusers", "DDPMScheduler"],
         "vae": [None, None],
     }
-    (pipeline / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+    write_json(pipeline / "model_index.json", model_index)
     model.clip_model.save_pretrained(clip)
     for name in TOKENIZER_FILES:
         shutil.copy2(pipeline / "tokenizer" / name, clip / name)

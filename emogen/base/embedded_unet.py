@@ -2,7 +2,7 @@
 pixel space on the synthetic images, conditioned on the frozen embedded CLIP text encoder.
 
 Pixel space, no VAE: at 16–24 px a VAE would leave a 2–3 px latent with nothing to draw
-on, and training one would eat the stage's whole time budget (DESIGN.md "The embedded
+on, and training one would eat the stage's whole time budget (docs/design.md "The embedded
 world": the UNet alone fills it). ``encode_images``/``decode_latents`` are the identity.
 """
 
@@ -43,7 +43,7 @@ def build_scheduler(params: EmbeddedUnetParams) -> DDPMScheduler:
     return DDPMScheduler(
         num_train_timesteps=params.num_train_timesteps,
         beta_schedule=params.noise_schedule,
-        prediction_type="epsilon",  # what stage 2's L_LDM assumes (SPEC.md)
+        prediction_type="epsilon",  # what stage 2's L_LDM assumes (docs/method.md)
         clip_sample=True,  # pixel space: images stay in [-1, 1]
         # Samplers built from_config start at the last timestep: with the cosine schedule
         # "leading" spacing would start where some signal is left that was never there.

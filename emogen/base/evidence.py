@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler
 from PIL import Image, ImageDraw, ImageFont
 
-from emogen.base.components import BaseComponents
+from emogen.pipelines.components import BaseComponents
 from emogen.base.data import CaptionedImages
 from emogen.base.embedded_clip import image_features, text_features, tokenize
 from emogen.data.synthetic_world import World
-from emogen.generation.grid import make_grid
-from emogen.generation.text_pipeline import TextConditionedPipeline, base_modules
+from emogen.pipelines.grid import make_grid
+from emogen.pipelines.settings import sampler_components
+from emogen.pipelines.text_pipeline import TextConditionedPipeline
 from emogen.images import to_pil
 
 GRID_FULL, GRID_SHORT, CELL = 3, 2, 64
@@ -48,10 +48,9 @@ def pick_held_out(test: CaptionedImages, count: int, generator: torch.Generator)
 
 
 def _generate(base: BaseComponents, prompts: Sequence[str], generator: torch.Generator) -> torch.Tensor:
-    """Images in [-1, 1] for ``prompts``, sampled (DDIM, base.json's sampling settings) by the
+    """Images in [-1, 1] for ``prompts``, sampled (base.json's sampling settings) by the
     same pipeline code as generation."""
-    pipe = TextConditionedPipeline(**base_modules(base, DDIMScheduler.from_config(base.noise_scheduler.config)),
-                                   **base.sampling)
+    pipe = TextConditionedPipeline(**sampler_components(base))
     pipe.set_progress_bar_config(disable=True)
     return pipe.denoise(pipe.encode_prompts(prompts), generator=generator, output_type="pt")
 

@@ -1,6 +1,6 @@
 """Training of the Textual Inversion and DreamBooth baselines on stage 2's data and budget.
 
-Both train with L_LDM (``emogen.stage2.losses``) on the rows of ``balanced.parquet``, the
+Both train with L_LDM (``emogen.pipelines.losses``) on the rows of ``balanced.parquet``, the
 images stage 2 trains its mapper on, each row conditioned on its own emotion's prompt. The
 images come from the latents stage (both flips of every unique image, encoded once, read
 memory-mapped as stage 2 reads them) and the rows are drawn in stage 2's seeded order
@@ -29,19 +29,20 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from emogen.base.components import BaseComponents
+from emogen.pipelines.components import BaseComponents
 from emogen.config import DreamBoothParams, Params, Stage2Params, TextualInversionParams
 from emogen.emotions import EMOTIONS
+from emogen.seeding import derived_seed
 from emogen.errors import DataError
-from emogen.generation.jobs import run_jobs
-from emogen.generation.prompt_pipeline import PromptPipeline
-from emogen.generation.stage import emotion_jobs
+from emogen.pipelines.jobs import run_jobs
+from emogen.pipelines.prompt_pipeline import PromptPipeline
+from emogen.pipelines.settings import emotion_jobs
 from emogen.images import to_tensor
 from emogen.layout import Layout
 from emogen.stage2.data import TrainingData as Stage2Data, load_training_data, read_samples, read_vocabulary
-from emogen.stage2.losses import diffusion_target, ldm_loss
-from emogen.stage2.placeholder import add_placeholder_tokens, encode_with_placeholders
-from emogen.stage2.train import SampleOrder, stage_inputs
+from emogen.pipelines.losses import ldm_loss, noisy_batch
+from emogen.pipelines.placeholder import add_placeholder_tokens, encode_with_placeholders
+from emogen.stage2.data import SampleOrder, stage_inputs
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +90,7 @@ def training_data(params: Params, layout: Layout, base: BaseComponents) -> Train
 
 
 def _step_seed(seed: int, step: int, stream: int) -> int:
-    return int(np.random.SeedSequence([seed, stream, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def noisy_batch(
-    latents: torch.Tensor, scheduler, generator: torch.Generator, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(noisy latents, timesteps, target) for clean ``latents``, t uniform over the schedule."""
-    noise = torch.randn(latents.shape, generator=generator)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
-    latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
-    return scheduler.add_noise(latents, noise, timesteps), timesteps, diffusion_target(scheduler, latents, noise, timesteps)
+    return derived_seed(seed, stream, step)
 
 
 def tokenize_prompts(tokenizer, prompts: list[str], device: torch.device) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Reading EmoSet's layout (SPEC.md "Data"): info.json, the split files, and a cheap fingerprint.
+"""Reading EmoSet's layout (docs/method.md "Data"): info.json, the split files, and a cheap fingerprint.
 
 Shared by prepare_data (checks a real download), ingest and validate, so every stage reads
 info.json the same way.

@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from emogen.data.schema import attribute_key
 from emogen.emotions import EMOTION_TO_IDX
 
-# reason → what it means (README "Bad inputs" lists the same table).
+# reason → what it means (docs/stages/data.md lists the same table).
 REASONS: dict[str, str] = {
     "malformed_entry": "split-file entry is not [emotion, id, image, annotation] strings with relative paths",
     "missing_image": "the image file does not exist",

@@ -8,7 +8,6 @@ at 4× and box-filtered down, so edges stay clean at 16–32 px.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from PIL import Image, ImageDraw
 from emogen.data.emoset import ANNOTATION_DIR, IMAGE_DIR
 from emogen.data.synthetic_world import Attribute, ImageSpec, World
 from emogen.emotions import EMOTIONS
+from emogen.jsonio import write_json
 
 SUPERSAMPLE = 4
 PLAIN_RGB = (205, 205, 200)  # the unlabelled background of images without a scene
@@ -170,5 +170,5 @@ def write_chunk(job: tuple[str, int, int, World, list[tuple[ImageSpec, str]]]) -
         if spec.scene:
             annotation["scene"] = spec.scene
         annotation["object"] = list(spec.objects)
-        Path(f"{root}/{ANNOTATION_DIR}/{emotion}/{image_id}.json").write_text(json.dumps(annotation))
+        write_json(Path(f"{root}/{ANNOTATION_DIR}/{emotion}/{image_id}.json"), annotation, indent=None)
     return len(items)

@@ -1,4 +1,4 @@
-"""The processed tables every later stage reads (TEAM.md contracts), as explicit Arrow schemas."""
+"""The processed tables every later stage reads, as explicit Arrow schemas (the contract between stages)."""
 
 from __future__ import annotations
 
@@ -51,5 +51,5 @@ ATTRIBUTE_KINDS: tuple[str, ...] = ("object", "scene")  # balance's group order 
 
 
 def attribute_key(name: str) -> str:
-    """The attribute form of a scene/object name (SPEC.md): lower-case, spaces → ``_``."""
+    """The attribute form of a scene/object name (docs/method.md): lower-case, spaces → ``_``."""
     return name.strip().lower().replace(" ", "_")

@@ -14,7 +14,7 @@ Each emotion has at least one strongly associated scene and object (profile max 
 ``street``, ``Box`` and ``Chair`` are neutral (flat). The rest of an emotional profile's
 mass goes mostly (``POLARITY_SHARE``) to the other emotions of the same polarity, so
 positive attributes resemble each other and the emotion space clusters by polarity
-(SPEC.md). Names follow EmoSet: Places-style lower-case scenes, Open-Images-style
+(docs/method.md). Names follow EmoSet: Places-style lower-case scenes, Open-Images-style
 capitalised objects, never emotion words: content alone never names the label.
 
 **Emotion words in captions** (``emotion_caption_mask``): a share of images (param, ≈15%)

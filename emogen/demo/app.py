@@ -8,7 +8,6 @@ streams one JSON line per finished image, which the page turns into a progress b
 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations, and
 # ``Request`` is imported inside build_app (fastapi is not imported by every `emogen` call).
-import argparse
 import base64
 import io
 import json
@@ -25,7 +24,7 @@ MAX_IMAGES = 32
 
 def _request_jobs(pipe, body: dict) -> list:
     """The form's fields → image jobs; every bad field is a UserError naming it."""
-    from emogen.generation.jobs import ImageJob, check_emotions
+    from emogen.pipelines.jobs import ImageJob, check_emotions
 
     def number(key: str, cast, low: float, high: float | None = None):
         try:
@@ -58,7 +57,7 @@ def build_app(pipe, model: str, batch_size: int = 1):
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
     from emogen.demo.page import render_page
-    from emogen.generation.jobs import run_jobs
+    from emogen.pipelines.jobs import run_jobs
 
     app = FastAPI(title="EmoGen demo")
     lock = threading.Lock()  # one generation at a time: the pipeline is shared
@@ -105,25 +104,3 @@ def server(app, host: str, port: int):
     except ImportError:
         raise UserError("the demo needs uvicorn: pip install -c constraints.txt -e '.[demo]'") from None
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
-
-
-def add_demo(parser: argparse.ArgumentParser) -> None:
-    from emogen.generation.commands import DEFAULT_MODEL
-
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="pipeline folder or registry URI (models:/emogen@champion) (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--batch-size", type=int, default=1, help="images per pipeline call (progress per call)")
-    parser.set_defaults(func=demo_command)
-
-
-def demo_command(args: argparse.Namespace) -> None:
-    from emogen.generation.commands import load_pipeline
-
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    pipe = load_pipeline(args.model, args.device)
-    log.info("demo: %s loaded; open http://%s:%d/", args.model, args.host, args.port)
-    server(build_app(pipe, str(args.model), args.batch_size), args.host, args.port).run()

@@ -1,1 +1,1 @@
-"""Evaluation (SPEC.md "Metrics"): the evaluators stage, the five metrics and Table 1."""
+"""Evaluation (docs/method.md "Metrics"): the evaluators stage, the five metrics and Table 1."""

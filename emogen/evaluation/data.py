@@ -13,10 +13,10 @@ from tqdm.auto import tqdm
 from emogen.config import DataParams
 from emogen.emotions import EMOTIONS, emotion_index
 from emogen.errors import UserError
-from emogen.generation.writer import read_index
+from emogen.pipelines.writer import read_index
 from emogen.images import load_rgb
 from emogen.layout import Layout
-from emogen.stage1.data import image_paths, read_table, split_rows
+from emogen.data.tables import image_paths, read_table, split_rows
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""The metrics of Table 1 as pure functions over arrays (SPEC.md "Metrics").
+"""The metrics of Table 1 as pure functions over arrays (docs/method.md "Metrics").
 
 Evaluators turn images into probabilities or features; everything here is numpy on those
 arrays, so each definition can be checked by hand. ``published_quirks`` variants reproduce
-the published code's defects for comparison (SPEC.md lists them).
+the published code's defects for comparison (docs/method.md lists them).
 """
 
 from __future__ import annotations

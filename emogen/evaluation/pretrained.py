@@ -14,7 +14,7 @@
   installed beside this torch build; without them those two cells of the table say
   "not computed" instead of a number.
 
-Models are looked up locally only (``emogen.base.resolve``): a missing one is a
+Models are looked up locally only (``emogen.pipelines.resolve``): a missing one is a
 :class:`MissingModelError` naming it and how to get it.
 """
 
@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoImageProcessor, CLIPImageProcessor, CLIPModel, ResNetConfig, ResNetForImageClassification
 
-from emogen.base.resolve import CLIP_FILES, Resolved, resolve_model
+from emogen.pipelines.resolve import CLIP_FILES, Resolved, resolve_model
 from emogen.config import Params
 from emogen.emotions import NUM_EMOTIONS
 from emogen.errors import MissingModelError, UserError
@@ -162,7 +162,7 @@ def fit_pretrained_evaluators(params: Params, layout: Layout, resolution: int, d
     objects = resolve_classifier(p.object_model, "evaluators.object_model")
     if not p.scene_model:
         raise MissingModelError("evaluators.scene_model: set it to a Places365 ResNet-50 (a local transformers "
-                                "folder or resnet50_places365.pth.tar; see README \"Evaluation\")")
+                                "folder or resnet50_places365.pth.tar; see docs/stages/evaluation-stages.md)")
     scene = load_places365(Path(p.scene_model).expanduser())
     model = CLIPModel.from_pretrained(clip.path, local_files_only=True).to(device).eval()
     released = None

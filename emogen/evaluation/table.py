@@ -105,7 +105,7 @@ def evaluate_method(
     clarity = m.semantic_clarity(scene_probs, object_probs)
     per_image("sem_c", clarity)
     # Which content a method draws per emotion, as the Sem-C classifiers see it (a diagnostic
-    # beside Sem-D). No interval: resampled sets repeat images, which biases entropy down.
+    # beside Sem-D: docs/results.md). No interval: resampled sets repeat images, which biases entropy down.
     for kind, class_probs in (("scene", scene_probs), ("object", object_probs)):
         table[f"{kind}_entropy"] = {"value": round(m.content_entropy(class_probs.argmax(1), labels), 4)}
 

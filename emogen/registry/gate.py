@@ -5,7 +5,7 @@ beats the champion's by more than ``registry.min_emo_a_gain`` and its FID is at 
 ``(1 + registry.fid_tolerance)`` × the champion's. Both numbers come from the evaluate
 stage's ``metrics/table1.json`` (``methods.emogen``); the decision and its reason are tags
 on the version, as are the metrics, so the next gate compares against them. Rolling back is
-moving the alias (README, "Operating it").
+moving the alias (docs/operating.md).
 """
 
 from __future__ import annotations

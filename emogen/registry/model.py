@@ -1,7 +1,7 @@
 """The trained generator as an MLflow pyfunc model: request rows in, PNG images out.
 
 Artifacts mirror the repo layout the ``generate`` stage builds the pipeline from, so loading
-is that stage's own :func:`~emogen.generation.stage.build_pipeline`::
+is that stage's own :func:`~emogen.stages.generate.build_pipeline`::
 
     models/base/            the embedded base model (weights) — or, for SD 1.5, base.json
                             alone: a pinned reference (hub ids + revisions, HF-cache paths)
@@ -33,7 +33,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 import emogen
-from emogen.base.components import BASE_JSON, read_base_json
+from emogen.pipelines.components import BASE_JSON, read_base_json
 from emogen.config import GenerateParams
 from emogen.errors import UserError
 from emogen.layout import Layout
@@ -92,7 +92,7 @@ def stage_artifacts(layout: Layout, generate: GenerateParams, folder: Path) -> P
 
 def load_generator(folder: str | Path, device: str = "auto"):
     """The EmoGen pipeline from a folder written by :func:`stage_artifacts`."""
-    from emogen.generation.stage import build_pipeline
+    from emogen.pipelines.settings import build_pipeline
 
     folder = Path(folder)
     generate = GenerateParams.model_validate_json((folder / GENERATE_JSON).read_text())
@@ -114,7 +114,7 @@ def _value(row: dict[str, Any], key: str, default: Any) -> Any:
 
 def request_jobs(rows: pd.DataFrame) -> list:
     """Input rows → ImageJobs, each row checked (the error names the row and the key)."""
-    from emogen.generation.jobs import ImageJob, check_emotions
+    from emogen.pipelines.jobs import ImageJob, check_emotions
     from emogen.config import template_problem
 
     if "emotion" not in rows.columns:
@@ -149,13 +149,13 @@ def png_base64(image) -> str:
 
 
 class EmoGenModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper of :class:`~emogen.generation.pipeline.EmoGenPipeline`."""
+    """pyfunc wrapper of :class:`~emogen.pipelines.emogen_pipeline.EmoGenPipeline`."""
 
     def load_context(self, context) -> None:
         self.pipe = load_generator(context.artifacts[ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from emogen.generation.jobs import run_jobs
+        from emogen.pipelines.jobs import run_jobs
 
         jobs = request_jobs(pd.DataFrame(model_input))
         for template in {job.template for job in jobs}:

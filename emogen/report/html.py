@@ -9,6 +9,7 @@ from html import escape
 
 from emogen.emotions import EMOTIONS
 from emogen.report.inputs import CURVES, ReportInputs
+from emogen.report.study import study_section
 
 # Table 1 columns: metric key → (header, ↑/↓, digits).
 TABLE1_COLUMNS: dict[str, tuple[str, str, int]] = {
@@ -282,6 +283,7 @@ def validation_section(inputs: ReportInputs) -> str:
 def render_page(inputs: ReportInputs, methods: list[str], image_size: int, commit: str, params_yaml: str) -> str:
     sections = [
         table1_section(inputs, methods),
+        study_section(inputs.study),
         images_section(inputs, image_size),
         transfer_section(inputs, image_size),
         intensity_section(inputs),

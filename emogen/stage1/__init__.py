@@ -1,1 +1,1 @@
-"""Stage 1 (SPEC.md): the emotion encoder, the emotion space and the emotion confidence α."""
+"""Stage 1 (docs/method.md): the emotion encoder, the emotion space and the emotion confidence α."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from accelerate import Accelerator
 
-from emogen.base.resolve import resolve_model
+from emogen.pipelines.resolve import resolve_model
 from emogen.caches import cache_dir, code_hash, files_hash
 from emogen.checkpoints import Checkpoints
 from emogen.config import Stage1Params
@@ -35,7 +35,7 @@ def run_fingerprint(cfg: Stage1Params, seed: int, manifest: pd.DataFrame, datase
     data = hashlib.sha256(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()).hexdigest()
     trunk = resolve_model(cfg.pretrained, (("config.json",),), "stage1.pretrained").revision if cfg.pretrained else None
     blob = json.dumps({"stage1": knobs, "seed": seed, "data": data, "images": files_hash(dataset_root, rows["image_path"]),
-                       "code": code_hash("emogen.stage1.train"), "trunk": trunk, "processes": processes}, sort_keys=True)
+                       "code": code_hash("emogen.stages.stage1"), "trunk": trunk, "processes": processes}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

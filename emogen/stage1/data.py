@@ -7,45 +7,15 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from emogen.emotions import NUM_EMOTIONS
+from emogen.data.tables import image_paths
+from emogen.seeding import derived_seed
 from emogen.errors import DataError, UserError
 from emogen.images import encoder_transform, load_rgb
 from emogen.stage1.encoder import encoder_inputs
-
-SPLITS = ("train", "val", "test")
-
-
-def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """A Parquet table that must hold ``columns``; a missing file or column names it."""
-    if not path.is_file():
-        raise DataError(f"{path}: missing; run the stage that writes it first (dvc repro)")
-    table = pd.read_parquet(path)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    return table
-
-
-def split_rows(manifest: pd.DataFrame, split: str, source: str = "manifest") -> pd.DataFrame:
-    """The rows of one split, in manifest order; an empty split or a bad label is an error."""
-    rows = manifest[manifest["split"] == split].reset_index(drop=True)
-    if rows.empty:
-        raise DataError(f"{source}: no images in the {split!r} split")
-    labels = rows["emotion_idx"]
-    bad = rows[(labels < 0) | (labels >= NUM_EMOTIONS)]
-    if not bad.empty:
-        raise DataError(f"{source}: row id={bad['id'].iloc[0]!r} has emotion_idx {bad['emotion_idx'].iloc[0]} outside 0..7")
-    return rows
-
-
-def image_paths(rows: pd.DataFrame, dataset_root: Path) -> list[Path]:
-    return [dataset_root / p for p in rows["image_path"]]
-
 
 class CachedImages(Dataset):
     """Every image decoded once into one tensor (the small synthetic set fits in memory)."""
@@ -145,7 +115,7 @@ class EpochFlips(Dataset):
 
 def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
     """Independent stream per (epoch, stream...), so a resumed run replays what it would have."""
-    return int(np.random.SeedSequence([seed, epoch, *stream]).generate_state(1)[0])
+    return derived_seed(seed, epoch, *stream, bits=32)
 
 
 class EpochShuffle(Sampler[int]):

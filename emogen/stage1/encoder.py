@@ -1,4 +1,4 @@
-"""The stage-1 emotion encoder (SPEC.md "Stage 1"): ResNet trunk → global pool → fc1 → 8 logits.
+"""The stage-1 emotion encoder (docs/method.md "Stage 1"): ResNet trunk → global pool → fc1 → 8 logits.
 
 Saved as ``config.json`` + ``model.safetensors``; :func:`load_encoder` rebuilds it without
 any download. :func:`encoder_inputs` and :func:`embed_images` turn image files into the
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -25,6 +26,7 @@ from emogen.config import Stage1Params
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS
 from emogen.errors import DataError, MissingModelError, UserError
 from emogen.images import encoder_transform, load_rgb
+from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ def build_encoder(cfg: Stage1Params) -> EmotionEncoder:
 
 def save_encoder(encoder: EmotionEncoder, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(encoder.config), indent=2) + "\n")
+    write_json(out_dir / CONFIG_FILE, asdict(encoder.config))
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     save_file(state, out_dir / WEIGHTS_FILE)
 
@@ -196,3 +198,15 @@ def emotion_probabilities(encoder: EmotionEncoder, vectors: torch.Tensor, batch_
         for chunk in vectors.split(batch_size)
     ]
     return torch.cat(probs) if probs else torch.empty(0, NUM_EMOTIONS)
+
+
+@dataclass
+class TrainResult:
+    encoder: EmotionEncoder  # best epoch's weights, on the CPU, eval mode
+    history: list[dict[str, float]]  # one record per epoch (1-based "epoch")
+    best_epoch: int
+    accuracy: dict[str, float]  # split → accuracy of the best weights (eval mode)
+    test_predictions: np.ndarray  # predicted emotion index per test row (manifest order)
+    test_labels: np.ndarray
+    resumed_from_epoch: int  # 0 for a fresh run
+    seconds: float

@@ -11,11 +11,12 @@ import pandas as pd
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS
 from emogen.layout import Layout
 from emogen.stage1.ground_truth import accuracy_bounds, find_world
-from emogen.stage1.reporting import log_metrics, write_json
+from emogen.jsonio import write_json
+from emogen.stage1.reporting import log_metrics
 from emogen.tracking import log_artifact
 
 if TYPE_CHECKING:
-    from emogen.stage1.train import TrainResult
+    from emogen.stage1.encoder import TrainResult
 
 CHANCE = 1.0 / NUM_EMOTIONS
 

@@ -3,7 +3,7 @@ read by confidence, stage 2 and generation: the one place they are named and rea
 
 ``vectors.safetensors`` (``vectors``, N×D float32) + ``vector_ids.parquet`` (``id``, row i ↔
 vectors[i]); ``gaussians.safetensors`` (``mean``/``std`` 8×D, optional ``cov``; read with
-``emogen.generation.sampling.EmotionGaussians.load``).
+``emogen.pipelines.sampling.EmotionGaussians.load``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from safetensors.torch import load_file, save_file
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, UserError
+from emogen.pipelines.sampling import GAUSSIANS_FILE
 
 VECTORS_FILE = "vectors.safetensors"
 IDS_FILE = "vector_ids.parquet"
-GAUSSIANS_FILE = "gaussians.safetensors"
 
 
 def write_space(out_dir: Path, vectors: torch.Tensor, ids: list[str], gaussians: dict[str, torch.Tensor]) -> None:

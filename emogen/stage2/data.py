@@ -1,9 +1,9 @@
-"""Stage-2 training data (SPEC.md "Stage 2").
+"""Stage-2 training data (docs/method.md "Stage 2").
 
 A training step needs, per balanced.parquet row: the image as the UNet sees it (VAE latents ×
 scaling factor, or pixels for a pixel-space base), in both horizontal flips, the stage-1
 emotion vector of that image, α and the attribute's vocabulary index. The images come
-encoded once from the latents stage (``emogen.stage2.latents``), read memory-mapped, so a
+encoded once from the latents stage (``emogen.stages.latents``), read memory-mapped, so a
 step touches only its own rows and RAM does not grow with the dataset; vectors are held
 per unique image and indexed per row.
 """
@@ -18,9 +18,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from emogen.config import Params
 from emogen.errors import DataError, UserError
 from emogen.stage1 import space_files
-from emogen.stage2.latents import LATENTS_JSON, LatentStore
+from emogen.pipelines.sampling import GAUSSIANS_FILE
+from emogen.stage1.space_files import IDS_FILE, VECTORS_FILE
+from emogen.layout import Layout
+from emogen.seeding import derived_seed
+from emogen.stage2.latent_store import LATENTS_JSON, LatentStore
 
 
 @dataclass(frozen=True)
@@ -122,3 +127,39 @@ def load_training_data(inputs: StageInputs, samples: pd.DataFrame, base) -> Trai
         vocab_idx=torch.tensor(samples["vocab_idx"].to_numpy(), dtype=torch.long),
         key=fingerprint(inputs),
     )
+
+
+def stage_inputs(params: Params, layout: Layout) -> StageInputs:
+    space, confidence = layout.model_dir("emotion_space"), layout.model_dir("confidence")
+    return StageInputs(
+        balanced=layout.balanced,
+        sample_alpha=confidence / "sample_alpha.parquet",
+        vocabulary=confidence / "vocabulary.json",
+        vectors=space / VECTORS_FILE,
+        vector_ids=space / IDS_FILE,
+        gaussians=space / GAUSSIANS_FILE,
+        base_dir=layout.model_dir("base"),
+        latents=layout.latents,
+    )
+
+
+class SampleOrder:
+    """Global sample position → row: one seeded permutation per epoch, a function of the seed."""
+
+    def __init__(self, num_rows: int, seed: int) -> None:
+        self.num_rows, self.seed = num_rows, seed
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, 0, epoch))
+            self._perms = {epoch: torch.randperm(self.num_rows, generator=generator)}
+        return self._perms[epoch]
+
+    def rows(self, first: int, count: int) -> torch.Tensor:
+        positions = torch.arange(first, first + count)
+        out = torch.empty(count, dtype=torch.long)
+        for epoch in (positions // self.num_rows).unique().tolist():
+            mask = positions // self.num_rows == epoch
+            out[mask] = self._perm(epoch)[positions[mask] % self.num_rows]
+        return out

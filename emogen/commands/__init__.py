@@ -1,0 +1,1 @@
+"""The user commands behind ``emogen`` (argparse sub-commands; emogen/cli.py assembles them)."""

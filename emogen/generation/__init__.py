@@ -1,4 +1,0 @@
-"""Generation: the EmoGen pipeline, the ``generate`` stage and the user commands.
-
-Light on purpose (no torch import): ``emogen.config`` imports :mod:`.templates`.
-"""
