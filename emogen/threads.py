@@ -10,7 +10,7 @@ cores otherwise collapse (OpenMP threads spin while they wait: 50× slower steps
   per-machine registry (one file per PID under ``$XDG_RUNTIME_DIR/emogen-procs`` or
   ``/tmp/emogen-procs-<uid>``; ``EMOGEN_PROCS_DIR`` overrides; files of dead PIDs are ignored
   and removed) and sets torch's threads once torch is loaded.
-- Long loops (training steps, generation batches) call :func:`recheck`: at most every
+- Long loops (training steps, generation batches) call :func:`recheck_threads`: at most every
   :data:`RECHECK_SECONDS` it counts the registered processes again and adjusts
   ``torch.set_num_threads``.
 - Who wins: a user's ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (the policy then never touches
@@ -33,6 +33,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,11 +155,13 @@ def unregister(path: Path) -> None:
 class Policy:
     mode: str  # "user" (OMP_NUM_THREADS/MKL_NUM_THREADS set) | "fixed" (params threads: N) | "auto"
     fixed: int | None = None
-    n_cores: int = field(default_factory=cores)
+    n_cores: int = field(default_factory=lambda: cores())
     folder: Path = field(default_factory=registry_dir)
     exclude: set[int] = field(default_factory=set)  # this process's ancestors
     registered: Path | None = None
-    applied: int | None = None  # the count the policy last gave torch
+    # The count the policy last gave torch, per thread: torch's count is the calling thread's
+    # (OpenMP's nthreads ICV), e.g. a demo generating in a worker thread.
+    applied: dict[int, int] = field(default_factory=dict)
     checked_at: float = float("-inf")
     yielded: bool = False  # someone else set torch's threads: the policy stopped adjusting
 
@@ -184,7 +187,7 @@ def apply_thread_policy(params: object = None, register_process: bool = True) ->
     """Decide this process's thread policy from the environment and ``params.threads`` (a
     :class:`emogen.config.Params`, or None for ``auto``), register the process (unless
     ``register_process`` is False: see :func:`busy`) and set torch's threads if torch is
-    loaded (else the first :func:`recheck` does). Idempotent: a second call with the same
+    loaded (else the first :func:`recheck_threads` does). Idempotent: a second call with the same
     params only rechecks; a call with a ``threads`` key updates the mode."""
     global _policy
     threads = _threads_param(params)
@@ -198,7 +201,7 @@ def apply_thread_policy(params: object = None, register_process: bool = True) ->
         log.debug("thread policy: %s (%s)", mode, ", ".join(user) or threads)
     elif params is not None:
         _policy.mode, _policy.fixed = mode, (threads if mode == "fixed" else None)
-    recheck(force=True)
+    recheck_threads(force=True)
     return _policy
 
 
@@ -208,11 +211,11 @@ def _unregister_at_exit(pid: int) -> None:
         unregister(_policy.registered)
 
 
-def recheck(force: bool = False) -> int | None:
+def recheck_threads(force: bool = False) -> int | None:
     """Between steps of a long loop: at most every :data:`RECHECK_SECONDS` (or now with
     ``force``), set torch's threads to the policy's count. → the count set, else None."""
     policy = _policy
-    if policy is None or (policy.mode == "user" and not force):
+    if policy is None or policy.mode == "user" or policy.yielded:
         return None
     now = time.monotonic()
     if not force and now - policy.checked_at < RECHECK_SECONDS:
@@ -221,16 +224,18 @@ def recheck(force: bool = False) -> int | None:
     if torch is None or not hasattr(torch, "set_num_threads"):
         return None  # not loaded yet (or half-way through loading): the next call sets it
     policy.checked_at = now
-    if policy.applied is not None and torch.get_num_threads() != policy.applied:
+    thread = threading.get_ident()
+    current_count = torch.get_num_threads()
+    if policy.applied.get(thread, current_count) != current_count:
         policy.yielded = True  # set by its user after us: theirs wins from now on
-        log.debug("torch threads set to %d outside the thread policy: left as they are", torch.get_num_threads())
+        log.info("torch threads set to %d outside the thread policy: left as they are", current_count)
     wanted = policy.wanted()
     if wanted is None:
         return None
-    if wanted != torch.get_num_threads():
-        log.debug("torch threads %d -> %d", torch.get_num_threads(), wanted)
+    if wanted != current_count:
+        log.debug("torch threads %d -> %d", current_count, wanted)
         torch.set_num_threads(wanted)
-    policy.applied = wanted
+    policy.applied[thread] = wanted
     return wanted
 
 
@@ -240,12 +245,12 @@ def busy() -> Iterator[None]:
     emogen processes give it its share of the cores only while it computes."""
     policy = _policy or apply_thread_policy(register_process=False)
     if policy.registered is not None:
-        recheck()
+        recheck_threads()
         yield
         return
     policy.registered = register(policy.folder)
     try:
-        recheck(force=True)
+        recheck_threads(force=True)
         yield
     finally:
         unregister(policy.registered)

@@ -39,6 +39,7 @@ from emogen.caches import locked
 from emogen.config import Params, Stage1Params
 from emogen.layout import Layout
 from emogen.seeding import seed_everything, stage_seed
+from emogen.threads import recheck_threads
 from emogen.checkpoints import Checkpoints
 from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
 from emogen.devices import require_launched_processes
@@ -93,6 +94,7 @@ def _train_epoch(
     bar = tqdm(loader, desc=f"stage1 epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
                disable=not accelerator.is_local_main_process, leave=False)
     for pixels, labels in bar:
+        recheck_threads()
         # accumulate() scales the loss and skips the gradient sync and the steps until the last micro-batch.
         with accelerator.accumulate(model):
             logits = model(pixels)

@@ -51,6 +51,7 @@ from emogen.layout import Layout
 from emogen.seeding import derived_seed, stage_seed
 from emogen.stage2.data import SampleOrder, load_training_data, read_samples, read_vocabulary, stage_inputs
 from emogen.pipelines.losses import (
+from emogen.threads import recheck_threads
     attribute_bank,
     attribute_logits,
     attribute_loss,
@@ -357,6 +358,7 @@ def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> d
     start, setup_s, loop_start = len(history), time.perf_counter() - started, time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="stage2", unit="step", disable=not main)
     for step in bar:
+        recheck_threads()
         history.append(trainer.train_step(step))
         done, recent = step + 1, summarize_recent(history[-p.log_every:])
         if main:
