@@ -297,7 +297,6 @@ class BaseModelParams(Section):
     sampling: BaseSamplingParams = BaseSamplingParams()
     # Evidence: held-out (test split) captions generated and retrieved among each other.
     eval_captions: int = Field(64, ge=2)
-    # torch CPU threads while training the embedded model (0: torch's default, every core).
     grid_rows: int = Field(8, ge=1, le=64)
 
     @model_validator(mode="after")
