@@ -51,7 +51,6 @@ from emogen.layout import Layout
 from emogen.seeding import derived_seed, stage_seed
 from emogen.stage2.data import SampleOrder, load_training_data, read_samples, read_vocabulary, stage_inputs
 from emogen.pipelines.losses import (
-from emogen.threads import recheck_threads
     attribute_bank,
     attribute_logits,
     attribute_loss,
@@ -60,6 +59,7 @@ from emogen.threads import recheck_threads
     total_loss,
 )
 from emogen.pipelines.mapper import EmotionMapper, MapperConfig
+from emogen.threads import recheck_threads
 from emogen.pipelines.placeholder import (
     add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state, second_placeholder,
 )
