@@ -1,7 +1,8 @@
 """Two seeds as DVC experiments: one after the other (``dvc queue start -j 1``) against side by
 side (``dvc queue start -j 2``), in a scratch clone of the repository (issue 20 point 3).
 
-The clone gets its own DVC cache and MLflow store and small params (``SMALL`` below, plus your
+The clone uses the repository's DVC cache (a finished experiment collects every output
+``dvc.lock`` names: run ``dvc checkout`` or ``dvc repro`` first), its own MLflow store, and small params (``SMALL`` below, plus your
 ``-S key=value``), committed there. Each mode queues ``dvc exp run --queue <target> -S seed=N``
 for two seeds of its own (four distinct seeds in all, so that no mode reuses the other's DVC run
 cache), starts the queue and waits until both experiments have finished. Printed: each mode's
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -36,7 +36,7 @@ SMALL = [
     "base_model.unet.steps=200",
     "base_model.eval_captions=16",
 ]
-_STATUS = re.compile(r"^(\S+)\s.*\b(Queued|Running|Success|Failed)\b", re.M)
+STATES = ("Queued", "Running", "Success", "Failed")
 
 
 def _set(params: dict, assignment: str) -> None:
@@ -57,7 +57,13 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     return out.stdout
 
 
-def scratch_clone(repo: Path, workdir: Path, overrides: list[str]) -> tuple[Path, dict[str, str]]:
+def dvc_cache(repo: Path) -> Path:
+    """The repository's DVC cache: a finished experiment collects every output dvc.lock names,
+    so the clone must find them (its new outputs are added there, a few MB)."""
+    return Path(subprocess.run(["dvc", "cache", "dir"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip())
+
+
+def scratch_clone(repo: Path, workdir: Path, overrides: list[str], cache: Path) -> tuple[Path, dict[str, str]]:
     clone = workdir / "repo"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(clone)], check=True)
     env = {**os.environ,
@@ -65,7 +71,7 @@ def scratch_clone(repo: Path, workdir: Path, overrides: list[str]) -> tuple[Path
            "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
            "XDG_CACHE_HOME": str(workdir / "cache"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    _run(["dvc", "cache", "dir", "--local", str(workdir / "dvc-cache")], clone, env)
+    _run(["dvc", "cache", "dir", "--local", str(cache)], clone, env)
     params = yaml.safe_load((clone / "params.yaml").read_text())
     for assignment in overrides:
         _set(params, assignment)
@@ -76,8 +82,9 @@ def scratch_clone(repo: Path, workdir: Path, overrides: list[str]) -> tuple[Path
 
 
 def queue_status(clone: Path, env: dict[str, str]) -> dict[str, str]:
-    """Experiment name → Queued | Running | Success | Failed."""
-    return dict(_STATUS.findall(_run(["dvc", "queue", "status"], clone, env)))
+    """Experiment name → Queued | Running | Success | Failed (``dvc queue status``: Task, Name, Created, Status)."""
+    rows = (line.split() for line in _run(["dvc", "queue", "status"], clone, env).splitlines())
+    return {row[1]: row[-1] for row in rows if len(row) >= 4 and row[-1] in STATES}
 
 
 def run_mode(clone: Path, env: dict[str, str], target: str, seeds: list[int], jobs: int) -> dict:
@@ -112,13 +119,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="params override key=value in the clone, after SMALL (repeatable)")
     parser.add_argument("--no-small", action="store_true", help="the repository's own params, not SMALL")
     parser.add_argument("--seeds", default="601,602,603,604", help="two seeds for -j 1, two for -j 2")
+    parser.add_argument("--cache", type=Path, help="DVC cache for the clone (default: the repository's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(seeds) != 4 or len(set(seeds)) != 4:
         raise SystemExit("--seeds: four distinct seeds (two per mode: no mode may reuse the other's run cache)")
     workdir = Path(tempfile.mkdtemp(prefix="emogen-queue-"))
-    clone, env = scratch_clone(args.repo.resolve(), workdir, ([] if args.no_small else SMALL) + args.overrides)
+    cache = args.cache or dvc_cache(args.repo.resolve())
+    clone, env = scratch_clone(args.repo.resolve(), workdir, ([] if args.no_small else SMALL) + args.overrides, cache)
     print(f"{os.cpu_count()} cores; `dvc exp run --queue {args.target}` × 2 seeds per mode in {clone}", flush=True)
     serial = run_mode(clone, env, args.target, seeds[:2], jobs=1)
     print(f"one after the other (-j 1): {serial['wall_s']:.0f} s", flush=True)
