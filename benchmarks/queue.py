@@ -1,8 +1,8 @@
 """Two seeds as DVC experiments: one after the other (``dvc queue start -j 1``) against side by
 side (``dvc queue start -j 2``), in a scratch clone of the repository (issue 20 point 3).
 
-The clone uses the repository's DVC cache (a finished experiment collects every output
-``dvc.lock`` names: run ``dvc checkout`` or ``dvc repro`` first), its own MLflow store, and small params (``SMALL`` below, plus your
+The clone gets its own DVC cache and MLflow store, a dvc.lock cut to the target and its upstream
+stages (a finished experiment collects every output dvc.lock names), and small params (``SMALL`` below, plus your
 ``-S key=value``), committed there. Each mode queues ``dvc exp run --queue <target> -S seed=N``
 for two seeds of its own (four distinct seeds in all, so that no mode reuses the other's DVC run
 cache), starts the queue and waits until both experiments have finished. Printed: each mode's
@@ -51,19 +51,26 @@ def _set(params: dict, assignment: str) -> None:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
     return out.stdout
 
 
-def dvc_cache(repo: Path) -> Path:
-    """The repository's DVC cache: a finished experiment collects every output dvc.lock names,
-    so the clone must find them (its new outputs are added there, a few MB)."""
-    return Path(subprocess.run(["dvc", "cache", "dir"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip())
+def trim_lock(clone: Path, target: str) -> None:
+    """Keep in dvc.lock only ``target`` and its upstream stages: a finished experiment collects
+    every output dvc.lock names, and the downstream ones are in no cache of the clone."""
+    sys.path.insert(0, str(clone))
+    from emogen.orchestration import dag_stages
+
+    keep = set(dag_stages(clone, target))
+    path = clone / "dvc.lock"
+    lock = yaml.safe_load(path.read_text())
+    lock["stages"] = {name: entry for name, entry in lock.get("stages", {}).items() if name in keep}
+    path.write_text(yaml.safe_dump(lock, sort_keys=False))
 
 
-def scratch_clone(repo: Path, workdir: Path, overrides: list[str], cache: Path) -> tuple[Path, dict[str, str]]:
+def scratch_clone(repo: Path, workdir: Path, overrides: list[str], target: str) -> tuple[Path, dict[str, str]]:
     clone = workdir / "repo"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(clone)], check=True)
     env = {**os.environ,
@@ -71,13 +78,13 @@ def scratch_clone(repo: Path, workdir: Path, overrides: list[str], cache: Path) 
            "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
            "XDG_CACHE_HOME": str(workdir / "cache"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    _run(["dvc", "cache", "dir", "--local", str(cache)], clone, env)
+    _run(["dvc", "cache", "dir", "--local", str(workdir / "dvc-cache")], clone, env)
+    trim_lock(clone, target)
     params = yaml.safe_load((clone / "params.yaml").read_text())
     for assignment in overrides:
         _set(params, assignment)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "small params"],):
-        _run(cmd, clone, env)
+    _run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "small params"], clone, env)
     return clone, env
 
 
@@ -104,7 +111,8 @@ def run_mode(clone: Path, env: dict[str, str], target: str, seeds: list[int], jo
                 finished[name] = time.perf_counter() - start
                 print(f"  {name}: {status[name]} after {finished[name]:.0f} s", flush=True)
                 if status[name] == "Failed":
-                    log = subprocess.run(["dvc", "queue", "logs", name], cwd=clone, env=env, capture_output=True, text=True)
+                    log = subprocess.run(["dvc", "queue", "logs", name], cwd=clone, env=env, capture_output=True,
+                                         text=True, check=False)
                     raise SystemExit(f"experiment {name} failed:\n{log.stdout[-3000:]}")
     wall = max(finished.values())
     _run(["dvc", "queue", "stop"], clone, env)
@@ -119,15 +127,13 @@ def main(argv: list[str] | None = None) -> dict:
                         help="params override key=value in the clone, after SMALL (repeatable)")
     parser.add_argument("--no-small", action="store_true", help="the repository's own params, not SMALL")
     parser.add_argument("--seeds", default="601,602,603,604", help="two seeds for -j 1, two for -j 2")
-    parser.add_argument("--cache", type=Path, help="DVC cache for the clone (default: the repository's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(seeds) != 4 or len(set(seeds)) != 4:
         raise SystemExit("--seeds: four distinct seeds (two per mode: no mode may reuse the other's run cache)")
     workdir = Path(tempfile.mkdtemp(prefix="emogen-queue-"))
-    cache = args.cache or dvc_cache(args.repo.resolve())
-    clone, env = scratch_clone(args.repo.resolve(), workdir, ([] if args.no_small else SMALL) + args.overrides, cache)
+    clone, env = scratch_clone(args.repo.resolve(), workdir, ([] if args.no_small else SMALL) + args.overrides, args.target)
     print(f"{os.cpu_count()} cores; `dvc exp run --queue {args.target}` × 2 seeds per mode in {clone}", flush=True)
     serial = run_mode(clone, env, args.target, seeds[:2], jobs=1)
     print(f"one after the other (-j 1): {serial['wall_s']:.0f} s", flush=True)

@@ -22,7 +22,7 @@ def test_contention_benchmark_runs_both_policies(capsys, tmp_path):
     for r in groups.values():
         assert len(r["step_s"]) == 1 and all(s > 0 and math.isfinite(s) for s in r["step_s"])
     assert re.search(r"generate: idle single run, old policy: \d+\.\d ms/step", out)
-    assert re.search(r"^(PASS|FAIL)  generate: one alone, ≤ 1.10x of today$", out, re.M)
+    assert re.search(r"^(PASS|FAIL)  generate: one alone, ≤ 1.10x of today$", out, re.MULTILINE)
     assert (tmp_path / "out.json").is_file()
 
 
