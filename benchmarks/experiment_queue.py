@@ -9,9 +9,9 @@ cache), starts the queue and waits until both experiments have finished. Printed
 wall time, when each experiment finished, and the speed-up of ``-j 2``. Every stage applies the
 thread policy (emogen/threads.py): side by side, the two experiments' stages share the cores.
 
-    python benchmarks/queue.py                          # data stages + base_model, ~10 min on 2 idle cores
-    python benchmarks/queue.py --target stage1 -S stage1.epochs=2 --json out.json
-    python benchmarks/queue.py --target report          # the whole DAG (long)
+    python benchmarks/experiment_queue.py                          # data stages + base_model, ~10 min on 2 idle cores
+    python benchmarks/experiment_queue.py --target stage1 -S stage1.epochs=2 --json out.json
+    python benchmarks/experiment_queue.py --target report          # the whole DAG (long)
 """
 
 from __future__ import annotations
