@@ -63,7 +63,12 @@ def trim_lock(clone: Path, target: str) -> None:
     sys.path.insert(0, str(clone))
     from emogen.orchestration import dag_stages
 
-    keep = set(dag_stages(clone, target))
+    here = Path.cwd()
+    os.chdir(clone)  # DVC names stages relative to the working directory
+    try:
+        keep = set(dag_stages(clone, target))
+    finally:
+        os.chdir(here)
     path = clone / "dvc.lock"
     lock = yaml.safe_load(path.read_text())
     lock["stages"] = {name: entry for name, entry in lock.get("stages", {}).items() if name in keep}
