@@ -179,8 +179,6 @@ class Stage1Params(Section):
     cache_images: bool = True
     # Decoding threads for the cache; DataLoader worker processes when streaming.
     workers: int = Field(2, ge=0)
-    # torch intra-op threads on the CPU (0: torch's default). Small nets run fastest on one:
-    # more threads on a busy 2-core machine spin and slow training down many times over.
     # Epoch checkpoints for resuming an interrupted run (one subfolder per run fingerprint),
     # deleted after a finished run unless keep_checkpoints. null: .emogen-cache/stage1 in
     # the workspace (emogen/caches.py); a shared folder is safe (keyed and locked).
