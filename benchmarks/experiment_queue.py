@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-small", action="store_true", help="the repository's own params, not SMALL")
     parser.add_argument("--seeds", default="601,602,603,604", help="two seeds for -j 1, two for -j 2")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch clone (default: removed)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(seeds) != 4 or len(set(seeds)) != 4:
@@ -150,7 +152,10 @@ def main(argv: list[str] | None = None) -> dict:
               "small": not args.no_small, "serial": serial, "parallel": parallel, "speedup": round(speedup, 2)}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"(scratch clone kept for inspection: {workdir})")
+    if args.keep:
+        print(f"scratch clone kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
