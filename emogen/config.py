@@ -24,6 +24,20 @@ DEFAULT_PROFILE = "embedded"  # lays nothing over params.yaml
 # `dvc exp run -S` rewrites params.yaml with YAML 1.1 booleans: an unquoted `no` reads as False.
 MixedPrecision = Annotated[Literal["no", "fp16", "bf16"], BeforeValidator(lambda v: "no" if v is False else v)]
 
+def _threads(value: Any) -> Any:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError("must be 'auto' or a whole number of threads >= 1")
+
+
+Threads = Annotated[Literal["auto"] | int, BeforeValidator(_threads)]
+# Keys that were removed: a params file that still sets one gets this explanation.
+REMOVED_KEYS = {
+    "cpu_threads": "removed: torch's threads follow the thread policy of every emogen process; set the "
+                   "top-level key `threads: N` to fix them (docs/performance.md)",
+}
+
+
 class ParamsError(UserError, ValueError):
     """params.yaml is missing, unreadable or holds a bad key or value."""
 
@@ -165,9 +179,6 @@ class Stage1Params(Section):
     cache_images: bool = True
     # Decoding threads for the cache; DataLoader worker processes when streaming.
     workers: int = Field(2, ge=0)
-    # torch intra-op threads on the CPU (0: torch's default). Small nets run fastest on one:
-    # more threads on a busy 2-core machine spin and slow training down many times over.
-    cpu_threads: int = Field(1, ge=0)
     # Epoch checkpoints for resuming an interrupted run (one subfolder per run fingerprint),
     # deleted after a finished run unless keep_checkpoints. null: .emogen-cache/stage1 in
     # the workspace (emogen/caches.py); a shared folder is safe (keyed and locked).
@@ -192,7 +203,6 @@ class EmotionSpaceParams(Section):
     weights: Literal["uniform", "confidence"] = "uniform"
     batch_size: int = Field(256, ge=1)
     workers: int = Field(2, ge=0)
-    cpu_threads: int = Field(1, ge=0)
     device: Literal["auto", "cpu"] = "auto"
     # Points drawn in the 2-D PCA picture (a seeded subsample when there are more).
     plot_points: int = Field(4000, ge=8)
@@ -285,8 +295,6 @@ class BaseModelParams(Section):
     sampling: BaseSamplingParams = BaseSamplingParams()
     # Evidence: held-out (test split) captions generated and retrieved among each other.
     eval_captions: int = Field(64, ge=2)
-    # torch CPU threads while training the embedded model (0: torch's default, every core).
-    cpu_threads: int = Field(0, ge=0)
     grid_rows: int = Field(8, ge=1, le=64)
 
     @model_validator(mode="after")
@@ -420,7 +428,6 @@ class EvaluatorsParams(Section):
     probe_steps: int = Field(200, ge=1)
     batch_size: int = Field(64, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: int = Field(1, ge=0)  # torch CPU threads (0: torch's default)
 
 
 class EvaluateParams(Section):
@@ -441,7 +448,6 @@ class EvaluateParams(Section):
     transfer: bool = True
     transfer_baselines: tuple[str, ...] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: int = Field(1, ge=0)
 
 
 class TextualInversionParams(Section):
@@ -506,7 +512,6 @@ class FrontierParams(Section):
     num_images: int = Field(12, ge=2)  # per emotion, method and scale; same seeds everywhere
     batch_size: int = Field(32, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: int = Field(0, ge=0)  # 0: every core (generation dominates the stage's time)
 
     @model_validator(mode="after")
     def _check(self) -> "FrontierParams":
@@ -570,6 +575,9 @@ class Params(Section):
     # profiles/<profile>.yaml is laid over this file (its keys win): embedded (changes nothing) | sd15.
     profile: str = Field(DEFAULT_PROFILE, pattern=r"^[A-Za-z0-9_-]+$")
     seed: int = Field(520, ge=0)
+    # torch CPU threads per process: auto (the thread policy: every core alone, an equal share
+    # when several emogen processes compute at once) or a fixed number (docs/performance.md).
+    threads: Threads = "auto"
     data: DataParams = DataParams()
     prepare_data: PrepareDataParams = PrepareDataParams()
     ingest: IngestParams = IngestParams()
@@ -604,6 +612,10 @@ def _describe(error: dict[str, Any], source: str) -> str:
 
 def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
     """Validate a params mapping; errors name ``source`` and each bad key."""
+    removed = [f"{source}: {section}.{key}: {why}" for section, values in raw.items() if isinstance(values, dict)
+               for key, why in REMOVED_KEYS.items() if key in values]
+    if removed:
+        raise ParamsError("invalid parameters:\n" + "\n".join(removed))
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

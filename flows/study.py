@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 
 from emogen.config import DEFAULT_PARAMS, load_params
 from emogen.errors import UserError
+from emogen.threads import apply_thread_policy
 from emogen.evaluation.study import study_summary
 from emogen.orchestration import (
     content_fingerprint,
@@ -71,6 +72,7 @@ def study(root: str = ".", seeds: list[int] | None = None, overrides: dict | Non
     logger = get_run_logger()
     repo = Path(root).resolve()
     params = load_params(repo / DEFAULT_PARAMS)
+    apply_thread_policy(params, register_process=False)  # waits on dvc: the seeds' stages count themselves
     settings = params.study
     seeds = list(settings.seeds if seeds is None else seeds)
     if params.seed in seeds:

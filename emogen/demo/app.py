@@ -58,6 +58,7 @@ def build_app(pipe, model: str, batch_size: int = 1):
 
     from emogen.demo.page import render_page
     from emogen.pipelines.jobs import run_jobs
+    from emogen.threads import busy
 
     app = FastAPI(title="EmoGen demo")
     lock = threading.Lock()  # one generation at a time: the pipeline is shared
@@ -79,7 +80,7 @@ def build_app(pipe, model: str, batch_size: int = 1):
 
         def stream() -> Iterator[bytes]:
             yield (json.dumps({"total": len(jobs)}) + "\n").encode()
-            with lock:
+            with lock, busy():
                 try:
                     for done, (record, image) in enumerate(run_jobs(pipe, jobs, batch_size, desc="demo"), 1):
                         buf = io.BytesIO()

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from emogen.config import Params
 from emogen.devices import resolve_device
@@ -72,8 +71,6 @@ def write_per_emotion(path: Path, rows: dict[str, dict[str, dict]], evaluators: 
 
 def run(params: Params, layout: Layout) -> None:
     p = params.evaluate
-    if p.cpu_threads:
-        torch.set_num_threads(p.cpu_threads)
     evaluators = load_evaluators(layout.model_dir("evaluators"), resolve_device(p.device))
     generated = {method: load_generated(layout.generated / method, evaluators.resolution, method) for method in p.methods}
     check_shared_seeds(generated)

@@ -97,8 +97,6 @@ def fit_embedded_evaluators(params: Params, layout: Layout, resolution: int) -> 
 
 def run(params: Params, layout: Layout) -> None:
     p = params.evaluators
-    if p.cpu_threads:
-        torch.set_num_threads(p.cpu_threads)
     resolution = evaluation_resolution(params, layout)
     with stage_run(STAGE, {"seed": params.seed, "data": params.data, "evaluators": p}):
         start = time.perf_counter()

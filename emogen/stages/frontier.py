@@ -231,8 +231,6 @@ def write_points(path: Path, curves: dict[str, list[dict]]) -> None:
 def run(params: Params, layout: Layout) -> None:
     p, ev = params.frontier, params.evaluate
     quiet_libraries()
-    if p.cpu_threads:
-        torch.set_num_threads(p.cpu_threads)
     device = resolve_device(p.device)
     evaluators = load_evaluators(layout.model_dir("evaluators"), device)
     pipes = {method: load_method_pipeline(layout, method, device) for method in ev.methods}
