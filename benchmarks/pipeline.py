@@ -9,9 +9,9 @@ and intensity were when generate reproduced its images byte for byte) and prints
 wall time (from DVC's "Running stage" lines: includes DVC's own hashing), the time its
 process spends importing (``import emogen.cli, <the stage's module>`` timed in a separate
 process, minus a bare interpreter's start) and that share; then the total against the 12-minute
-budget (issue 8). Threads are what a user's ``dvc repro`` gets: each stage's ``cpu_threads``
-param, else torch's default (every core) unless ``OMP_NUM_THREADS`` is set in your
-environment, which passes through. The machine must be otherwise idle for the absolute numbers to mean much;
+budget (issue 8). Threads are what a user's ``dvc repro`` gets: the thread policy
+(emogen/threads.py: every core for a stage running alone) unless ``OMP_NUM_THREADS`` is set in
+your environment, which passes through. The machine must be otherwise idle for the absolute numbers to mean much;
 the shares hold on a loaded machine too.
 
     python benchmarks/pipeline.py                         # the whole default DAG (~10 min on 2 cores)

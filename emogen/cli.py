@@ -11,6 +11,7 @@ from collections.abc import Callable
 from emogen.config import DEFAULT_PARAMS, load_params, load_raw_params, profile_keys
 from emogen.errors import UserError
 from emogen.layout import Layout
+from emogen.threads import apply_thread_policy, recheck_threads
 
 # stage name → "module:function"; each function takes (Params, Layout) and writes files.
 # Imported lazily so `emogen --help` and cheap stages don't load torch.
@@ -41,8 +42,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("emogen.commands.generate:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
     "fuse": ("emogen.commands.generate:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
     "pipeline": ("emogen.commands.pipeline:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
+    "study": ("emogen.commands.study:add_study", "the report seeds as DVC experiments, pooled into metrics/study.json"),
     "demo": ("emogen.commands.demo:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
 }
+# Commands that mostly wait (on dvc, on requests) are not counted as sharing the cores: the stages
+# they start count themselves, and the demo counts itself while it generates (emogen/threads.py).
+WAITING_COMMANDS = {"pipeline", "demo", "params"}
 
 
 def _resolve(target: str) -> Callable:
@@ -52,7 +57,10 @@ def _resolve(target: str) -> Callable:
 
 def _run_stage(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    _resolve(STAGES[args.name])(params, Layout())
+    apply_thread_policy(params)  # the params' `threads` key
+    stage = _resolve(STAGES[args.name])  # imports torch for the torch stages
+    recheck_threads(force=True)
+    stage(params, Layout())
 
 
 def _check_params(args: argparse.Namespace) -> None:
@@ -86,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # imports no torch (tests/test_threads.py)
+    # Before any stage or command imports torch (OpenMP reads its environment once, at load).
+    apply_thread_policy(register_process=args.command not in WAITING_COMMANDS)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

@@ -24,6 +24,20 @@ DEFAULT_PROFILE = "embedded"  # lays nothing over params.yaml
 # `dvc exp run -S` rewrites params.yaml with YAML 1.1 booleans: an unquoted `no` reads as False.
 MixedPrecision = Annotated[Literal["no", "fp16", "bf16"], BeforeValidator(lambda v: "no" if v is False else v)]
 
+def _threads(value: Any) -> Any:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError("must be 'auto' or a whole number of threads >= 1")
+
+
+Threads = Annotated[Literal["auto"] | int, BeforeValidator(_threads)]
+# Keys that were removed: a params file that still sets one gets this explanation.
+REMOVED_KEYS = {
+    "cpu_threads": "removed: torch's threads follow the thread policy of every emogen process; set the "
+                   "top-level key `threads: N` to fix them (docs/performance.md)",
+}
+
+
 class ParamsError(UserError, ValueError):
     """params.yaml is missing, unreadable or holds a bad key or value."""
 
@@ -165,9 +179,6 @@ class Stage1Params(Section):
     cache_images: bool = True
     # Decoding threads for the cache; DataLoader worker processes when streaming.
     workers: int = Field(2, ge=0)
-    # torch intra-op threads on the CPU (0: torch's default). Small nets run fastest on one:
-    # more threads on a busy 2-core machine spin and slow training down many times over.
-    cpu_threads: int = Field(1, ge=0)
     # Epoch checkpoints for resuming an interrupted run (one subfolder per run fingerprint),
     # deleted after a finished run unless keep_checkpoints. null: .emogen-cache/stage1 in
     # the workspace (emogen/caches.py); a shared folder is safe (keyed and locked).
@@ -192,7 +203,6 @@ class EmotionSpaceParams(Section):
     weights: Literal["uniform", "confidence"] = "uniform"
     batch_size: int = Field(256, ge=1)
     workers: int = Field(2, ge=0)
-    cpu_threads: int = Field(1, ge=0)
     device: Literal["auto", "cpu"] = "auto"
     # Points drawn in the 2-D PCA picture (a seeded subsample when there are more).
     plot_points: int = Field(4000, ge=8)
@@ -285,8 +295,6 @@ class BaseModelParams(Section):
     sampling: BaseSamplingParams = BaseSamplingParams()
     # Evidence: held-out (test split) captions generated and retrieved among each other.
     eval_captions: int = Field(64, ge=2)
-    # torch CPU threads while training the embedded model (0: torch's default, every core).
-    cpu_threads: int = Field(0, ge=0)
     grid_rows: int = Field(8, ge=1, le=64)
 
     @model_validator(mode="after")
@@ -412,24 +420,34 @@ class EvaluatorsParams(Section):
     object_model: str = "microsoft/resnet-50"
     # A Places365 ResNet-50: a local transformers folder, or the CSAIL file resnet50_places365.pth.tar.
     scene_model: str | None = None
+    # The released Emo-A classifier (official repo: weights/Clip_emotion_classifier/
+    # time_2023-11-12_03-29-best.pth, a Linear 768 → 8 on raw CLIP ViT-L/14 image features);
+    # set: it is the Emo-A judge instead of a probe trained here (pretrained profile only).
+    emotion_classifier: str | None = None
     probe_l2: float = Field(1e-4, ge=0)
     probe_steps: int = Field(200, ge=1)
     batch_size: int = Field(64, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: int = Field(1, ge=0)  # torch CPU threads (0: torch's default)
 
 
 class EvaluateParams(Section):
     # Rows of Table 1: folders data/generated/<method>/ (a missing one is an error).
     methods: tuple[str, ...] = Field(("emogen", "prompt", "textual_inversion", "dreambooth"), min_length=1)
-    num_pairs: int = Field(64, ge=1)  # LPIPS / Sem-D pairs per emotion (published: 10)
+    # LPIPS / Sem-D pairs per emotion (published: 10); null: every pair of the emotion's images.
+    num_pairs: int | None = Field(None, ge=1)
     # true: the published metric code's defects (docs/method.md "Metrics"), for comparison only.
     published_quirks: bool = False
     bootstrap_samples: int = Field(1000, ge=10)
     confidence: float = Field(0.95, gt=0, lt=1)
-    transfer: bool = True  # the transfer table from data/generated/emogen_transfer
+    # KID's real side: a seeded subset of this many test images when there are more (its kernel
+    # matrix is n²; FID always uses every real image); null: all of them.
+    kid_real_images: int | None = Field(5000, ge=2)
+    # The transfer table from data/generated/emogen_transfer, beside each transfer_baselines
+    # folder data/generated/<method>_transfer (same templates and seeds, paired comparisons);
+    # null: every method of `methods` but emogen.
+    transfer: bool = True
+    transfer_baselines: tuple[str, ...] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: int = Field(1, ge=0)
 
 
 class TextualInversionParams(Section):
@@ -494,7 +512,6 @@ class FrontierParams(Section):
     num_images: int = Field(12, ge=2)  # per emotion, method and scale; same seeds everywhere
     batch_size: int = Field(32, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cpu_threads: int = Field(0, ge=0)  # 0: every core (generation dominates the stage's time)
 
     @model_validator(mode="after")
     def _check(self) -> "FrontierParams":
@@ -529,10 +546,38 @@ class ReportParams(Section):
     top_attributes: int = Field(3, ge=1)  # strongest attributes per emotion in the α table
 
 
+class StudyParams(Section):
+    """``emogen study seeds`` (flows/study.py): the report seeds, each a DVC experiment of the
+    pipeline with these overrides, pooled into metrics/study.json (docs/study.md)."""
+
+    # Report seeds: never used to choose anything (the top-level `seed` is the development seed;
+    # the study refuses it — not checked here: inside a seed's experiment `seed` is that seed).
+    seeds: tuple[int, ...] = Field((521, 522, 523), min_length=1)
+    # dotted params key → value, set in every seed's experiment (`dvc exp run -S key=value`)
+    overrides: dict[str, Any] = {"frontier.num_images": 48}
+    # the stages each experiment runs (and what they depend on); [] = every stage of dvc.yaml
+    targets: tuple[str, ...] = ("evaluate", "frontier")
+    table: str = "metrics/table1.json"  # read from each experiment: comparisons + methods
+    frontier: str = "metrics/frontier.json"  # read from each experiment: at_matched_emo_a
+    output: str = "metrics/study.json"
+    confidence: float = Field(0.95, gt=0, lt=1)  # of the pooled intervals
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyParams":
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+        if "seed" in self.overrides:
+            raise ValueError("overrides must not set seed (each report seed sets it)")
+        return self
+
+
 class Params(Section):
     # profiles/<profile>.yaml is laid over this file (its keys win): embedded (changes nothing) | sd15.
     profile: str = Field(DEFAULT_PROFILE, pattern=r"^[A-Za-z0-9_-]+$")
     seed: int = Field(520, ge=0)
+    # torch CPU threads per process: auto (the thread policy: every core alone, an equal share
+    # when several emogen processes compute at once) or a fixed number (docs/performance.md).
+    threads: Threads = "auto"
     data: DataParams = DataParams()
     prepare_data: PrepareDataParams = PrepareDataParams()
     ingest: IngestParams = IngestParams()
@@ -553,6 +598,7 @@ class Params(Section):
     intensity: IntensityParams = IntensityParams()
     frontier: FrontierParams = FrontierParams()
     report: ReportParams = ReportParams()
+    study: StudyParams = StudyParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -566,6 +612,10 @@ def _describe(error: dict[str, Any], source: str) -> str:
 
 def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
     """Validate a params mapping; errors name ``source`` and each bad key."""
+    removed = [f"{source}: {section}.{key}: {why}" for section, values in raw.items() if isinstance(values, dict)
+               for key, why in REMOVED_KEYS.items() if key in values]
+    if removed:
+        raise ParamsError("invalid parameters:\n" + "\n".join(removed))
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

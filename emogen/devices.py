@@ -1,12 +1,9 @@
-"""The ``device`` param of every stage (auto | cpu | cuda) → a torch device; the
-``cpu_threads`` param → torch's CPU threads for a block; a check that a multi-process launch
-really became distributed training."""
+"""The ``device`` param of every stage (auto | cpu | cuda) → a torch device; a check that a
+multi-process launch really became distributed training. (CPU threads: emogen/threads.py.)"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from accelerate import Accelerator
@@ -21,18 +18,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-@contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """torch's intra-op CPU threads set to ``n`` (0: unchanged) for the block, then restored."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def require_launched_processes(accelerator: Accelerator) -> None:

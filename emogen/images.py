@@ -7,10 +7,13 @@ images, which crashed the published code.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: reading images needs no torch (start-up)
+    import torch
 
 
 def load_rgb(path: str | Path) -> Image.Image:
@@ -38,6 +41,8 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """RGB PIL image → float tensor (3, H, W) scaled to [-1, 1] (mean 0.5, std 0.5)."""
+    import torch
+
     array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
@@ -54,5 +59,7 @@ def squash_transform(img: Image.Image, size: int) -> torch.Tensor:
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """(N, 3, H, W) tensor in [-1, 1] → list of RGB PIL images."""
+    import torch
+
     array = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in array]

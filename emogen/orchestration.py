@@ -146,3 +146,74 @@ def exp_run(root: Path, overrides: dict[str, object], name: str, env: dict[str, 
     if code != 0:
         raise StageFailed(f"exp run {name}", output)
     return output
+
+
+# --- experiments of the multi-seed study (flows/study.py, docs/study.md) ---------------------
+
+def _git(root: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise UserError(f"{root}: git {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def experiments(root: Path) -> dict[str, str]:
+    """``{name: commit}`` of every DVC experiment of the repository, whatever its baseline
+    (refs/exps/<baseline>/<name>; a name kept by several baselines: any one of them)."""
+    found = {}
+    for line in _git(root, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps/").splitlines():
+        sha, ref = line.split(" ", 1)
+        if ref.count("/") >= 4 and not ref.startswith(("refs/exps/exec/", "refs/exps/celery/")):
+            found[ref.rsplit("/", 1)[1]] = sha
+    return found
+
+
+def content_fingerprint(root: Path, exclude: Iterable[str] = (), params_exclude: Iterable[str] = ()) -> str:
+    """A hash of what an experiment of the workspace would start from: the current content of
+    every git-tracked file (uncommitted changes included; untracked files never reach an
+    experiment), less the glob patterns ``exclude``, and params.yaml without the top-level
+    sections ``params_exclude``. Independent of the commit: committing changes nothing."""
+    import fnmatch
+
+    exclude = list(exclude) + [str(DEFAULT_PARAMS)]
+    digest = hashlib.sha256()
+    for name in sorted(_git(root, "ls-files", "-z").split("\0")):
+        if not name or any(fnmatch.fnmatch(name, pattern) for pattern in exclude):
+            continue
+        path = root / name
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"<deleted>")
+    raw = read_params_yaml(root / DEFAULT_PARAMS)
+    digest.update(json.dumps({k: v for k, v in raw.items() if k not in set(params_exclude)},
+                             sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def exp_run_temp(root: Path, name: str, overrides: dict[str, object], targets: Iterable[str], env: dict[str, str],
+                 on_line: Callable[[str], None] = log.info) -> str:
+    """``dvc exp run --temp -n NAME -S key=value ... [targets]``: the experiment runs in a
+    temporary copy (the workspace, params.yaml included, is left as it is); its commit is kept
+    as refs/exps/…/NAME and its outputs in the DVC cache (the run cache restores unchanged
+    stages). → the output."""
+    cmd = ["dvc", "exp", "run", "--temp", "-n", name]
+    for key, value in overrides.items():
+        cmd += ["-S", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    code, output = _stream(cmd + list(targets), root, env, on_line)
+    if code != 0:
+        raise StageFailed(f"exp run {name}", output)
+    return output
+
+
+def read_at(root: Path, path: str, rev: str) -> dict:
+    """A JSON file of the experiment (or any revision) ``rev``, git- or DVC-tracked; an error
+    names the file and the revision."""
+    import dvc.api
+
+    try:
+        text = dvc.api.read(path, repo=str(root), rev=rev)
+    except Exception as error:  # DVC raises many kinds; the message names the file
+        raise UserError(f"{path} at experiment revision {rev}: cannot read ({type(error).__name__}: {error})") from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} at experiment revision {rev}: not JSON ({error})") from error

@@ -18,6 +18,7 @@ from prefect.tasks import exponential_backoff
 
 from emogen.config import DEFAULT_PARAMS, load_params
 from emogen.orchestration import dag_stages, repro_stage, stage_env
+from emogen.threads import apply_thread_policy
 
 SKIPPED = "Skipped"
 
@@ -35,7 +36,9 @@ def run_stage(root: Path, stage: str, env: dict[str, str], force: bool = False):
 def pipeline(root: str = ".", target: str | None = None, force: bool = False) -> dict[str, str]:
     """Run every stage (or ``target`` and its upstream) in DAG order; → {stage: Ran | Skipped}."""
     repo = Path(root).resolve()
-    settings = load_params(repo / DEFAULT_PARAMS).pipeline
+    params = load_params(repo / DEFAULT_PARAMS)
+    apply_thread_policy(params, register_process=False)  # waits on dvc: its stages count themselves
+    settings = params.pipeline
     env = stage_env(str(flow_run.get_id() or ""))
     stage_task = run_stage.with_options(
         retries=settings.retries,

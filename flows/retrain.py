@@ -29,6 +29,7 @@ from emogen.orchestration import (
     dag_stages, exp_run, fingerprint, params_with_overrides, repro_stage, stage_env, stage_out_hashes,
 )
 from emogen.registry.gate import champion_version, register
+from emogen.threads import apply_thread_policy
 from emogen.tracking import PIPELINE_RUN_ENV, tracking_uri
 
 VALIDATE_STAGE = "validate"
@@ -60,6 +61,7 @@ def retrain(root: str = ".", overrides: dict | None = None, force: bool = False)
     """One retraining; → {"status": skipped|registered, "reason", ["version", "promoted"]}."""
     logger = get_run_logger()
     repo, overrides = Path(root).resolve(), dict(overrides or {})
+    apply_thread_policy(load_params(repo / DEFAULT_PARAMS), register_process=False)  # its stages count themselves
     run_id = str(flow_run.get_id() or "local")
     os.environ[PIPELINE_RUN_ENV] = run_id  # the register run's tag (each run: its own process)
     env = stage_env(run_id)

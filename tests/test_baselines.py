@@ -16,7 +16,7 @@ from emogen.config import Stage2Params, parse_params
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, UserError
 from emogen.pipelines.prompt_pipeline import PromptPipeline
-from emogen.pipelines.settings import emotion_jobs, scheduler_from_name
+from emogen.pipelines.settings import emotion_jobs, scheduler_from_name, transfer_jobs
 from emogen.pipelines.writer import read_index
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
@@ -68,6 +68,12 @@ def test_every_baseline_trains_on_stage2s_budget_and_generates_like_emogen(layou
         assert index["settings"]["scheduler"] == "UniPCMultistepScheduler"
         assert index["settings"]["num_inference_steps"] == 3 and index["settings"]["guidance_scale"] == 2.0
         assert all((layout.generated / method / i["file"]).is_file() for i in index["images"])
+        # transfer images: EmoGen's transfer seeds and templates, the method's own emotion prompt in them
+        transfer = read_index(layout.generated / f"{method}_transfer")
+        expected_transfer = transfer_jobs(first_seed + len(expected), tuple(params.generate.transfer_templates),
+                                          params.generate.transfer_images)
+        assert [(i["emotion"], i["seed"], i["template"], i["mode"]) for i in transfer["images"]] == [
+            (j.emotion, j.seed, j.template, method) for j in expected_transfer] and expected_transfer
 
         saved = json.loads((layout.metrics / "baselines" / f"{method}.json").read_text())
         assert saved["prompts"] == metrics["prompts"] == index["settings"]["emotion_prompts"]

@@ -87,3 +87,32 @@ def test_bootstrap_interval_brackets_the_value_and_is_seeded():
     b = m.bootstrap(lambda idx: float(values[idx].mean()), 10, 200, 0.95, np.random.default_rng(0))
     assert a == b and a.value == 4.5 and a.low < 4.5 < a.high
     assert m.per_emotion_mean(np.array([1.0, 3.0, 10.0]), np.array([0, 0, 1])) == 6.0  # (2 + 10) / 2
+
+
+def test_published_quirks_group_pairs_by_the_loop_block_computed_by_hand():
+    """The official loop's image list grows across emotions; block k's pairs are averaged together
+    whatever their images' emotions. Toy: images 0, 1 (emotion 0) and 2, 3 (emotion 1); 1-D
+    features 0, 0, 1, 3; Sem-D of a pair = the squared difference."""
+    features = np.array([[0.0], [0.0], [1.0], [3.0]])
+    labels = np.array([0, 0, 1, 1])
+    pairs = np.array([[0, 1], [0, 2], [2, 3]])  # block 0 drew (0, 1); block 1 drew (0, 2) and (2, 3)
+    blocks = np.array([0, 1, 1])
+    values = m.pair_mse(features, pairs)
+    np.testing.assert_allclose(values, [0.0, 1.0, 4.0])
+    # by block: block 0 → 0, block 1 → (1 + 4) / 2 = 2.5; mean 1.25
+    assert m.per_emotion_mean(values, blocks) == pytest.approx(1.25)
+    # the old grouping (first image's emotion): emotion 0 → (0 + 1) / 2, emotion 1 → 4; mean 2.25
+    assert m.per_emotion_mean(values, labels[pairs[:, 0]]) == pytest.approx(2.25)
+    # the sampler: ten pairs per block, block k from the images of emotions 0..k only
+    many = np.repeat(np.arange(NUM_EMOTIONS), 3)
+    drawn, drawn_blocks = m.sample_pair_blocks(many, 64, None, published_quirks=True)
+    np.testing.assert_array_equal(drawn_blocks, np.repeat(np.arange(NUM_EMOTIONS), m.PUBLISHED_PAIRS))
+    assert (many[drawn].max(1) <= drawn_blocks).all()
+    assert (drawn[:, 0] != drawn[:, 1]).all()
+
+
+def test_corrected_pairs_default_to_every_within_emotion_pair():
+    labels = np.repeat(np.arange(NUM_EMOTIONS), 5)
+    pairs, blocks = m.sample_pair_blocks(labels, None, np.random.default_rng(0))
+    assert len(pairs) == 10 * NUM_EMOTIONS and (labels[pairs[:, 0]] == blocks).all()
+    assert (labels[pairs[:, 1]] == blocks).all() and len({tuple(p) for p in pairs}) == len(pairs)

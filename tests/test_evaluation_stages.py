@@ -48,18 +48,26 @@ def _real_test_images(layout: Layout) -> list[tuple[str, Image.Image]]:
 
 def write_methods(layout: Layout) -> None:
     """(Re)write "emogen" = copies of real test images (close to the real set), "prompt" = noise,
-    and a transfer folder with two templates."""
+    both 3 per emotion with the same seeds (as every method is generated), and transfer folders
+    of both with two templates."""
     real = _real_test_images(layout)
     assert {e for e, _ in real} == set(EMOTIONS)
+    chosen = [(e, [img for name, img in real if name == e][:3]) for e in EMOTIONS]
     write_generated(layout.generated / "emogen", "emogen",
-                    ((ImageRecord(e, e, i, "{}", "single"), img) for i, (e, img) in enumerate(real)), replace=True)
+                    ((ImageRecord(e, e, k, "{}", "single"), img) for e, imgs in chosen for k, img in enumerate(imgs)),
+                    replace=True)
     rng = np.random.default_rng(0)
-    noise = [(ImageRecord(e, e, k, "{}", "prompt"), Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
-             for e in EMOTIONS for k in range(3)]
-    write_generated(layout.generated / "prompt", "prompt", noise, replace=True)
+
+    def noise(template: str, mode: str) -> list:
+        return [(ImageRecord(e, e, k, template, mode), Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
+                for e in EMOTIONS for k in range(3)]
+
+    write_generated(layout.generated / "prompt", "prompt", noise("{}", "prompt"), replace=True)
     transfer = [(ImageRecord(e, e, k, t, "single"), img) for t in ("{} box", "{} street")
-                for k, (e, img) in enumerate(real)]
+                for e, imgs in chosen for k, img in enumerate(imgs)]
     write_generated(layout.generated / "emogen_transfer", "emogen_transfer", transfer, replace=True)
+    write_generated(layout.generated / "prompt_transfer", "prompt_transfer",
+                    noise("{} box", "prompt") + noise("{} street", "prompt"), replace=True)
 
 
 @pytest.mark.slow  # over a minute on the busy 2-core machine: trains the stand-ins, evaluates 3 times
@@ -68,11 +76,13 @@ def test_embedded_evaluators_and_table1(repo):
     fit.run(params, repo)
     info = json.loads((repo.model_dir("evaluators") / "evaluators.json").read_text())
     assert info["profile"] == "embedded" and info["stand_in"] and info["resolution"] == 16
-    assert all("embedded" in name and "stand-in" in name for name in info["names"].values())
+    assert all("embedded" in name for name in info["names"].values())
+    assert "independent" in info["names"]["emo_a"] and "shares the generators' CLIP" in info["names"]["emo_a_clip"]
     report = json.loads((repo.metrics / "evaluators.json").read_text())
-    probe = report["emotion_probe"]
-    assert probe["chance_accuracy"] == 0.125 and 0 < probe["bayes_accuracy"] <= 1
-    assert 0 <= probe["held_out_accuracy"] <= 1 and "real_test_accuracy" in probe and "world_bayes_accuracy" in probe
+    for judge in ("emotion_judge", "emotion_probe"):  # the independent judge and the CLIP probe, beside Bayes
+        probe = report[judge]
+        assert probe["chance_accuracy"] == 0.125 and 0 < probe["bayes_accuracy"] <= 1
+        assert 0 <= probe["held_out_accuracy"] <= 1 and "real_test_accuracy" in probe and "world_bayes_accuracy" in probe
     assert report["scene_classifier"]["bayes_accuracy"] == 1.0
 
     evaluators = load_evaluators(repo.model_dir("evaluators"))
@@ -90,24 +100,37 @@ def test_embedded_evaluators_and_table1(repo):
     stage.run(params, repo)
     table = json.loads((repo.metrics / "table1.json").read_text())
     assert table["stand_in"] and table["profile"] == "embedded" and set(table["methods"]) == {"emogen", "prompt"}
-    assert table["images_per_emotion"] == 3 and table["bootstrap"] == {"samples": 30, "confidence": 0.95}
+    assert table["images_per_emotion"] == 3 and table["bootstrap"]["samples"] == 30 and table["bootstrap"]["confidence"] == 0.95
     for method in table["methods"].values():
-        for metric in ("emo_a", "emo_a_target_prob", "emo_a_polarity", "lpips", "sem_c", "sem_d", "sem_d_cosine"):
+        for metric in ("emo_a", "emo_a_clip", "emo_a_target_prob", "emo_a_polarity", "lpips", "sem_c", "sem_d",
+                       "sem_d_cosine"):
             cell = method[metric]
-            assert cell["low"] <= cell["value"] <= cell["high"], (metric, cell)
+            assert cell["low"] <= cell["value"] <= cell["high"] and cell["se"] >= 0, (metric, cell)
         for metric in ("scene_entropy", "object_entropy"):  # 3 images per emotion: at most ln 3
             assert 0 <= method[metric]["value"] <= np.log(3) + 1e-9, (metric, method[metric])
-        # FID of a resample (duplicated images) is biased upward: its interval need not hold the value
-        assert 0 <= method["fid"]["value"] and method["fid"]["low"] <= method["fid"]["high"]
+        # FID: a point estimate (a resample duplicates images, which inflates FID); KID carries the interval
+        assert 0 <= method["fid"]["value"] and set(method["fid"]) == {"value"}
+        assert method["kid"]["low"] <= method["kid"]["high"]
     # copies of real test images are far closer to the real set than noise is
-    assert table["methods"]["emogen"]["fid"]["value"] < table["methods"]["prompt"]["fid"]["value"]
+    emogen, prompt = table["methods"]["emogen"], table["methods"]["prompt"]
+    assert emogen["fid"]["value"] < prompt["fid"]["value"] and emogen["kid"]["value"] < prompt["kid"]["value"]
+    comparisons = table["comparisons"]["prompt"]
+    assert table["comparisons_reference"] == "emogen" and set(table["comparisons"]) == {"prompt"}
+    assert comparisons["kid"]["verdict"] == "lower" and comparisons["kid"]["high"] < 0
+    for metric, c in comparisons.items():
+        assert c["low"] <= c["high"] and c["verdict"] in {"higher", "lower", "no difference detected"}, metric
+        assert c["difference"] == pytest.approx(emogen[metric]["value"] - prompt[metric]["value"], abs=2e-4), metric
     rows = list(csv.DictReader((repo.metrics / "table1_per_emotion.csv").open()))
     assert len(rows) == 2 * len(EMOTIONS) and rows[0]["method"] == "emogen" and rows[0]["emotion"] == "amusement"
     assert {row["evaluators"] for row in rows} == {"embedded stand-ins"}
     transfer = json.loads((repo.metrics / "transfer.json").read_text())
     assert set(transfer["templates"]) == {"{} box", "{} street"} and transfer["stand_in"]
-    assert transfer["templates"]["{} box"]["word"] == "box"
+    box = transfer["templates"]["{} box"]
+    assert box["word"] == "box" and set(box["methods"]) == {"emogen", "prompt"}
     assert 0 <= transfer["templates"]["{} street"]["object_kept"]["value"] <= 1
+    kept = box["comparisons"]["prompt"]["object_kept"]
+    assert kept["difference"] == pytest.approx(
+        box["methods"]["emogen"]["object_kept"]["value"] - box["methods"]["prompt"]["object_kept"]["value"], abs=2e-4)
 
     first = (repo.metrics / "table1.json").read_text()
     stage.run(params, repo)
@@ -117,7 +140,7 @@ def test_embedded_evaluators_and_table1(repo):
     stage.run(quirky, repo)
     quirk_table = json.loads((repo.metrics / "table1.json").read_text())
     assert quirk_table["published_quirks"] and quirk_table["methods"]["emogen"]["pairs"]["value"] == 80  # 10 × 8
-    # near-black inputs (the double 1/255 rescale) shrink CLIP feature differences
+    # near-black inputs (the double 1/255 rescale) shrink feature differences
     assert quirk_table["methods"]["prompt"]["sem_d"]["value"] < table["methods"]["prompt"]["sem_d"]["value"]
 
     mlflow.set_tracking_uri(mlflow.get_tracking_uri())

@@ -28,24 +28,24 @@ TINY = {
     "validate": {"min_images_per_emotion": 2},
     "ingest": {"workers": 2},
     "stage1": {"pretrained": "{models}/resnet", "resize": 24, "crop": RESOLUTION, "epochs": 1, "batch_size": 16,
-               "eval_batch_size": 64, "vector_dim": 16, "workers": 2, "cpu_threads": 1,
+               "eval_batch_size": 64, "vector_dim": 16, "workers": 2,
                "checkpoint_dir": "{models}/stage1-checkpoints"},
-    "emotion_space": {"batch_size": 64, "workers": 2, "cpu_threads": 1},
+    "emotion_space": {"batch_size": 64, "workers": 2},
     "base_model": {"pretrained": "{models}/sd/pipeline", "clip": "{models}/sd/clip", "sampling": {"num_inference_steps": 2}},
     "stage2": {"max_train_steps": 3, "checkpointing_steps": 2, "sample_every": 0, "num_sample_images": 1,
                "sample_inference_steps": 2, "mapper": {"hidden_dim": 16}, "work_dir": "{models}/stage2-work"},
     "generate": {"num_images": 2, "num_inference_steps": 2, "resolution": RESOLUTION, "transfer_templates": ["{} box"],
                  "transfer_images": 2},
     "evaluators": {"clip": "{models}/sd/clip", "object_model": "{models}/objects", "scene_model": "{models}/scenes",
-                   "probe_steps": 10, "cpu_threads": 1},
-    "evaluate": {"num_pairs": 2, "bootstrap_samples": 20, "cpu_threads": 1},
+                   "probe_steps": 10},
+    "evaluate": {"num_pairs": 2, "bootstrap_samples": 20},
     "baseline": {"dreambooth": {"num_class_images": 1}},
     "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
-    "frontier": {"num_images": 2, "guidance_scales": [1.0, 3.0], "cpu_threads": 1},
+    "frontier": {"num_images": 2, "guidance_scales": [1.0, 3.0]},
     "report": {"images_per_method": 1},
 }
 SIZE_KEYS = {
-    "min_images_per_emotion", "workers", "cpu_threads", "pretrained", "clip", "object_model", "scene_model",
+    "min_images_per_emotion", "workers", "pretrained", "clip", "object_model", "scene_model",
     "resize", "crop", "resolution", "epochs", "batch_size", "eval_batch_size", "vector_dim", "hidden_dim",
     "checkpoint_dir", "work_dir", "num_inference_steps", "max_train_steps", "checkpointing_steps", "sample_every",
     "num_sample_images", "sample_inference_steps", "num_images", "transfer_templates", "transfer_images",
@@ -90,8 +90,11 @@ def test_the_shipped_sd15_profile_loads_over_params_yaml(tmp_path):
     assert sd15.base_model.clip == "openai/clip-vit-large-patch14" and sd15.evaluators.profile == "pretrained"
     assert (sd15.stage1.pretrained, sd15.stage1.resize, sd15.stage1.crop) == ("microsoft/resnet-50", 256, 224)
     assert not sd15.stage1.cache_images and sd15.stage1.workers > 0
-    assert (sd15.generate.resolution, sd15.generate.scheduler) == (512, "UniPCMultistepScheduler")
-    assert (sd15.generate.num_inference_steps, sd15.generate.guidance_scale) == (50, 7.5)
+    # The published sampler is the base model's own; generate leaves it (null) for every method.
+    assert sd15.base_model.sampling.model_dump() == {
+        "scheduler": "UniPCMultistepScheduler", "num_inference_steps": 50, "guidance_scale": 7.5}
+    assert (sd15.generate.resolution, sd15.generate.scheduler) == (512, None)
+    assert (sd15.generate.num_inference_steps, sd15.generate.guidance_scale) == (None, None)
     assert sd15.stage2.mixed_precision == "fp16" and sd15.generate.dtype == "float16"
     # Keys the profile does not set are params.yaml's: a user's edit there stays in effect.
     assert sd15.stage2.lambda_attr == embedded.stage2.lambda_attr and sd15.seed == embedded.seed

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTokenizer, CLIPVisionConfig
 
 from emogen.config import EmbeddedClipParams
+from emogen.threads import recheck_threads
 
 
 def clip_config(params: EmbeddedClipParams, tokenizer: CLIPTokenizer, resolution: int) -> CLIPConfig:
@@ -75,6 +76,7 @@ def train_clip(
     losses: list[float] = []
     bar = tqdm(range(params.steps), desc="base_model: CLIP", unit="step", mininterval=2)
     for _ in bar:
+        recheck_threads()
         idx = torch.randint(len(images), (params.batch_size,), generator=generator)
         picks = torch.tensor(
             [choices[i][torch.randint(len(choices[i]), (1,), generator=generator).item()] for i in idx.tolist()]

@@ -19,6 +19,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
 from emogen.config import EmbeddedUnetParams
+from emogen.threads import recheck_threads
 
 
 def build_unet(params: EmbeddedUnetParams, resolution: int, cross_attention_dim: int) -> UNet2DConditionModel:
@@ -97,6 +98,7 @@ def train_unet(
     losses: list[float] = []
     bar = tqdm(range(params.steps), desc="base_model: UNet", unit="step", mininterval=2)
     for _ in bar:
+        recheck_threads()  # another emogen process started or ended: share the cores anew
         # Every random draw from the one CPU generator: same seed, same weights.
         idx = torch.randint(len(images), (params.batch_size,), generator=generator)
         caps = draw_captions(choices, idx, empty, params, generator)

@@ -39,6 +39,7 @@ from emogen.pipelines.prompt_pipeline import PromptPipeline
 from emogen.pipelines.settings import emotion_jobs
 from emogen.images import to_tensor
 from emogen.layout import Layout
+from emogen.threads import recheck_threads
 from emogen.stage2.data import TrainingData as Stage2Data, load_training_data, read_samples, read_vocabulary
 from emogen.pipelines.losses import ldm_loss, noisy_batch
 from emogen.pipelines.placeholder import add_placeholder_tokens, encode_with_placeholders
@@ -121,6 +122,7 @@ class BaselineTrainer:
         history = []
         bar = tqdm(range(self.budget.steps), desc=name, unit="step")
         for step in bar:
+            recheck_threads()
             terms = step_loss(step)
             self.accelerator.backward(terms["loss"])
             optimizer.step()

@@ -74,6 +74,7 @@ def build_demo(pipe, model: str, batch_size: int = 1):
     gallery (``#gallery``) that grows by one image as each one is finished."""
     gr = _gradio()
     from emogen.pipelines.jobs import run_jobs
+    from emogen.threads import busy
 
     lock = threading.Lock()  # one generation at a time: the pipeline is shared
 
@@ -86,7 +87,7 @@ def build_demo(pipe, model: str, batch_size: int = 1):
             raise gr.Error(str(exc)) from None
         images: list[tuple] = []
         yield images, f"generating 0 / {len(jobs)}"
-        with lock:
+        with lock, busy():
             try:
                 for record, image in run_jobs(pipe, jobs, batch_size, desc="demo"):
                     images.append((image, caption(record)))

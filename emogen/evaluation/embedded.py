@@ -4,16 +4,20 @@ Trained on a fresh, independent render of the synthetic world (``world.json`` of
 dataset, the ``evaluators`` stage seed): no generated image, no weight of stage 1 or the
 mapper, and not even the images the generators saw.
 
-- **emotion probe** (Emo-A): a linear layer on the embedded CLIP's image features (a copy of
-  ``models/base/clip``), as the published probe is linear on CLIP ViT-L/14 features; trained
-  on the render's labels, which are drawn from the world's label rule, as EmoSet's are noisy.
-- **content net** (Sem-C, FID, LPIPS-style): a small CNN with a scene head (softmax over the
-  world's scenes, trained on images that have one), an object head (softmax; an image with
-  two objects has target ½ on each) and an object-presence head (one sigmoid per object:
-  "does the image show a box", for the transfer table). Its pooled features are the FID
-  features (Inception's role); its per-block activations, unit-normalised over channels,
-  give an LPIPS-style distance with equal layer weights (AlexNet's role, no learned weights).
-- Sem-D uses the CLIP image features (projected, not normalised), as the published Sem-D does.
+- **content net** — the independent judge: a small CNN trained from scratch here, sharing no
+  weight, training step or code path with any generator part (base model, stage 1, mapper).
+  Heads: emotion (softmax over the 8 emotions, trained on the render's labels, which are
+  drawn from the world's label rule as EmoSet's are noisy: **the headline Emo-A**), scene
+  (softmax over the world's scenes, trained on images that have one), object (softmax; an
+  image with two objects has target ½ on each) and object presence (one sigmoid per object:
+  "does the image show a box", for the transfer table). Its pooled features are the FID / KID
+  features (Inception's role) and the Sem-D features (CLIP's role in the published Sem-D);
+  its per-block activations, unit-normalised over channels, give an LPIPS-style distance
+  with equal layer weights (AlexNet's role, no learned weights).
+- **CLIP probe** (``emo_a_clip``, the second Emo-A column): a linear layer on the embedded
+  CLIP's image features (a copy of ``models/base/clip``), as the published probe is linear
+  on CLIP ViT-L/14 features. That CLIP's text tower is every method's text encoder and the
+  space of stage 2's attribute loss: this judge shares the generators' CLIP.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ CONTENT_FILE = "content_net.safetensors"
 
 
 class ContentNet(nn.Module):
-    """conv blocks (two 3×3 convs each, 2× average pooling between blocks) → pooled features → three heads."""
+    """conv blocks (two 3×3 convs each, 2× average pooling between blocks) → pooled features → four heads."""
 
     def __init__(self, channels: Sequence[int], num_scenes: int, num_objects: int) -> None:
         super().__init__()
@@ -63,6 +67,7 @@ class ContentNet(nn.Module):
         self.scene = nn.Linear(width, num_scenes)
         self.object = nn.Linear(width, num_objects)
         self.presence = nn.Linear(width, num_objects)
+        self.emotion = nn.Linear(width, NUM_EMOTIONS)
 
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each block's output; ``x`` in [-1, 1], (N, 3, H, W)."""
@@ -72,9 +77,10 @@ class ContentNet(nn.Module):
             out.append(x)
         return out
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Pooled features, scene, object, presence and emotion logits."""
         features = self.activations(x)[-1].mean((2, 3))
-        return features, self.scene(features), self.object(features), self.presence(features)
+        return features, self.scene(features), self.object(features), self.presence(features), self.emotion(features)
 
 
 def to_pixels(images: np.ndarray) -> torch.Tensor:
@@ -88,12 +94,6 @@ def clip_features(clip: CLIPModel, pixels: torch.Tensor, batch: int = 256) -> to
     from emogen.base.embedded_clip import image_features
 
     return image_features(clip, pixels, batch)
-
-
-@torch.no_grad()
-def raw_clip_features(clip: CLIPModel, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Projected image features as CLIP returns them (Sem-D: their squared difference, as published)."""
-    return torch.cat([clip.get_image_features(pixel_values=x).pooler_output for x in pixels.split(batch)])
 
 
 @dataclass
@@ -158,9 +158,9 @@ def train_content_net(data: RenderedSet, params: EmbeddedEvaluatorParams, num_sc
             x = data.pixels[batch]
             flip = torch.rand(len(batch), generator=generator) < 0.5  # the world is left-right symmetric
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            _, scene_logits, object_logits, presence_logits = net(x)
+            _, scene_logits, object_logits, presence_logits, emotion_logits = net(x)
             has_scene = data.scenes[batch] >= 0
-            loss = F.cross_entropy(object_logits, soft_objects[batch])
+            loss = F.cross_entropy(object_logits, soft_objects[batch]) + F.cross_entropy(emotion_logits, data.emotions[batch])
             loss = loss + F.binary_cross_entropy_with_logits(presence_logits, data.objects[batch])
             if has_scene.any():
                 loss = loss + F.cross_entropy(scene_logits[has_scene], data.scenes[batch][has_scene])
@@ -171,26 +171,35 @@ def train_content_net(data: RenderedSet, params: EmbeddedEvaluatorParams, num_sc
     return net.eval().requires_grad_(False)
 
 
-def held_out_report(
-    probe_probs: np.ndarray, net: ContentNet, data: RenderedSet, real_probs: np.ndarray | None, real_labels: np.ndarray | None
-) -> dict[str, Any]:
-    """Each evaluator's held-out accuracy beside what is attainable (Bayes) and chance."""
-    predicted = probe_probs.argmax(1)
+def emotion_report(probs: np.ndarray, data: RenderedSet, judge: str) -> dict[str, Any]:
+    """An emotion classifier's held-out accuracy beside Bayes (the render's true posteriors) and chance."""
+    predicted = probs.argmax(1)
     labels = data.emotions.numpy()
-    _, scene_logits, object_logits, presence_logits = net(data.pixels)
+    return {
+        "judge": judge,
+        "held_out_accuracy": round(float((predicted == labels).mean()), 4),
+        # label noise averaged out: the mean true probability of the predicted emotion
+        "held_out_expected_accuracy": round(float(data.posteriors[np.arange(len(labels)), predicted].mean()), 4),
+        "bayes_accuracy": round(float(data.posteriors.max(1).mean()), 4),
+        "chance_accuracy": round(1 / NUM_EMOTIONS, 4),
+        "held_out_images": len(labels),
+    }
+
+
+def held_out_report(
+    probe_probs: np.ndarray, net: ContentNet, data: RenderedSet, real_probs: dict[str, np.ndarray] | None,
+    real_labels: np.ndarray | None,
+) -> dict[str, Any]:
+    """Each evaluator's held-out accuracy beside what is attainable (Bayes) and chance.
+    ``real_probs``: {"emotion_judge": ..., "emotion_probe": ...} on the dataset's test split."""
+    _, scene_logits, object_logits, presence_logits, emotion_logits = net(data.pixels)
     has_scene = data.scenes >= 0
     scene_pred = scene_logits.argmax(1)
     object_pred = object_logits.argmax(1)
     presence = (presence_logits > 0).float()
     report = {
-        "emotion_probe": {
-            "held_out_accuracy": round(float((predicted == labels).mean()), 4),
-            # label noise averaged out: the mean true probability of the predicted emotion
-            "held_out_expected_accuracy": round(float(data.posteriors[np.arange(len(labels)), predicted].mean()), 4),
-            "bayes_accuracy": round(float(data.posteriors.max(1).mean()), 4),
-            "chance_accuracy": round(1 / NUM_EMOTIONS, 4),
-            "held_out_images": len(labels),
-        },
+        "emotion_judge": emotion_report(emotion_logits.softmax(1).numpy(), data, "content net emotion head (independent: the headline emo_a)"),
+        "emotion_probe": emotion_report(probe_probs, data, "linear probe on the embedded CLIP (emo_a_clip: shares the generators' CLIP)"),
         "scene_classifier": {
             "held_out_accuracy": round(float((scene_pred[has_scene] == data.scenes[has_scene]).float().mean()), 4),
             "bayes_accuracy": 1.0,  # the scene is drawn, not sampled: a perfect classifier gets all
@@ -204,8 +213,8 @@ def held_out_report(
             "chance_accuracy": round(float(data.objects.sum(1).mean() / data.objects.shape[1]), 4),
         },
     }
-    if real_probs is not None:
-        report["emotion_probe"]["real_test_accuracy"] = round(float((real_probs.argmax(1) == real_labels).mean()), 4)
+    for key, probs in (real_probs or {}).items():
+        report[key]["real_test_accuracy"] = round(float((probs.argmax(1) == real_labels).mean()), 4)
     return report
 
 
@@ -251,8 +260,13 @@ class EmbeddedEvaluators(Evaluators):
         outs = [self.net(x) for x in self._pixels(images).split(self.batch_size)]
         return tuple(torch.cat(parts) for parts in zip(*outs))
 
-    @torch.no_grad()
     def emotion_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The independent judge: the content net's emotion head."""
+        return self._net(images)[4].softmax(1).cpu().numpy()
+
+    @torch.no_grad()
+    def clip_emotion_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The CLIP probe (shares the generators' CLIP)."""
         return self.probe(clip_features(self.clip, self._pixels(images), self.batch_size)).softmax(1).cpu().numpy()
 
     def scene_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -265,7 +279,7 @@ class EmbeddedEvaluators(Evaluators):
         key = attribute_key(word)
         objects = [attribute_key(name) for name in self.object_names]
         scenes = [attribute_key(name) for name in self.scene_names]
-        _, scene_logits, _, presence_logits = self._net(images)
+        _, scene_logits, _, presence_logits, _ = self._net(images)
         if key in objects:
             return (presence_logits[:, objects.index(key)] > 0).cpu().numpy()
         if key in scenes:
@@ -275,9 +289,10 @@ class EmbeddedEvaluators(Evaluators):
 
     @torch.no_grad()
     def semd_features(self, images: Sequence[Image.Image], published_quirks: bool = False) -> np.ndarray:
-        # The published code rescaled [0, 1] images by 1/255 once more: near-black inputs.
+        """The content net's pooled features (independent of the generators' CLIP). Quirk: the
+        published code rescaled [0, 1] images by 1/255 once more: near-black inputs."""
         pixels = self._pixels(images, 1 / 255 if published_quirks else 1.0)
-        return raw_clip_features(self.clip, pixels, self.batch_size).cpu().numpy()
+        return torch.cat([self.net(x)[0] for x in pixels.split(self.batch_size)]).cpu().numpy()
 
     def fid_features(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self._net(images)[0].cpu().numpy()

@@ -22,7 +22,7 @@ from emogen.errors import MissingModelError, UserError
 from emogen.jsonio import read_json
 
 EVALUATORS_JSON = "evaluators.json"
-METRICS = ("emo_a", "sem_c", "fid", "lpips", "sem_d")
+METRICS = ("emo_a", "emo_a_clip", "sem_c", "fid", "kid", "lpips", "sem_d")
 
 
 class Evaluators(ABC):
@@ -44,7 +44,12 @@ class Evaluators(ABC):
 
     @abstractmethod
     def emotion_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(N, 8) emotion probabilities, EmoSet order (Emo-A)."""
+        """(N, 8) emotion probabilities, EmoSet order: the headline Emo-A judge."""
+
+    def clip_emotion_probs(self, images: Sequence[Image.Image]) -> np.ndarray | None:
+        """(N, 8) probabilities of the second Emo-A column (a probe on the generators' CLIP), or
+        None when the headline judge is already the CLIP one (pretrained profile)."""
+        return None
 
     @abstractmethod
     def scene_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -60,7 +65,7 @@ class Evaluators(ABC):
 
     @abstractmethod
     def semd_features(self, images: Sequence[Image.Image], published_quirks: bool = False) -> np.ndarray:
-        """(N, D) CLIP image features (Sem-D); quirks: the published double 1/255 rescale."""
+        """(N, D) Sem-D image features; quirks: the published double 1/255 rescale."""
 
     def fid_features(self, images: Sequence[Image.Image]) -> np.ndarray | None:
         """(N, D) features of the FID network, or None when it is not available (see ``missing``)."""

@@ -63,18 +63,22 @@ def fid_summed(real: Sequence[FeatureStats], generated: Sequence[FeatureStats]) 
     return frechet_distance(gen_mean, gen_cov, real_mean, real_cov)
 
 
-def sample_pairs(
-    labels: Sequence[int], num_pairs: int, rng: np.random.Generator | None, published_quirks: bool = False
-) -> np.ndarray:
-    """Index pairs (P, 2) of distinct images for LPIPS / Sem-D, ``num_pairs`` per emotion.
+def sample_pair_blocks(
+    labels: Sequence[int], num_pairs: int | None, rng: np.random.Generator | None, published_quirks: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (P, 2) of distinct images for LPIPS / Sem-D, and each pair's block (P,): the
+    emotion whose loop iteration drew it, the group the pair metric averages over first.
 
-    Corrected: both images of a pair share the target emotion; distinct pairs without
-    replacement (all of them when there are fewer). ``published_quirks``: the pool is not
-    reset between emotions (emotion k draws from the images of emotions 0..k), pairs are
-    drawn with replacement and unseeded (``rng`` ignored), 10 per emotion.
+    Corrected: both images of a pair share the target emotion (block = that emotion); distinct
+    pairs without replacement, ``num_pairs`` per emotion (None, or more than there are: all of
+    them). ``published_quirks``, as the official ``Semantic_diversity`` loop: the image list is
+    not reset between emotions (block k draws from the images of emotions 0..k), 10 pairs per
+    block drawn with replacement and unseeded (``rng`` ignored); block k's pairs are averaged
+    together whatever the emotions of their images.
     """
     labels = np.asarray(labels)
     pairs: list[tuple[int, int]] = []
+    blocks: list[int] = []
     if published_quirks:
         rng, num_pairs = np.random.default_rng(), PUBLISHED_PAIRS
     pool: list[int] = []
@@ -87,15 +91,25 @@ def sample_pairs(
             for _ in range(num_pairs):
                 a, b = rng.choice(len(pool), size=2, replace=False)
                 pairs.append((pool[a], pool[b]))
+                blocks.append(emotion)
             continue
         n = len(pool)
         total = n * (n - 1) // 2
-        picks = rng.choice(total, size=min(num_pairs, total), replace=False)
         # Pair number k ↔ (i, j), i < j, in row-major order of the upper triangle.
         first = np.repeat(np.arange(n), np.arange(n - 1, -1, -1))
         second = np.concatenate([np.arange(i + 1, n) for i in range(n)])
-        pairs.extend((pool[first[k]], pool[second[k]]) for k in np.sort(picks))
-    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        picks = np.arange(total) if num_pairs is None or num_pairs >= total else np.sort(
+            rng.choice(total, size=num_pairs, replace=False))
+        pairs.extend((pool[first[k]], pool[second[k]]) for k in picks)
+        blocks.extend([emotion] * len(picks))
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2), np.asarray(blocks, dtype=np.int64)
+
+
+def sample_pairs(
+    labels: Sequence[int], num_pairs: int | None, rng: np.random.Generator | None, published_quirks: bool = False
+) -> np.ndarray:
+    """The pairs of :func:`sample_pair_blocks` (group them by its blocks, not by an image's emotion)."""
+    return sample_pair_blocks(labels, num_pairs, rng, published_quirks)[0]
 
 
 def pair_mse(features: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -111,7 +125,7 @@ def pair_cosine_distance(features: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 def per_emotion_mean(values: np.ndarray, labels: np.ndarray) -> float:
-    """Average per emotion, then over the emotions present (the published LPIPS averaging)."""
+    """Average per group (a pair's block), then over the groups present (the published averaging)."""
     return float(np.mean([values[labels == e].mean() for e in np.unique(labels)]))
 
 

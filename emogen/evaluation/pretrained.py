@@ -1,7 +1,10 @@
 """The pretrained profile's evaluators: the published ones, on EmoSet.
 
 - Emo-A: CLIP ViT-L/14 (transformers) image features → a linear emotion probe trained here
-  on EmoSet's train split (the published probe was never released).
+  on EmoSet's train split (normalised features); or, with ``evaluators.emotion_classifier``
+  set, the released classifier of the official repository (a Linear 768 → 8 on the raw
+  projected features of ``CLIPModel.get_image_features`` after ``CLIPProcessor``, as the
+  official ``training/inference.py`` computes them): then the numbers sit beside the paper's.
 - Sem-C: an ImageNet ResNet-50 (``microsoft/resnet-50``) and a Places365 ResNet-50, either a
   local transformers folder or the CSAIL file ``resnet50_places365.pth.tar`` (converted on
   load, with ``categories_places365.txt`` beside it for the class names).
@@ -42,11 +45,15 @@ from emogen.layout import Layout
 
 
 PROBE_FILE = "emotion_probe.safetensors"
+RELEASED_FILE = "released_emotion_classifier.safetensors"
+RELEASED_NAME = ("released EmoGen Emo-A classifier (Linear 768 → 8 on raw CLIP ViT-L/14 image features, "
+                 "as the official training/inference.py)")
 SCENE_FOLDER = "scene_model"
 CLASSIFIER_FILES: tuple[tuple[str, ...], ...] = (("config.json",), ("model.safetensors", "pytorch_model.bin"))
 PUBLISHED_METRICS_EXTRA = "pip install 'emogen[published-metrics]' (pytorch-fid, lpips; they need torchvision)"
 NAMES = {
     "emo_a": "CLIP ViT-L/14 image features + linear probe trained on EmoSet train",
+    "kid": "Inception-v3 pool3 (pytorch-fid), cubic polynomial kernel",
     "sem_c": "max(Places365 ResNet-50, ImageNet ResNet-50 top softmax probability)",
     "fid": "Inception-v3 pool3 (pytorch-fid)",
     "lpips": "LPIPS-AlexNet (lpips)",
@@ -118,6 +125,36 @@ def clip_image_features(model: CLIPModel, processor: CLIPImageProcessor, images:
     return torch.cat(out)
 
 
+def load_released_classifier(path: str | Path, feature_dim: int | None = None,
+                             param: str = "evaluators.emotion_classifier") -> nn.Linear:
+    """The released Emo-A classifier: a ``.pth`` state dict of the official ``emo_classifier``
+    (keys ``fc.weight`` (8, 768), ``fc.bias`` (8,)) or of a bare ``nn.Linear`` (``weight``, ``bias``),
+    loaded with ``weights_only=True``. A missing or malformed file stops naming it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingModelError(
+            f"{param}: {path} does not exist. The released classifier is "
+            "weights/Clip_emotion_classifier/time_2023-11-12_03-29-best.pth of the official EmoGen "
+            "repository (github.com/JingyuanYY/EmoGen); download it and set this path, or set it to null")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip or unsupported-type errors alike
+        raise UserError(f"{param}: {path} is not a torch state-dict file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{param}: {path} holds {type(state).__name__}, not a state dict of tensors")
+    state = {k.removeprefix("fc."): v for k, v in state.items()}
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    weight = shapes.get("weight")
+    if (set(state) != {"weight", "bias"} or len(weight) != 2 or weight[0] != NUM_EMOTIONS
+            or shapes["bias"] != (NUM_EMOTIONS,) or (feature_dim is not None and weight[1] != feature_dim)):
+        want = feature_dim or 768
+        raise UserError(f"{param}: {path} is not a Linear {want} → {NUM_EMOTIONS} state dict "
+                        f"(expected fc.weight ({NUM_EMOTIONS}, {want}), fc.bias ({NUM_EMOTIONS},); got {shapes})")
+    linear = nn.Linear(weight[1], NUM_EMOTIONS)
+    linear.load_state_dict({k: v.float() for k, v in state.items()})
+    return linear.eval().requires_grad_(False)
+
+
 def fit_pretrained_evaluators(params: Params, layout: Layout, resolution: int, device: torch.device) -> tuple[dict, dict]:
     """Resolve every model first (fail fast), then train the probe on train features, report val."""
     p = params.evaluators
@@ -128,35 +165,42 @@ def fit_pretrained_evaluators(params: Params, layout: Layout, resolution: int, d
                                 "folder or resnet50_places365.pth.tar; see docs/stages/evaluation-stages.md)")
     scene = load_places365(Path(p.scene_model).expanduser())
     model = CLIPModel.from_pretrained(clip.path, local_files_only=True).to(device).eval()
+    released = None
+    if p.emotion_classifier:
+        released = load_released_classifier(p.emotion_classifier, model.config.projection_dim)
     processor = CLIPImageProcessor.from_pretrained(clip.path, local_files_only=True)
     features, labels = {}, {}
-    for split in ("train", "val"):
+    for split in (("val",) if released is not None else ("train", "val")):
         feats, labs = [], []
         for part in iter_split(layout, params.data, split, resolution, chunk=p.batch_size * 4):  # features only are kept
             feats.append(clip_image_features(model, processor, part.images, p.batch_size, device))
             labs.append(part.labels)
-        features[split] = nn.functional.normalize(torch.cat(feats), dim=-1)
+        # the released classifier reads raw features; the probe trained here, normalised ones
+        features[split] = torch.cat(feats) if released is not None else nn.functional.normalize(torch.cat(feats), dim=-1)
         labels[split] = torch.as_tensor(np.concatenate(labs))
-    probe = train_probe(features["train"], labels["train"], p.probe_l2, p.probe_steps)
+    probe = released if released is not None else train_probe(features["train"], labels["train"], p.probe_l2, p.probe_steps)
     with torch.no_grad():
         val_pred = probe(features["val"]).argmax(1)
     report = {"emotion_probe": {
+        "judge": RELEASED_NAME if released is not None else "linear probe trained here on EmoSet train",
         "val_accuracy": round(float((val_pred == labels["val"]).float().mean()), 4),
         "chance_accuracy": round(1 / NUM_EMOTIONS, 4),
-        "train_images": len(labels["train"]),
+        "train_images": 0 if released is not None else len(labels["train"]),
     }}
     out = layout.model_dir("evaluators")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in probe.state_dict().items()}, out / PROBE_FILE)
+    state = {k: v.contiguous() for k, v in probe.state_dict().items()}
+    save_file(state, out / (RELEASED_FILE if released is not None else PROBE_FILE))
     scene.save_pretrained(out / SCENE_FOLDER)
     object_labels = ResNetConfig.from_pretrained(objects.path, local_files_only=True).id2label
     info = {
         "profile": "pretrained",
         "stand_in": False,
         "resolution": resolution,
-        "names": NAMES,
+        "names": {**NAMES, "emo_a": RELEASED_NAME} if released is not None else NAMES,
+        "emotion_judge": "released" if released is not None else "probe",
         "scenes": [scene.config.id2label[i] for i in range(scene.config.num_labels)],
         "objects": [object_labels[i] for i in range(len(object_labels))],
         "models": {"clip": str(clip.path), "object_model": str(objects.path)},
@@ -176,8 +220,9 @@ class PretrainedEvaluators(Evaluators):
         self.batch_size = int(info.get("batch_size", 64))
         self.clip = CLIPModel.from_pretrained(paths["clip"], local_files_only=True).to(device).eval()
         self.clip_processor = CLIPImageProcessor.from_pretrained(paths["clip"], local_files_only=True)
+        self.released = info.get("emotion_judge") == "released"
         self.probe = nn.Linear(self.clip.config.projection_dim, NUM_EMOTIONS)
-        self.probe.load_state_dict(load_file(folder / PROBE_FILE))
+        self.probe.load_state_dict(load_file(folder / (RELEASED_FILE if self.released else PROBE_FILE)))
         self.probe.to(device).eval()
         self.object_model = ResNetForImageClassification.from_pretrained(paths["object_model"], local_files_only=True).to(device).eval()
         self.object_processor = AutoImageProcessor.from_pretrained(paths["object_model"], local_files_only=True)
@@ -198,7 +243,10 @@ class PretrainedEvaluators(Evaluators):
 
     @torch.no_grad()
     def emotion_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
-        features = nn.functional.normalize(self._clip(images), dim=-1).to(self.device)
+        """The released classifier on raw features (as published), or the probe on normalised ones."""
+        features = self._clip(images).to(self.device)
+        if not self.released:
+            features = nn.functional.normalize(features, dim=-1)
         return self.probe(features).softmax(1).cpu().numpy()
 
     def scene_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -224,7 +272,7 @@ class PretrainedEvaluators(Evaluators):
         return self._clip(images, published_quirks).numpy()
 
     def missing(self, metric: str) -> str | None:
-        package = {"fid": "pytorch_fid", "lpips": "lpips"}.get(metric)
+        package = {"fid": "pytorch_fid", "kid": "pytorch_fid", "lpips": "lpips"}.get(metric)
         if package and importlib.util.find_spec(package) is None:
             return f"not computed: install {PUBLISHED_METRICS_EXTRA}"
         return None

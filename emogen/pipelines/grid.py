@@ -1,12 +1,11 @@
 """Image grids for looking at results (MLflow artifacts, ``grids/<group>.png``, stage-2
-previews): the one grid helper, on top of ``diffusers.utils.make_image_grid``."""
+previews): the one grid helper (PIL only: the report and evaluate stages need no diffusers)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-from diffusers.utils import make_image_grid
 from PIL import Image, ImageOps
 
 
@@ -25,4 +24,8 @@ def make_grid(images: Sequence[Image.Image], columns: int, cell: int = 0, pad: i
              for img in images] + [blank] * (rows * columns - len(images))
     # Padding left and above each tile, then right and below the grid: pad px everywhere.
     tiles = [ImageOps.expand(tile, border=(pad, pad, 0, 0), fill="white") for tile in tiles]
-    return ImageOps.expand(make_image_grid(tiles, rows, columns), border=(0, 0, pad, pad), fill="white")
+    tile_w, tile_h = tiles[0].size
+    grid = Image.new("RGB", (columns * tile_w, rows * tile_h))  # as diffusers.utils.make_image_grid
+    for i, tile in enumerate(tiles):
+        grid.paste(tile, box=(i % columns * tile_w, i // columns * tile_h))
+    return ImageOps.expand(grid, border=(0, 0, pad, pad), fill="white")

@@ -20,6 +20,7 @@ from emogen.pipelines.emogen_pipeline import EmoGenPipeline, Fusion
 from emogen.pipelines.prompt_pipeline import PromptPipeline
 from emogen.pipelines.sampling import vector_sha256
 from emogen.pipelines.writer import ImageRecord
+from emogen.threads import recheck_threads
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def run_jobs(
     ``call_kwargs`` go to the pipeline (num_inference_steps, guidance_scale, ...)."""
     with tqdm(total=len(jobs), desc=desc, unit="img") as bar:
         for batch in _batches(jobs, batch_size):
+            recheck_threads()
             first = batch[0]
             out = pipe(
                 [job.emotion for job in batch],

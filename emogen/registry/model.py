@@ -152,19 +152,25 @@ class EmoGenModel(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper of :class:`~emogen.pipelines.emogen_pipeline.EmoGenPipeline`."""
 
     def load_context(self, context) -> None:
+        from emogen.threads import apply_thread_policy
+
+        # A served model waits for requests: it counts as sharing the cores only while it generates.
+        apply_thread_policy(register_process=False)
         self.pipe = load_generator(context.artifacts[ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from emogen.pipelines.jobs import run_jobs
+        from emogen.threads import busy
 
         jobs = request_jobs(pd.DataFrame(model_input))
         for template in {job.template for job in jobs}:
             self.pipe.check_words(template)
-        records = [
-            {"emotion": record.emotion, "seed": record.seed, "template": record.template,
-             "mode": record.mode, "image": png_base64(image)}
-            for record, image in run_jobs(self.pipe, jobs, batch_size=8, desc="serving")
-        ]
+        with busy():
+            records = [
+                {"emotion": record.emotion, "seed": record.seed, "template": record.template,
+                 "mode": record.mode, "image": png_base64(image)}
+                for record, image in run_jobs(self.pipe, jobs, batch_size=8, desc="serving")
+            ]
         return pd.DataFrame(records, columns=["emotion", "seed", "template", "mode", "image"])
 
 

@@ -9,12 +9,15 @@ from html import escape
 
 from emogen.emotions import EMOTIONS
 from emogen.report.inputs import CURVES, ReportInputs
+from emogen.report.study import study_section
 
 # Table 1 columns: metric key → (header, ↑/↓, digits).
 TABLE1_COLUMNS: dict[str, tuple[str, str, int]] = {
-    "fid": ("FID", "↓", 2),
+    "fid": ("FID (point estimate)", "↓", 2),
+    "kid": ("KID", "↓", 4),
     "lpips": ("LPIPS", "↑", 3),
-    "emo_a": ("Emo-A", "↑", 3),
+    "emo_a": ("Emo-A (independent judge)", "↑", 3),
+    "emo_a_clip": ("Emo-A (CLIP probe: shares the generators' CLIP)", "↑", 3),
     "emo_a_target_prob": ("Emo-A target prob.", "↑", 3),
     "emo_a_polarity": ("Emo-A polarity", "↑", 3),
     "sem_c": ("Sem-C", "↑", 3),
@@ -60,6 +63,47 @@ def interval_cell(entry: object, digits: int) -> str:
     return f'<td class="num">{text}</td>'
 
 
+def comparison_words(metric: str, c: dict, reference: str, other: str) -> str:
+    """A paired difference worded exactly as its interval allows."""
+    header, _, digits = TABLE1_COLUMNS.get(metric, (metric, "", 3))
+    numbers = (f"{c['difference']:+.{digits}f} <span class='ci'>[{c['low']:+.{digits}f}, "
+               f"{c['high']:+.{digits}f}]</span>")
+    if c["verdict"] == "no difference detected":
+        return f"{escape(header)}: no difference detected between {escape(reference)} and {escape(other)} ({numbers})"
+    return f"{escape(header)}: {escape(reference)} {escape(c['verdict'])} than {escape(other)} ({numbers})"
+
+
+def comparisons_section(t: dict) -> str:
+    """``comparisons`` of table1.json: reference minus each baseline, paired over shared seeds."""
+    comparisons = t.get("comparisons")
+    if not comparisons:
+        return ""
+    reference = str(t.get("comparisons_reference", "emogen"))
+    metrics = [k for k in TABLE1_COLUMNS if any(k in row for row in comparisons.values())]
+    head = "".join(f"<th>{escape(TABLE1_COLUMNS[k][0])}</th>" for k in metrics)
+    rows = []
+    for other, row in comparisons.items():
+        cells = []
+        for k in metrics:
+            c = row.get(k)
+            if c is None:
+                cells.append("<td></td>")
+                continue
+            digits = TABLE1_COLUMNS[k][2]
+            cells.append(f"<td class='num'>{c['difference']:+.{digits}f} <span class='ci'>[{c['low']:+.{digits}f}, "
+                         f"{c['high']:+.{digits}f}]</span><br><b>{escape(c['verdict'])}</b></td>")
+        rows.append(f"<tr><th>{escape(reference)} − {escape(other)}</th>{''.join(cells)}</tr>")
+    claims = "".join(f"<li>{comparison_words(k, c, reference, other)}</li>"
+                     for other, row in comparisons.items() for k in ("emo_a", "sem_d", "kid", "lpips") if k in row
+                     for c in (row[k],))
+    return (f"<h3 id='comparisons'>Paired comparisons</h3><p>{escape(reference)} minus each baseline, bootstrapped "
+            "over the shared seeds (the same image indices for both methods in every resample). A verdict says "
+            "“higher” or “lower” only where the 95 % interval of the difference excludes 0, else “no difference "
+            "detected”; for FID/KID lower is better, the words are about the difference itself.</p>"
+            f"<table id='comparisons-table'><tr><th>difference</th>{head}</tr>{''.join(rows)}</table>"
+            f"<ul id='comparison-claims'>{claims}</ul>")
+
+
 def table1_section(inputs: ReportInputs, methods: list[str]) -> str:
     t = inputs.table1
     head = "".join(f"<th>{escape(h)} {arrow}</th>" for h, arrow, _ in TABLE1_COLUMNS.values())
@@ -75,11 +119,19 @@ def table1_section(inputs: ReportInputs, methods: list[str]) -> str:
                    "stand-ins trained on the synthetic world, not the published models; the numbers compare "
                    "methods with each other, not with the paper's.</p>")
     boot = t.get("bootstrap", {})
+    unit = boot.get("unit", "images")
+    headline = ""
+    if "emo_a_clip" in t.get("evaluators", {}):
+        headline = ("<p id='headline'>The headline Emo-A is the <b>independent judge</b>: a classifier trained from "
+                    "scratch that shares no weight, training or code with any generator. The CLIP-probe column is "
+                    "the published-style judge; its CLIP's text tower is every method's text encoder and the space "
+                    "stage 2's attribute loss trains in, so it may favour what the generators learned to please.</p>")
     return (
-        f"<h2 id='table1'>Table 1</h2>{standin}"
-        f"<p>{escape(str(t.get('images_per_emotion', '?')))} images per emotion; intervals: bootstrap "
-        f"{escape(str(boot.get('confidence', '?')))} over {escape(str(boot.get('samples', '?')))} samples.</p>"
+        f"<h2 id='table1'>Table 1</h2>{standin}{headline}"
+        f"<p>{escape(str(t.get('images_per_emotion', '?')))} images per emotion; {escape(str(boot.get('confidence', '?')))} "
+        f"intervals over {escape(str(boot.get('samples', '?')))} bootstrap resamples of the {escape(str(unit))}.</p>"
         f"<table id='table1-table'><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
+        f"{comparisons_section(t)}"
         f"<p>Evaluators:</p><ul>{evaluators}</ul>"
         f"{per_emotion_table(inputs)}"
     )
@@ -120,15 +172,22 @@ def images_section(inputs: ReportInputs, size: int) -> str:
 
 def transfer_section(inputs: ReportInputs, size: int) -> str:
     rows_json = inputs.transfer["templates"]
-    columns = list(dict.fromkeys(k for row in rows_json.values() for k in row))
-    head = "".join(f"<th>{escape(k)}</th>" for k in columns)
-    body = "".join(
-        f"<tr><th>{escape(t)}</th>"
-        + "".join(interval_cell(row.get(k), 3) if isinstance(row.get(k), dict) or row.get(k) is None
-                  else f"<td class='num'>{escape(str(row[k]))}</td>" for k in columns)
-        + "</tr>"
-        for t, row in rows_json.items()
-    )
+    reference = str(inputs.transfer.get("reference", "emogen"))
+    metrics = ("emo_a", "object_kept")
+    head = ("<th>method</th>" + "".join(f"<th>{k}</th>" for k in metrics)
+            + "".join(f"<th>{escape(reference)} − method: {k}</th>" for k in metrics))
+    body = []
+    for t, row in rows_json.items():
+        per_method = row.get("methods") or {reference: {k: row.get(k) for k in metrics}}
+        for method, cells in per_method.items():
+            comparison = (row.get("comparisons") or {}).get(method)
+            diffs = "".join(
+                f"<td class='num'>{comparison[k]['difference']:+.3f} <span class='ci'>[{comparison[k]['low']:+.3f}, "
+                f"{comparison[k]['high']:+.3f}]</span> {escape(comparison[k]['verdict'])}</td>" if comparison else "<td></td>"
+                for k in metrics)
+            body.append(f"<tr><th>{escape(t)}</th><td>{escape(method)}</td>"
+                        + "".join(interval_cell(cells.get(k), 3) for k in metrics) + diffs + "</tr>")
+    body = "".join(body)
     evaluators = "; ".join(f"{escape(k)}: {escape(str(v))}" for k, v in inputs.transfer.get("evaluators", {}).items())
     grid_head = "".join(f"<th>{escape(t)}</th>" for t in inputs.transfer_templates)
     grid = "".join(
@@ -138,8 +197,10 @@ def transfer_section(inputs: ReportInputs, size: int) -> str:
         + "</tr>"
         for emotion in EMOTIONS
     )
-    return (f"<h2 id='transfer'>Emotion transfer</h2><p>The emotion token with a neutral word; "
-            f"object_kept: does the object classifier still find the word. Evaluators: {evaluators or 'not stated'}.</p>"
+    return (f"<h2 id='transfer'>Emotion transfer</h2><p>The emotion token with a neutral word (each baseline: its "
+            f"own emotion prompt in the same template, e.g. “amusement box”, same seeds); object_kept: does the "
+            f"object classifier still find the word; differences paired over the shared seeds. "
+            f"Evaluators: {evaluators or 'not stated'}.</p>"
             f"<table id='transfer-table'><tr><th>template</th>{head}</tr>{body}</table>"
             f"<table id='transfer-grid'><tr><th>emotion</th>{grid_head}</tr>{grid}</table>")
 
@@ -222,6 +283,7 @@ def validation_section(inputs: ReportInputs) -> str:
 def render_page(inputs: ReportInputs, methods: list[str], image_size: int, commit: str, params_yaml: str) -> str:
     sections = [
         table1_section(inputs, methods),
+        study_section(inputs.study),
         images_section(inputs, image_size),
         transfer_section(inputs, image_size),
         intensity_section(inputs),

@@ -17,6 +17,7 @@ from emogen.errors import UserError
 from emogen.pipelines.writer import read_index
 from emogen.jsonio import read_json
 from emogen.layout import Layout
+from emogen.report.study import read_study
 
 TRANSFER_METHOD = "emogen_transfer"
 # Training curves: file → (x column, y columns, title).
@@ -118,6 +119,7 @@ class ReportInputs:
     alpha_top: dict[str, list[tuple[str, str, float, int]]]
     curves: dict[str, list[dict[str, str]]]
     validation: dict
+    study: dict | None = None  # metrics/study.json (emogen study seeds) when it exists
 
 
 def read_inputs(layout: Layout, methods: tuple[str, ...], per_emotion: int, top_attributes: int) -> ReportInputs:
@@ -156,4 +158,5 @@ def read_inputs(layout: Layout, methods: tuple[str, ...], per_emotion: int, top_
         alpha_top=strongest_attributes(layout.model_dir("confidence"), top_attributes),
         curves=curves,
         validation=validation,
+        study=read_study(m),
     )

@@ -23,7 +23,7 @@ from emogen.config import Stage1Params
 from emogen.layout import Layout
 
 # Knobs that change neither the trained weights nor the data order.
-_RUN_ONLY = {"checkpoint_dir", "resume", "keep_checkpoints", "workers", "eval_batch_size", "cache_images", "cpu_threads",
+_RUN_ONLY = {"checkpoint_dir", "resume", "keep_checkpoints", "workers", "eval_batch_size", "cache_images",
              "stop_after_epochs"}
 
 

@@ -26,7 +26,6 @@ from emogen.base.embedded import save_embedded, train_embedded
 from emogen.base.evidence import measure
 from emogen.pipelines.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
 from emogen.config import BaseModelParams, Params
-from emogen.devices import cpu_threads
 from emogen.data.synthetic_world import load_world
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
@@ -161,8 +160,7 @@ def run(params: Params, layout: Layout) -> None:
             set_tags({f"source.{k}": v for k, v in info["sources"].items()})
             write_pretrained_plots(layout, info)
         else:
-            with cpu_threads(bp.cpu_threads):
-                info, metrics = train_and_measure(params, layout)
+            info, metrics = train_and_measure(params, layout)
         metrics["seconds_total"] = round(time.perf_counter() - start, 2)
         layout.metrics.mkdir(parents=True, exist_ok=True)
         write_json(layout.metrics / f"{STAGE}.json", metrics)

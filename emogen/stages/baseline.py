@@ -3,7 +3,10 @@
 One DVC stage per method (``dvc.yaml`` ``baseline`` ``foreach``). Every method generates with
 EmoGen's settings: the ``generate`` params (template, scheduler, steps, guidance, count), its
 seeds (image i of ``emotion_jobs`` seeded ``stage_seed(seed, "generate") + i``) and the same
-denoising loop (:class:`PromptPipeline`), into ``data/generated/<method>/`` (the shared layout).
+denoising loop (:class:`PromptPipeline`), into ``data/generated/<method>/`` (the shared layout);
+and the transfer images of ``generate.transfer_templates`` with EmoGen's transfer seeds into
+``data/generated/<method>_transfer/`` (the prompt baseline: "amusement box"), for the
+transfer table's paired comparisons.
 Outputs: ``models/baselines/<method>/`` (the pipeline folder), ``metrics/baselines/<method>.json``
 (budget and losses) and ``metrics/baselines/<method>_loss.csv`` (a DVC plot).
 """
@@ -33,7 +36,13 @@ from emogen.config import Params
 from emogen.emotions import EMOTIONS
 from emogen.pipelines.jobs import run_jobs
 from emogen.pipelines.prompt_pipeline import PromptPipeline
-from emogen.pipelines.settings import emotion_jobs, quiet_libraries, sampler_components, sampling_settings
+from emogen.pipelines.settings import (
+    emotion_jobs,
+    quiet_libraries,
+    sampler_components,
+    sampling_settings,
+    transfer_jobs,
+)
 from emogen.pipelines.writer import GRIDS_FOLDER, write_generated
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
@@ -93,13 +102,23 @@ def run(params: Params, layout: Layout, method: str) -> dict:
         if model_dir.exists():  # a stage output: no stale files from an earlier run
             shutil.rmtree(model_dir)
         pipe.save_pretrained(model_dir)
-        jobs = emotion_jobs(stage_seed(params.seed, "generate"), gen.num_images, gen.template)
+        first_seed = stage_seed(params.seed, "generate")
+        jobs = emotion_jobs(first_seed, gen.num_images, gen.template)
         records = ((dataclasses.replace(record, mode=method), image)
                    for record, image in run_jobs(pipe, jobs, gen.batch_size, desc=method))
         written = write_generated(
             layout.generated / method, method, records, grid_columns=gen.grid_columns, grid_cell=gen.grid_cell,
             replace=True, settings=sampling_settings(pipe, emotion_prompts=prompts),
         )
+        if gen.transfer_templates:  # EmoGen's transfer seeds (generate stage): paired in the transfer table
+            transfer = transfer_jobs(first_seed + len(jobs), gen.transfer_templates, gen.transfer_images)
+            write_generated(
+                layout.generated / f"{method}_transfer", f"{method}_transfer",
+                ((dataclasses.replace(record, mode=method), image)
+                 for record, image in run_jobs(pipe, transfer, gen.batch_size, desc=f"{method} transfer")),
+                grid_columns=gen.grid_columns, grid_cell=gen.grid_cell, replace=True,
+                settings=sampling_settings(pipe, emotion_prompts=prompts),
+            )
         metrics = {
             "method": method,
             "prompts": prompts,

@@ -29,7 +29,7 @@ from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.stage1.space_files import write_space
 from emogen.data.tables import image_paths, read_table, split_rows
-from emogen.devices import cpu_threads, resolve_device
+from emogen.devices import resolve_device
 from emogen.stage1.encoder import embed_images, emotion_probabilities, load_encoder
 from emogen.jsonio import write_json
 from emogen.stage1.reporting import log_metrics
@@ -172,9 +172,8 @@ def run(params: Params, layout: Layout) -> None:
     tracked = {"seed": params.seed, "data": params.data.model_dump(), "emotion_space": cfg.model_dump(),
                "balance": {"splits": params.balance.splits}}
     with stage_run("emotion_space", tracked):
-        with cpu_threads(cfg.cpu_threads):
-            encoder = load_encoder(layout.model_dir("stage1"), resolve_device(cfg.device))
-            all_vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
+        encoder = load_encoder(layout.model_dir("stage1"), resolve_device(cfg.device))
+        all_vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
         vectors = all_vectors[is_train]
         labels = torch.tensor(train["emotion_idx"].to_numpy(), dtype=torch.long)
         weights = confidence_weights(encoder, vectors, labels) if cfg.weights == "confidence" else None

@@ -36,11 +36,15 @@ STAGE = "evaluators"
 METRICS_FILE = "evaluators.json"
 
 EMBEDDED_NAMES = {
-    "emo_a": "emotion-probe-embedded: linear probe on the embedded CLIP's image features (stand-in for the CLIP ViT-L/14 probe)",
+    "emo_a": "content-net-embedded emotion head: a CNN trained from scratch on a fresh render of the world, "
+             "sharing nothing with any generator (the independent judge, headline)",
+    "emo_a_clip": "emotion-probe-embedded: linear probe on the embedded CLIP's image features (stand-in for the "
+                  "CLIP ViT-L/14 probe; shares the generators' CLIP: every method's text encoder is its text tower)",
     "sem_c": "content-net-embedded scene and object heads (stand-in for the Places365 and ImageNet ResNet-50s)",
     "fid": "content-net-embedded pooled features (stand-in for Inception-v3 pool3)",
+    "kid": "content-net-embedded pooled features, cubic polynomial kernel (stand-in for KID on Inception-v3 pool3)",
     "lpips": "content-net-embedded LPIPS-style distance, equal layer weights (stand-in for LPIPS-AlexNet)",
-    "sem_d": "clip-embedded image features (stand-in for CLIP ViT-L/14)",
+    "sem_d": "content-net-embedded pooled features (independent stand-in for CLIP ViT-L/14 image features)",
 }
 
 
@@ -54,6 +58,9 @@ def fit_embedded_evaluators(params: Params, layout: Layout, resolution: int) -> 
     if params.data.source != "synthetic":
         raise UserError("evaluators.profile 'embedded' trains on the synthetic world; with data.source "
                         "'emoset' use evaluators.profile: pretrained")
+    if params.evaluators.emotion_classifier:
+        raise UserError("evaluators.emotion_classifier (the released Linear 768 → 8 on CLIP ViT-L/14 features) "
+                        "needs evaluators.profile: pretrained; the embedded profile trains its own judges")
     world_doc = json.loads((layout.synthetic / "world.json").read_text())
     world = load_world(layout.synthetic)
     clip = load_base(layout.model_dir("base")).clip_model  # eval mode, frozen
@@ -66,9 +73,11 @@ def fit_embedded_evaluators(params: Params, layout: Layout, resolution: int) -> 
     real = load_split(layout, params.data, "test", resolution)
     with torch.no_grad():
         real_pixels = embedded.to_pixels(unit_images(real.images))
-        real_probs = probe(embedded.clip_features(clip, real_pixels)).softmax(1).numpy()
+        real_probs = {"emotion_probe": probe(embedded.clip_features(clip, real_pixels)).softmax(1).numpy(),
+                      "emotion_judge": net(real_pixels)[4].softmax(1).numpy()}
     report = embedded.held_out_report(held_probs, net, held, real_probs, real.labels)
-    report["emotion_probe"]["world_bayes_accuracy"] = world_doc["bayes_accuracy"]
+    for key in ("emotion_judge", "emotion_probe"):
+        report[key]["world_bayes_accuracy"] = world_doc["bayes_accuracy"]
     out = layout.model_dir(STAGE)
     if out.exists():
         shutil.rmtree(out)
@@ -88,8 +97,6 @@ def fit_embedded_evaluators(params: Params, layout: Layout, resolution: int) -> 
 
 def run(params: Params, layout: Layout) -> None:
     p = params.evaluators
-    if p.cpu_threads:
-        torch.set_num_threads(p.cpu_threads)
     resolution = evaluation_resolution(params, layout)
     with stage_run(STAGE, {"seed": params.seed, "data": params.data, "evaluators": p}):
         start = time.perf_counter()

@@ -8,6 +8,12 @@ curve. This stage regenerates every method of ``evaluate.methods`` from its save
 each of ``frontier.guidance_scales`` (the same seeds for every method and scale), measures each
 point with evaluate's metrics and intervals, and interpolates each baseline's Sem-D at EmoGen's
 Emo-A: which method is more diverse at equal accuracy.
+
+That matched comparison carries a paired bootstrap interval over images
+(:func:`matched_bootstrap`): each draw resamples the images within each emotion (the same
+draw counts for every method and scale: they all generate image k of an emotion from the same
+seed), recomputes every curve point's Emo-A and Sem-D (Sem-D over all within-emotion pairs of
+distinct images, :func:`emogen.evaluation.statistics.pair_mean`) and the interpolation.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 import csv
 import logging
 import time
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +33,7 @@ from emogen.config import Params
 from emogen.devices import resolve_device
 from emogen.emotions import emotion_index
 from emogen.errors import UserError
+from emogen.evaluation import statistics as st
 from emogen.evaluation.data import ImageSet, shrink
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.table import evaluate_method
@@ -116,6 +125,98 @@ def matched_comparisons(curves: dict[str, list[dict]], reference: str = EMOGEN) 
     return out
 
 
+@dataclass(frozen=True)
+class PointImages:
+    """What the matched comparison's bootstrap needs of one curve point, per generated image."""
+
+    correct: np.ndarray  # (N,) 1.0 where the Emo-A classifier's top emotion is the target
+    labels: np.ndarray  # (N,) target emotion index
+    features: np.ndarray  # (N, D) Sem-D features
+
+
+def point_images(evaluators, images: ImageSet, published_quirks: bool = False) -> PointImages:
+    """The per-image Emo-A hits and Sem-D features of one point (the table's classifiers)."""
+    probs = evaluators.emotion_probs(images.images)
+    features = evaluators.semd_features(images.images, published_quirks)
+    return PointImages((probs.argmax(1) == images.labels).astype(np.float64), np.asarray(images.labels),
+                       np.asarray(features, dtype=np.float64))
+
+
+def all_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every within-label pair (i < j) of image indices (P, 2) and its label (P,)."""
+    pairs, groups = [], []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        i, j = np.triu_indices(len(members), k=1)
+        pairs.append(np.stack([members[i], members[j]], 1))
+        groups.append(np.full(len(i), label))
+    return np.concatenate(pairs).astype(np.int64), np.concatenate(groups)
+
+
+def point_draws(point: PointImages, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Emo-A, Sem-D) of the point in every draw of ``counts`` (B, N); all ones: the estimate.
+    Sem-D: per emotion the mean pair MSE over all pairs of distinct images, then over emotions."""
+    pairs, groups = all_pairs(point.labels)
+    diff = point.features[pairs[:, 0]] - point.features[pairs[:, 1]]
+    distances = (diff**2).mean(1)
+    with warnings.catch_warnings():  # a draw without any pair of distinct images: NaN, said by the caller
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return st.weighted_mean(point.correct, counts), st.pair_mean(distances, pairs, groups, counts)
+
+
+def _interp(xs: np.ndarray, ys: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Per draw b: the curve (xs[b], ys[b]) linear at ``at[b]``; NaN outside its range."""
+    out = np.full(len(at), np.nan)
+    for b in range(len(at)):
+        order = np.argsort(xs[b], kind="stable")
+        x, y = xs[b][order], ys[b][order]
+        if x[0] <= at[b] <= x[-1]:
+            out[b] = np.interp(at[b], x, y)
+    return out
+
+
+def matched_bootstrap(points: dict[str, list[PointImages]], scales: Sequence[float], samples: int,
+                      confidence: float, rng: np.random.Generator, reference: str = EMOGEN,
+                      digits: int = 4) -> dict[str, list[dict]]:
+    """For every other method and each of ``reference``'s scales: ``reference``'s Sem-D minus the
+    method's Sem-D interpolated at ``reference``'s Emo-A, with a paired percentile interval over
+    ``samples`` image resamples (the same counts for every method and scale), its se and verdict.
+    ``difference`` None: the reference's Emo-A lies outside the method's curve (no extrapolation);
+    ``defined_fraction``: the share of draws in which it lies inside (the interval uses those)."""
+    labels = points[reference][0].labels
+    for method, curve in points.items():
+        for point in curve:
+            if not np.array_equal(point.labels, labels):
+                raise ValueError(f"frontier: {method}'s images are not the reference's seeds (labels differ)")
+    counts = np.vstack([np.ones((1, len(labels))), st.bootstrap_images(labels, samples, rng)])
+    draws = {method: [point_draws(point, counts) for point in curve] for method, curve in points.items()}
+    ref_a = np.stack([a for a, _ in draws[reference]])  # (scales, 1 + B)
+    ref_d = np.stack([d for _, d in draws[reference]])
+    out = {}
+    for method, curve in draws.items():
+        if method == reference:
+            continue
+        xs = np.stack([a for a, _ in curve], 1)  # (1 + B, scales)
+        ys = np.stack([d for _, d in curve], 1)
+        rows = []
+        for k, scale in enumerate(scales):
+            other = _interp(xs, ys, ref_a[k])
+            diff = ref_d[k] - other
+            row = {"guidance_scale": scale, "emo_a": round(float(ref_a[k, 0]), digits),
+                   f"{reference}_sem_d": round(float(ref_d[k, 0]), digits),
+                   "sem_d": None if np.isnan(other[0]) else round(float(other[0]), digits),
+                   "defined_fraction": round(float(np.isfinite(diff[1:]).mean()), digits)}
+            if np.isnan(diff[0]) or np.isfinite(diff[1:]).sum() < 2:
+                row.update(difference=None, low=None, high=None, se=None, verdict=None)
+            else:
+                est = st.percentile_interval(float(diff[0]), diff[1:], confidence)
+                row.update(difference=round(est.value, digits), low=round(est.low, digits),
+                           high=round(est.high, digits), se=round(est.se, digits), verdict=st.verdict(est.low, est.high))
+            rows.append(row)
+        out[method] = rows
+    return out
+
+
 def write_points(path: Path, curves: dict[str, list[dict]]) -> None:
     """One row per method and guidance scale (DVC plots: Emo-A against Sem-D)."""
     with path.open("w", newline="") as handle:
@@ -130,8 +231,6 @@ def write_points(path: Path, curves: dict[str, list[dict]]) -> None:
 def run(params: Params, layout: Layout) -> None:
     p, ev = params.frontier, params.evaluate
     quiet_libraries()
-    if p.cpu_threads:
-        torch.set_num_threads(p.cpu_threads)
     device = resolve_device(p.device)
     evaluators = load_evaluators(layout.model_dir("evaluators"), device)
     pipes = {method: load_method_pipeline(layout, method, device) for method in ev.methods}
@@ -141,11 +240,13 @@ def run(params: Params, layout: Layout) -> None:
     with stage_run(STAGE, {"seed": params.seed, "frontier": p.model_dump(), "evaluate": ev.model_dump()}):
         start = time.perf_counter()
         curves: dict[str, list[dict]] = {method: [] for method in pipes}
+        per_image: dict[str, list[PointImages]] = {method: [] for method in pipes}
         for scale in p.guidance_scales:
             for method, pipe in pipes.items():
                 images = generate_set(pipe, jobs, p.batch_size, evaluators.resolution, scale, f"{method} @ {scale}")
                 table = evaluate_method(evaluators, images, None, ev, rng).table
                 curves[method].append({"guidance_scale": scale, **{k: table[k] for k in POINT_METRICS}})
+                per_image[method].append(point_images(evaluators, images, ev.published_quirks))
         for curve in curves.values():
             mark_pareto(curve)
         result = {
@@ -156,6 +257,11 @@ def run(params: Params, layout: Layout) -> None:
             "images_per_emotion": p.num_images,
             "methods": curves,
             "at_matched_emo_a": matched_comparisons(curves) if EMOGEN in curves else {},
+            # Paired bootstrap over images of the matched comparison (Sem-D over all pairs).
+            "matched_difference": matched_bootstrap(
+                per_image, p.guidance_scales, ev.bootstrap_samples, ev.confidence,
+                np.random.default_rng(stage_seed(params.seed, f"{STAGE}/matched"))) if EMOGEN in per_image else {},
+            "confidence": ev.confidence,
         }
         layout.metrics.mkdir(parents=True, exist_ok=True)
         write_json(layout.metrics / FRONTIER_FILE, result)

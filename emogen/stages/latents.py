@@ -42,6 +42,7 @@ from emogen.pipelines.resolve import folder_fingerprint
 from emogen.caches import code_hash, files_hash
 from emogen.config import LatentsParams, Params
 from emogen.devices import resolve_device
+from emogen.threads import recheck_threads
 from emogen.errors import DataError, UserError
 from emogen.images import load_rgb, squash_transform
 from emogen.layout import Layout
@@ -157,6 +158,7 @@ def encode_shard(base: BaseComponents, images: pd.DataFrame, dataset_root: Path,
                         num_workers=p.workers, shuffle=False)
     writer = ChunkWriter(out, p.chunk_size, len(images), latent_row_shape(base), p.dtype)
     for batch_rows, pixels in tqdm(loader, desc=f"latents (rank {rank})", unit="batch", disable=rank != 0):
+        recheck_threads()
         batch_rows = batch_rows.numpy()
         seeds = [image_seed(seed, ids[r]) for r in batch_rows]
         encoded = encode_both_flips(base, pixels, seeds)

@@ -39,9 +39,10 @@ from emogen.caches import locked
 from emogen.config import Params, Stage1Params
 from emogen.layout import Layout
 from emogen.seeding import seed_everything, stage_seed
+from emogen.threads import recheck_threads
 from emogen.checkpoints import Checkpoints
 from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
-from emogen.devices import cpu_threads, require_launched_processes
+from emogen.devices import require_launched_processes
 from emogen.errors import StoppedEarly
 from emogen.data.tables import SPLITS, read_table, split_rows
 from emogen.stage1.data import EpochFlips, EpochShuffle, epoch_seed, require_cache_fits, split_dataset
@@ -93,6 +94,7 @@ def _train_epoch(
     bar = tqdm(loader, desc=f"stage1 epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
                disable=not accelerator.is_local_main_process, leave=False)
     for pixels, labels in bar:
+        recheck_threads()
         # accumulate() scales the loss and skips the gradient sync and the steps until the last micro-batch.
         with accelerator.accumulate(model):
             logits = model(pixels)
@@ -246,20 +248,19 @@ def train_encoder(
     """
     started = time.perf_counter()
     accelerator = accelerator or make_accelerator(cfg)
-    with cpu_threads(cfg.cpu_threads):
-        run = _prepare(cfg, manifest, dataset_root, seed, accelerator)
-        folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root, accelerator.num_processes)
-        checkpoints = epoch_checkpoints(folder, accelerator)
-        # Only the main process locks: the others follow it through the collectives.
-        with locked(folder) if accelerator.is_main_process else nullcontext():
-            fit = _fit(cfg, run, accelerator, checkpoints, seed, on_epoch)
-            encoder = accelerator.unwrap_model(run.model)
-            encoder.load_state_dict(fit.best_state)
-            predictions = {s: _predict(run.model, loader, accelerator) for s, loader in run.eval_loaders.items()}
-            if accelerator.is_main_process:
-                save_encoder(encoder, out_dir)
-            if not cfg.keep_checkpoints:
-                checkpoints.remove()
+    run = _prepare(cfg, manifest, dataset_root, seed, accelerator)
+    folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root, accelerator.num_processes)
+    checkpoints = epoch_checkpoints(folder, accelerator)
+    # Only the main process locks: the others follow it through the collectives.
+    with locked(folder) if accelerator.is_main_process else nullcontext():
+        fit = _fit(cfg, run, accelerator, checkpoints, seed, on_epoch)
+        encoder = accelerator.unwrap_model(run.model)
+        encoder.load_state_dict(fit.best_state)
+        predictions = {s: _predict(run.model, loader, accelerator) for s, loader in run.eval_loaders.items()}
+        if accelerator.is_main_process:
+            save_encoder(encoder, out_dir)
+        if not cfg.keep_checkpoints:
+            checkpoints.remove()
     test_pred, test_true, _ = predictions["test"]
     return TrainResult(
         encoder=encoder.cpu().eval(),

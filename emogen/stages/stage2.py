@@ -59,6 +59,7 @@ from emogen.pipelines.losses import (
     total_loss,
 )
 from emogen.pipelines.mapper import EmotionMapper, MapperConfig
+from emogen.threads import recheck_threads
 from emogen.pipelines.placeholder import (
     add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state, second_placeholder,
 )
@@ -357,6 +358,7 @@ def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> d
     start, setup_s, loop_start = len(history), time.perf_counter() - started, time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="stage2", unit="step", disable=not main)
     for step in bar:
+        recheck_threads()
         history.append(trainer.train_step(step))
         done, recent = step + 1, summarize_recent(history[-p.log_every:])
         if main:

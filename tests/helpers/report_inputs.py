@@ -46,18 +46,29 @@ def write_report_inputs(root: Path, seed: int = 0) -> Layout:
 
     methods = {
         method: {
-            "emo_a": interval(0.5 - 0.05 * k), "emo_a_target_prob": interval(0.4), "emo_a_polarity": interval(0.8),
-            "fid": interval(40.0 + k, 2.0), "lpips": {"value": None, "note": "not computed: install lpips"},
+            "emo_a": interval(0.5 - 0.05 * k), "emo_a_clip": interval(0.55 - 0.07 * k), "emo_a_target_prob": interval(0.4),
+            "emo_a_polarity": interval(0.8), "fid": {"value": 40.0 + k}, "kid": interval(0.01 * (k + 1), 0.004),
+            "lpips": {"value": None, "note": "not computed: install lpips"},
             "sem_c": interval(0.6), "sem_d": interval(0.03, 0.004), "sem_d_cosine": interval(0.2),
         }
         for k, method in enumerate(METHODS)
     }
     table1 = {
         "profile": "embedded", "stand_in": True,
-        "evaluators": {"emo_a": "clip-embedded linear probe (stand-in)", "sem_c": "content net (stand-in)",
+        "evaluators": {"emo_a": "content-net emotion head (independent judge)",
+                       "emo_a_clip": "clip-embedded linear probe (shares the generators' CLIP)", "sem_c": "content net (stand-in)",
                        "fid": "content net features (stand-in)", "lpips": "not available", "sem_d": "clip-embedded (stand-in)"},
         "images_per_emotion": IMAGES_PER_EMOTION, "bootstrap": {"samples": 1000, "confidence": 0.95},
-        "methods": methods,
+        "methods": methods, "comparisons_reference": "emogen",
+        "comparisons": {
+            method: {
+                "emo_a": {"difference": 0.05 * k, "low": 0.05 * k - 0.04, "high": 0.05 * k + 0.04, "se": 0.02,
+                          "verdict": "higher" if 0.05 * k - 0.04 > 0 else "no difference detected"},
+                "kid": {"difference": -0.01 * k, "low": -0.01 * k - 0.005, "high": -0.01 * k + 0.005, "se": 0.002,
+                        "verdict": "lower"},
+            }
+            for k, method in enumerate(METHODS) if method != "emogen"
+        },
     }
     (m / "table1.json").write_text(json.dumps(table1))
     with open(m / "table1_per_emotion.csv", "w", newline="") as f:
@@ -66,7 +77,15 @@ def write_report_inputs(root: Path, seed: int = 0) -> Layout:
         writer.writerows([method, e, 0.5, 0.6] for method in METHODS for e in EMOTIONS)
     (m / "transfer.json").write_text(json.dumps(
         {"stand_in": True, "evaluators": {"emo_a": "probe (stand-in)", "object_kept": "content net (stand-in)"},
-         "templates": {t: {"word": t.split()[-1], "images": 8, "emo_a": interval(0.3), "object_kept": interval(0.7)}
+         "reference": "emogen", "methods": ["emogen", "prompt"],
+         "templates": {t: {"word": t.split()[-1], "images": 8, "emo_a": interval(0.3), "object_kept": interval(0.7),
+                           "methods": {"emogen": {"emo_a": interval(0.3), "object_kept": interval(0.7)},
+                                       "prompt": {"emo_a": interval(0.4), "object_kept": interval(0.9)}},
+                           "comparisons": {"prompt": {
+                               "emo_a": {"difference": -0.1, "low": -0.2, "high": 0.01, "se": 0.05,
+                                         "verdict": "no difference detected"},
+                               "object_kept": {"difference": -0.2, "low": -0.3, "high": -0.1, "se": 0.05,
+                                               "verdict": "lower"}}}}
                        for t in TEMPLATES}}))
     (m / "intensity.json").write_text(json.dumps({
         "evaluator": "clip-embedded linear probe", "stand_in": True, "rule": "e = c + s·(x − c)",
