@@ -15,7 +15,7 @@ from emogen.errors import MissingModelError, UserError
 from emogen.stages import evaluators as fit
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.pretrained import clip_image_features, load_released_classifier
-from test_evaluation_stages import TINY_EVAL, repo, write_methods  # noqa: F401  (repo: fixture)
+from tests.test_evaluation_stages import TINY_EVAL, repo, write_methods  # noqa: F401  (repo: fixture)
 from tests.helpers.tiny_sd import write_clip_image_processor, write_tiny_classifier
 
 
