@@ -174,7 +174,8 @@ def test_a_seed_missing_a_comparison_is_an_error_naming_it():
 def test_one_report_seed_of_the_real_tiny_pipeline(tmp_path):
     """The real dvc.yaml at the tiny size of test_pipeline_dvc.py: one report seed through
     `emogen study seeds` (targets evaluate, frontier), its real Table 1 and frontier pooled; timed."""
-    from test_pipeline_dvc import TINY, _merge
+    from tests.helpers.scratch_repo import lay_over as _merge
+    from tests.test_pipeline_dvc import TINY
 
     repo = tmp_path / "repo"
     repo.mkdir()
