@@ -98,7 +98,8 @@ def build_random_pipeline(shape: str, folder: Path) -> Path:
                                  0.5 * torch.rand(8, vector_dim, generator=generator))
     pipe = EmoGenPipeline(tokenizer=tokenizer, text_encoder=CLIPTextModel(text), unet=unet,
                           scheduler=UniPCMultistepScheduler.from_config(schedule.config), vae=vae,
-                          mapper=EmotionMapper(mapper), gaussians=gaussians, resolution=resolution)
+                          mapper=EmotionMapper(mapper), gaussians=gaussians, resolution=resolution,
+                          num_inference_steps=50, guidance_scale=7.5)  # the published sampler (profiles/sd15.yaml)
     pipe.save_pretrained(folder / "pipeline")
     return folder / "pipeline"
 
