@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from emogen.emotions import EMOTIONS
+from emogen.limits import DEMO_MAX_IMAGES, MIN_IMAGES
 
 _OPTIONS = "".join(f"<option>{name}</option>" for name in EMOTIONS)
 
@@ -89,7 +90,7 @@ press generates with the seeds shown.</p>
 <label for="partner">fusion partner</label><select id="partner" name="partner"><option value="">none</option>{_OPTIONS}</select>
 <label for="weight">partner weight w</label><input id="weight" name="weight" type="number" min="0" max="1" step="0.05" value="0.5">
 <label for="seed">seed (image n: seed + n)</label><input id="seed" name="seed" type="number" min="0" value="0">
-<label for="num_images">number of images</label><input id="num_images" name="num_images" type="number" min="1" max="32" value="4">
+<label for="num_images">number of images</label><input id="num_images" name="num_images" type="number" min="{MIN_IMAGES}" max="{DEMO_MAX_IMAGES}" value="4">
 <span></span><button id="generate" type="submit">Generate</button>
 </form>
 <p><progress id="progress" value="0" max="1"></progress> <span id="status"></span></p>
