@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("emogen.commands.pipeline:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
     "study": ("emogen.commands.study:add_study", "the report seeds as DVC experiments, pooled into metrics/study.json"),
     "demo": ("emogen.commands.demo:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
+    "plots": ("emogen.commands.plots:add_plots", "DVC's plots (experiments too) as one HTML page that opens offline"),
 }
 
 
