@@ -128,7 +128,6 @@ def test_exp_show_only_changed_shows_the_param_and_the_metrics_that_moved(scratc
     # Two more epochs move stage 1's results; nothing about the data stages changed.
     assert any(c.startswith("accuracy") or "accuracy" in c for c in columns), columns
     assert not [c for c in columns if c.startswith("per_split") or c.startswith("checks")], columns
-    assert len(columns) < 40, columns  # a screen, not 86 columns
     print(_run(["dvc", "exp", "show", "--only-changed", "--md"], root, env))
 
 
@@ -139,19 +138,24 @@ def test_plots_of_two_experiments_open_offline(scratch, tmp_path):
     from browser import Browser
 
     root, env, _ = scratch
-    _run(["emogen", "plots", "diff", "again", "epochs3", "-o", "offline_plots"], root, env)
+    _run(["emogen", "plots", "diff", "HEAD", "epochs3", "-o", "offline_plots"], root, env)
     page = root / "offline_plots/index.html"
     html = page.read_text()
     assert "cdn.jsdelivr" not in html and "window.vegaEmbed" in html
-    charts = html.count("vegaEmbed('#")
-    assert charts >= 2, charts  # stage1's history and confusion plots at least
+    # The plots whose data this repo has (stage 1's; the other stages did not run here).
+    with_data = ["metrics_stage1_history_csv", "metrics_stage1_confusion_csv"]
+    assert all(f"vegaEmbed('#{plot}'" in html for plot in with_data)
+    sizes = ("Object.fromEntries(%s.map(id => { const g = document.querySelector('#' + id + ' .marks'); "
+             "const r = g ? g.getBoundingClientRect() : {width: 0, height: 0}; return [id, [r.width, r.height]]; }))"
+             % json.dumps(with_data))
     browser = Browser(tmp_path / "profile")
     try:
         browser.open(page.resolve().as_uri())
-        browser.wait_for(f"document.querySelectorAll('.vega-embed canvas, .vega-embed svg').length >= {charts}")
-        drawn = browser.eval("Array.from(document.querySelectorAll('.vega-embed canvas')).filter("
-                             "c => c.width > 50 && c.height > 50).length")
+        browser.wait_for(f"Object.values({sizes}).every(([w, h]) => w > 100 && h > 100)")
+        drawn = browser.eval(sizes)
+        text = browser.eval("document.querySelector('#metrics_stage1_history_csv').innerText")
         errors = browser.console_errors()
     finally:
         browser.close()
-    assert drawn >= charts and not errors, (drawn, errors)
+    assert all(w > 100 and h > 100 for w, h in drawn.values()) and not errors, (drawn, errors)
+    assert "epoch" in text and "epochs3" in text  # axis title and the legend's experiment
