@@ -207,6 +207,7 @@ def apply_overrides(root: Path, overrides: dict[str, object]) -> tuple[dict, Par
         culprit = next((k for k in overrides if k.lstrip("+") == "profile"), None)
         where = _show(culprit, overrides[culprit]) if culprit else f"{path}: profile"
         raise ParamsError(f"{where}: there is no {profile} (profiles: {', '.join(known) or 'none'})")
+    overlay = overlay or {}  # the default profile may have no file (a params.yaml without profiles/)
     shadowed = [k for k in overrides if ":" not in k and k.lstrip("+") in profile_keys(overlay)]
     if shadowed:
         key = shadowed[0]
