@@ -89,6 +89,7 @@ def test_champion_command_on_an_empty_registry_says_how_to_make_one(store, tmp_p
     uri = f"sqlite:///{tmp_path / store}"
     if store == "empty.db":
         mlflow.MlflowClient(uri).search_experiments()  # a real store with no registered model
+        capsys.readouterr()  # MLflow's "Creating initial MLflow database tables" lines
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert main(["pipeline", "champion", "--params", str(REPO / "params.yaml")]) == 2
     err = capsys.readouterr().err
