@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable
 
 from emogen.config import DEFAULT_PARAMS, load_params, load_raw_params, profile_keys
@@ -44,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("emogen.commands.pipeline:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
     "study": ("emogen.commands.study:add_study", "the report seeds as DVC experiments, pooled into metrics/study.json"),
     "demo": ("emogen.commands.demo:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
+    "plots": ("emogen.commands.plots:add_plots", "DVC's plots (experiments too) as one HTML page that opens offline"),
 }
 # Commands that mostly wait (on dvc, on requests) are not counted as sharing the cores: the stages
 # they start count themselves, and the demo counts itself while it generates (emogen/threads.py).
@@ -56,11 +59,17 @@ def _resolve(target: str) -> Callable:
 
 
 def _run_stage(args: argparse.Namespace) -> None:
+    from emogen.timings import write_timings
+
+    started = time.perf_counter()
     params = load_params(args.params)
     apply_thread_policy(params)  # the params' `threads` key
+    layout = Layout()
     stage = _resolve(STAGES[args.name])  # imports torch for the torch stages
     recheck_threads(force=True)
-    stage(params, Layout())
+    stage(params, layout)
+    if os.environ.get("RANK", "0") == "0":  # one file per stage, also under `accelerate launch`
+        write_timings(layout.root, args.name, time.perf_counter() - started)  # metrics/timings/, not a DVC metric
 
 
 def _check_params(args: argparse.Namespace) -> None:
@@ -104,6 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as exc:
+        if args.verbose:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a user command's failure: one line, the traceback on -v
+        if args.verbose or args.command == "stage":  # a stage's log (DVC's output) keeps its traceback
+            raise
+        reason = next((line for line in str(exc).splitlines() if line.strip()), "")
+        print(f"error: {type(exc).__name__}: {reason} (`emogen -v {args.command} ...` shows the traceback)",
+              file=sys.stderr)
+        return 1
     return 0

@@ -486,7 +486,7 @@ class BaselineParams(Section):
 
 
 class RegistryParams(Section):
-    """The MLflow model registry and the champion gate (flows/retrain.py, ``emogen pipeline gate``)."""
+    """The MLflow model registry and the champion gate (flows/retrain.py, ``emogen pipeline register``)."""
 
     model_name: str = Field("emogen", min_length=1)
     table: str = "metrics/table1.json"  # the evaluate stage's Table 1: the gate reads emogen's row

@@ -7,6 +7,8 @@ Prefect only runs and schedules these; it never caches what DVC caches (docs/des
 
 from __future__ import annotations
 
+import copy
+import difflib
 import hashlib
 import json
 import logging
@@ -18,7 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emogen.config import DEFAULT_PARAMS, parse_params, parse_yaml, read_params_yaml
+from pydantic import ValidationError
+
+from emogen.config import (
+    DEFAULT_PARAMS, DEFAULT_PROFILE, Params, ParamsError, _section_model, lay_over, load_raw_params, parse_yaml,
+    profile_keys, profile_path, read_params_yaml,
+)
 from emogen.errors import UserError
 from emogen.tracking import PIPELINE_RUN_ENV, tracking_uri
 
@@ -86,8 +93,12 @@ def repro_stage(root: Path, stage: str, env: dict[str, str], on_line: Callable[[
 
 class StageFailed(RuntimeError):
     def __init__(self, stage: str, output: str):
-        tail = "\n".join(output.splitlines()[-25:])
-        super().__init__(f"stage {stage!r} failed (dvc repro exit code != 0):\n{tail}")
+        lines = [line for line in output.splitlines() if line.strip()]
+        ours = [line for line in lines if line.startswith("error: ")]  # `emogen stage`'s own one line
+        reason = ours[-1] if ours else next((line for line in lines if line.startswith("ERROR")),
+                                            lines[-1] if lines else "no output")
+        tail = "\n".join(lines[-25:])
+        super().__init__(f"{stage!r} failed: {reason}\n{tail}")
         self.stage = stage
 
 
@@ -109,43 +120,125 @@ def fingerprint(value: object) -> str:
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, object]:
-    """``["stage2.lambda_attr=0.02"]`` → ``{"stage2.lambda_attr": 0.02}`` (values as YAML)."""
+    """``["stage2.lambda_attr=0.02"]`` → ``{"stage2.lambda_attr": 0.02}`` (values as YAML).
+    Keys as ``dvc exp run -S`` takes them: ``FILE:key`` for another params file (a profile)."""
     parsed = {}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"override {item!r}: write KEY=VALUE, e.g. stage2.lambda_attr=0.02")
-        parsed[key.strip()] = parse_yaml(value, f"override {item!r}")
+        if not sep or not key.strip():
+            raise UserError(f"-S {item}: write KEY=VALUE, e.g. -S stage2.lambda_attr=0.02")
+        parsed[key.strip()] = parse_yaml(value, f"-S {item}")
     return parsed
+
+
+def _show(key: str, value: object) -> str:
+    return f"-S {key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def _set(mapping: dict, key: str, value: object, where: str, path: Path) -> None:
+    node = mapping
+    *parents, leaf = key.split(".")
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ParamsError(f"{where}: {'.'.join(parents[:depth + 1])} is a value in {path}, not a section")
+        node = child
+    node[leaf] = value
+
+
+def _one_line(error: ValidationError, overrides: dict[str, object], source: str) -> str:
+    """The first problem as one line, naming the override that caused it (if one did)."""
+    err = error.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"])
+    culprit = next((k for k in overrides if k.rpartition(":")[2].lstrip("+") == loc), None)
+    culprit = culprit or next((k for k in overrides if loc.startswith(k.rpartition(":")[2].lstrip("+") + ".")), None)
+    where = _show(culprit, overrides[culprit]) if culprit else f"{source}: {loc or '(top level)'}"
+    if err["type"] == "extra_forbidden":
+        *section, leaf = loc.split(".")
+        model = _section_model(tuple(section))
+        allowed = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
+        close = difflib.get_close_matches(leaf, allowed, n=1)
+        hint = f"; did you mean {'.'.join([*section, close[0]])}?" if close else (
+            f"; keys under {'.'.join(section) or 'the top level'}: {', '.join(allowed)}" if allowed else "")
+        message = f"{where}: unknown key {loc}{hint}"
+    else:
+        message = f"{where}: {loc}: {err['msg']} (got {err.get('input')!r})"
+    more = len(error.errors()) - 1
+    return message + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def apply_overrides(root: Path, overrides: dict[str, object]) -> tuple[dict, Params]:
+    """params.yaml (and its profile) with the ``-S`` overrides applied in memory, validated
+    before anything runs: → (params.yaml's mapping with the overrides, the effective Params).
+    A bad override is a one-line :class:`ParamsError` naming it, its key and what is wrong;
+    so is an override of a key the selected profile sets (the profile would win over it)."""
+    path = root / DEFAULT_PARAMS
+    raw, _, _ = load_raw_params(path)
+    raw = copy.deepcopy(raw)
+    files: dict[Path, dict] = {}
+    for key, value in overrides.items():
+        where = _show(key, value)
+        file, _, dotted = key.rpartition(":")
+        dotted = dotted.lstrip("+")
+        if not dotted or dotted.startswith("~"):
+            raise ParamsError(f"{where}: write KEY=VALUE with a dotted key, e.g. -S stage2.lambda_attr=0.02")
+        target = root / file if file else path
+        if target == path:
+            _set(raw, dotted, value, where, path)
+            continue
+        if target not in files:
+            if not target.is_file():
+                raise ParamsError(f"{where}: no params file {target}")
+            files[target] = copy.deepcopy(read_params_yaml(target))
+        _set(files[target], dotted, value, where, target)
+    try:
+        Params.model_validate(raw)  # params.yaml alone first: a profile's section must not hide a bad value
+    except ValidationError as exc:
+        raise ParamsError(_one_line(exc, overrides, str(path))) from None
+    name = raw.get("profile", DEFAULT_PROFILE)
+    profile = profile_path(path, name)
+    overlay = files.get(profile)
+    if overlay is None and profile.is_file():
+        overlay = read_params_yaml(profile)
+    elif overlay is None and name != DEFAULT_PROFILE:
+        known = sorted(p.stem for p in profile.parent.glob("*.yaml"))
+        culprit = next((k for k in overrides if k.lstrip("+") == "profile"), None)
+        where = _show(culprit, overrides[culprit]) if culprit else f"{path}: profile"
+        raise ParamsError(f"{where}: there is no {profile} (profiles: {', '.join(known) or 'none'})")
+    overlay = overlay or {}  # the default profile may have no file (a params.yaml without profiles/)
+    shadowed = [k for k in overrides if ":" not in k and k.lstrip("+") in profile_keys(overlay)]
+    if shadowed:
+        key = shadowed[0]
+        raise ParamsError(f"{_show(key, overrides[key])}: the profile {profile} sets {key.lstrip('+')}, and a "
+                          f"profile wins over params.yaml: override it there (-S {profile.relative_to(root)}:"
+                          f"{key.lstrip('+')}=...)")
+    for other, mapping in files.items():  # an overridden profile that is not selected: checked all the same
+        if other != profile:
+            try:
+                Params.model_validate(lay_over(raw, mapping or {}))
+            except ValidationError as exc:
+                raise ParamsError(_one_line(exc, overrides, f"{path} + {other}")) from None
+    try:
+        params = Params.model_validate(lay_over(raw, overlay or {}))
+    except ValidationError as exc:
+        raise ParamsError(_one_line(exc, overrides, f"{path} + {profile}")) from None
+    return raw, params
 
 
 def params_with_overrides(root: Path, overrides: dict[str, object]) -> dict:
     """params.yaml with the dotted overrides applied, validated (a bad key names itself)."""
-    path = root / DEFAULT_PARAMS
-    raw = read_params_yaml(path)
-    for key, value in overrides.items():
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"override {key}: {part} is not a section of {path}")
-        node[leaf] = value
-    parse_params(raw, f"{path} with overrides {overrides}")
-    return raw
+    return apply_overrides(root, overrides)[0]
 
 
 def exp_run(root: Path, overrides: dict[str, object], name: str, env: dict[str, str],
             on_line: Callable[[str], None] = log.info) -> str:
-    """``dvc exp run -n NAME -S key=value ...`` in the workspace (its outputs stay there for
-    registering); DVC reruns only what the overrides change. → the output."""
-    cmd = ["dvc", "exp", "run", "-n", name]
-    for key, value in overrides.items():
-        cmd += ["-S", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    code, output = _stream(cmd, root, env, on_line)
-    if code != 0:
-        raise StageFailed(f"exp run {name}", output)
-    return output
+    """``dvc exp run --temp -n NAME -S key=value ...``: the experiment runs in a temporary copy
+    of the repo, so the workspace's params.yaml, dvc.lock and outputs stay as they are; its
+    outputs go to the DVC cache and its commit to ``refs/exps`` (``dvc exp apply NAME`` brings
+    them into the workspace). DVC reruns only what the overrides change. → the output."""
+    return exp_run_temp(root, name, overrides, (), env, on_line)
 
 
 # --- experiments of the multi-seed study (flows/study.py, docs/study.md) ---------------------
@@ -217,3 +310,26 @@ def read_at(root: Path, path: str, rev: str) -> dict:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise UserError(f"{path} at experiment revision {rev}: not JSON ({error})") from error
+
+
+def exp_rev(root: Path, name: str) -> str:
+    """The commit of experiment ``name`` (its ref ``refs/exps/<baseline>/<name>``)."""
+    try:
+        return experiments(root)[name]
+    except KeyError:
+        raise UserError(f"{root}: no DVC experiment named {name!r} (`dvc exp list`)") from None
+
+
+def export_experiment(root: Path, rev: str, paths: Iterable[str], dest: Path) -> Path:
+    """Copy ``paths`` (files or folders, git- or DVC-tracked) as they are in commit ``rev`` of
+    ``root`` into ``dest``, from git and the DVC cache: the workspace is not touched. → dest."""
+    from dvc.api import DVCFileSystem
+
+    fs = DVCFileSystem(str(root), rev=rev)
+    for path in paths:
+        if not fs.exists(path):
+            raise UserError(f"experiment {rev[:7]}: {path} is not in it (was it produced by `dvc exp run`?)")
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fs.get(path, str(target), recursive=fs.isdir(path))
+    return dest

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,6 +173,7 @@ def stage_run(stage: str, params: Mapping[str, Any] | BaseModel | None = None) -
         os.environ.setdefault(key, value)
     _state.stage, _state.failed = stage, False
     run = _start(stage)
+    started = time.perf_counter()
     try:
         if run is not None and params is not None:
             log_params(flatten(params))
@@ -180,6 +182,7 @@ def stage_run(stage: str, params: Mapping[str, Any] | BaseModel | None = None) -
         _end(run, "FAILED")
         raise
     else:
+        log_metrics({"stage_seconds": time.perf_counter() - started})  # the file: metrics/timings/
         _end(run, "FINISHED")
     finally:
         _state.stage = None

@@ -34,7 +34,7 @@ from tests.helpers.servers import free_port, start_mlflow_server, stop_server, w
 # The files that take minutes, longest first (measured on 2 cores). pytest-xdist hands out whole
 # files in collection order (pyproject.toml: --dist loadfile --no-loadscope-reorder): started
 # first, they end together instead of one of them running alone at the end.
-LONGEST_FIRST = ["test_orchestration.py", "test_profile_sd15.py", "test_pipeline_dvc.py", "test_multiprocess.py",
+LONGEST_FIRST = ["test_orchestration.py", "test_experiments.py", "test_profile_sd15.py", "test_pipeline_dvc.py", "test_multiprocess.py",
                  "test_data_dvc.py", "test_benchmark_pipeline.py", "test_latents.py"]
 
 

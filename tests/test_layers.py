@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "emogen"
 # Lowest first; a module may import its own layer's packages (without cycles) and any below.
 LAYERS = [
     {"errors", "emotions", "config", "layout", "seeding", "jsonio", "images", "devices", "caches", "checkpoints",
-     "tracking", "threads", "orchestration", "__init__"},
+     "tracking", "threads", "orchestration", "timings", "limits", "__init__"},
     {"data"},
     {"pipelines"},
     {"base", "stage1", "stage2", "baselines", "evaluation", "registry", "report", "demo"},

@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from contextlib import contextmanager
 
 import mlflow
@@ -26,6 +27,7 @@ from tests.helpers.scratch_repo import command_env, init_repo
 
 from tests.helpers.servers import stop_server
 from emogen.config import parse_params
+from emogen.orchestration import exp_rev
 
 pytestmark = pytest.mark.slow
 
@@ -134,6 +136,41 @@ def test_pipeline_run_goes_through_dvc_in_dag_order(repo):
     assert runs["tags.pipeline_run_id"].iloc[-1] not in ("", "none")
 
 
+def _flow_run_count(env) -> int:
+    with prefect_client(env) as client:
+        return len(client.read_flow_runs())
+
+
+@pytest.mark.parametrize("args, words", [
+    (["retrain", "-S", "stage2.lambda_attr=abc"], ["-S stage2.lambda_attr=abc", "valid number", "'abc'"]),
+    (["retrain", "-S", "stage2.lamda_attr=0.02"], ["unknown key stage2.lamda_attr", "did you mean stage2.lambda_attr"]),
+    (["retrain", "-S", "profile=nope"], ["-S profile=nope", "no", "profiles/nope.yaml"]),
+    (["run", "--target", "evaluat"], ["no stage named 'evaluat'"]),
+])
+def test_bad_overrides_fail_in_one_line_before_anything_runs(repo, args, words):
+    """No flow run, no stage, no traceback: one line naming the override; -v shows the traceback."""
+    root, env = repo
+    before, params = _flow_run_count(env), (root / "params.yaml").read_bytes()
+    out = subprocess.run(["emogen", "pipeline", *args], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "Traceback" not in out.stdout + out.stderr and "Running stage" not in out.stdout
+    assert _flow_run_count(env) == before and (root / "params.yaml").read_bytes() == params
+    verbose = subprocess.run(["emogen", "-v", "pipeline", *args], cwd=root, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+
+
+def _workspace(root: Path) -> dict[str, bytes]:
+    """What a retrain must leave alone: params.yaml, dvc.lock and every output file."""
+    files = [root / "params.yaml", root / "dvc.lock", root / "metrics/table1.json"]
+    files += sorted(p for d in ("models", "data/processed") for p in (root / d).rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
 def _wait_for_deployment(env, proc, timeout=180):
     deadline = time.monotonic() + timeout
     with prefect_client(env) as client:
@@ -163,10 +200,16 @@ def test_served_retrain_registers_gates_and_skips(repo):
     try:
         deployment = _wait_for_deployment(env, serve)
         assert deployment.global_concurrency_limit.limit == 1
+        before = _workspace(root)
         first = _trigger(env, {"stage2.lambda_attr": 0.05})
+        after_promoted = _workspace(root)
         worse = _trigger(env, {"stage2.lambda_attr": 0.0})
+        after_rejected = _workspace(root)
     finally:
         stop_server(serve, sig=2)
+    # --temp: the workspace is byte for byte as it was, whether the gate promoted or not.
+    assert after_promoted == before and after_rejected == before
+    assert "lambda_attr: 0.05" not in (root / "params.yaml").read_text()
 
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     versions = {str(v.version): v for v in client.search_model_versions("name='emogen'")}
@@ -188,6 +231,17 @@ def test_served_retrain_registers_gates_and_skips(repo):
     runs = mlflow.search_runs(experiment_names=["emogen"], filter_string="tags.stage = 'generate'")
     by_exp = dict(zip(runs["tags.dvc_experiment"], runs["params.stage2.lambda_attr"]))
     assert {by_exp[name] for name in exps} == {"0.05", "0.0"}
+    # Every run of a retrain names its experiment, the register run included; the version
+    # records the experiment, its commit and the params it was trained with.
+    for flow_run, name, lam in ((first, f"retrain-{str(first.id)[:8]}", "0.05"),
+                                (worse, f"retrain-{str(worse.id)[:8]}", "0.0")):
+        mine = mlflow.search_runs(experiment_names=["emogen"], filter_string=f"tags.pipeline_run_id = '{flow_run.id}'")
+        assert {"generate", "register"} <= set(mine["tags.stage"]), mine["tags.stage"]
+        assert set(mine["tags.dvc_experiment"]) == {name}
+        register_run = mine[mine["tags.stage"] == "register"].iloc[0]
+        assert register_run["params.stage2.lambda_attr"] == lam
+    assert versions["1"].tags["dvc_experiment_rev"] == exp_rev(root, f"retrain-{str(first.id)[:8]}")
+    assert json.loads(versions["1"].tags["overrides"]) == {"stage2.lambda_attr": 0.05}
 
 
 def test_second_clone_pulls_without_recomputing(repo, tmp_path):
@@ -234,3 +288,18 @@ def test_temp_experiment_logs_to_the_repo_store(repo):
     runs = client.search_runs([client.get_experiment_by_name("emogen").experiment_id],
                               filter_string="tags.dvc_experiment = 'tempexp' and tags.stage = 'generate'")
     assert [r.data.params["stage2.lambda_attr"] for r in runs] == ["0.2"]
+
+
+def test_promotion_is_dvc_exp_apply(repo):
+    """The champion's experiment goes into the workspace only when the user applies it."""
+    root, env = repo
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("emogen", "champion")
+    name = champion.tags["dvc_experiment"]
+    listed = _run(["emogen", "pipeline", "champion"], root, env)
+    assert f"`dvc exp apply {name}`" in listed, listed
+    _run(["dvc", "exp", "apply", name], root, env)
+    assert yaml.safe_load((root / "params.yaml").read_text())["stage2"]["lambda_attr"] == 0.05
+    assert "up to date" in _run(["dvc", "status"], root, env)
+    table = json.loads((root / "metrics/table1.json").read_text())
+    assert float(champion.tags["emo_a"]) == pytest.approx(table["methods"]["emogen"]["emo_a"]["value"])

@@ -64,10 +64,39 @@ def test_request_rows_are_checked():
     jobs = request_jobs(rows)
     assert [(j.emotion, j.seed, j.fusion, j.weight) for j in jobs] == [
         ("awe", 4, None, None), ("awe", 5, None, None), ("fear", 0, "interpolate", 0.3)]
-    with pytest.raises(UserError, match="request row 0: mode 'blend'"):
+    with pytest.raises(UserError, match="request row 0: mode 'blend' is not allowed; allowed: single, interpolate"):
         request_jobs(pd.DataFrame([{"emotion": "awe", "mode": "blend"}]))
-    with pytest.raises(UserError, match="unknown emotion 'joy'"):
+    with pytest.raises(UserError, match="emotion 'joy' is not allowed; allowed: amusement, awe"):
         request_jobs(pd.DataFrame([{"emotion": "joy"}]))
+    for count in (0, -2, 100000):
+        with pytest.raises(UserError, match=rf"num_images {count} is not allowed; allowed: an integer in 1\.\.64"):
+            request_jobs(pd.DataFrame([{"emotion": "awe", "num_images": count}]))
+    with pytest.raises(UserError, match="request row 1: weight 1.5 is not allowed"):
+        request_jobs(pd.DataFrame([{"emotion": "awe"}, {"emotion": "awe", "mode": "interpolate",
+                                                        "emotion_2": "fear", "weight": 1.5}]))
+
+
+def test_limits_have_one_source_and_one_page():
+    """The numbers docs/limits.md states are the ones the code enforces."""
+    from emogen.demo.app import MAX_IMAGES
+    from emogen.limits import DEMO_MAX_IMAGES, MIN_IMAGES, SERVED_MAX_IMAGES
+
+    assert MAX_IMAGES == DEMO_MAX_IMAGES
+    page = (REPO / "docs/limits.md").read_text()
+    assert f"{MIN_IMAGES}..{SERVED_MAX_IMAGES}" in page and f"{MIN_IMAGES}..{DEMO_MAX_IMAGES}" in page
+
+
+@pytest.mark.parametrize("store", ["missing.db", "empty.db"])
+def test_champion_command_on_an_empty_registry_says_how_to_make_one(store, tmp_path, monkeypatch, capsys):
+    uri = f"sqlite:///{tmp_path / store}"
+    if store == "empty.db":
+        mlflow.MlflowClient(uri).search_experiments()  # a real store with no registered model
+        capsys.readouterr()  # MLflow's "Creating initial MLflow database tables" lines
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["pipeline", "champion", "--params", str(REPO / "params.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no champion yet") and "`emogen pipeline retrain`" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def _decode(text: str) -> Image.Image:
@@ -149,16 +178,53 @@ def test_mlflow_models_serve_answers_with_images(registered):
         [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", "models:/emogen@champion",
          "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
         cwd=root, env=env, stdout=(root / "serve.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180)
-        import urllib.request
+    import urllib.error
+    import urllib.request
 
-        body = json.dumps({"dataframe_records": [{"emotion": "fear", "num_images": 1, "seed": 7}]}).encode()
+    def post(record: dict):
+        body = json.dumps({"dataframe_records": [record]}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
                                          {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            predictions = json.loads(response.read())["predictions"]
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    bad = {  # request → what the answer's message must name: the field, its value, what is allowed
+        "emotion": ({"emotion": "joy"}, ["emotion 'joy'", "allowed: amusement, awe"]),
+        "negative": ({"emotion": "awe", "num_images": -2}, ["num_images -2", "allowed: an integer in 1..64"]),
+        "huge": ({"emotion": "awe", "num_images": 100000}, ["num_images 100000", "1..64"]),
+        "mode": ({"emotion": "awe", "mode": "blend"}, ["mode 'blend'", "allowed: single, interpolate, tokens"]),
+        "word": ({"emotion": "awe", "template": "{} zeppelin"}, ["zeppelin", "not in the vocabulary"]),
+    }
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ping", proc, timeout=180)
+        status, answer = post({"emotion": "fear", "num_images": 1, "seed": 7})
+        answers = {name: post(record) for name, (record, _) in bad.items()}
     finally:
         stop_server(proc)
+    assert status == 200
+    predictions = answer["predictions"]
     assert predictions[0]["emotion"] == "fear" and predictions[0]["seed"] == 7
     assert _decode(predictions[0]["image"]).size == (16, 16)
+    for name, (code, body) in answers.items():
+        assert code == 400, (name, code, body)
+        assert body["error_code"] == "INVALID_PARAMETER_VALUE", (name, body)
+        assert all(words in body["message"] for words in bad[name][1]), (name, body["message"])
+        assert "Traceback" not in body["message"] and "stack_trace" not in body, (name, body)
+
+
+def test_generate_prints_no_torchvision_notice(registered, tmp_path):
+    """diffusers' StableDiffusionPipeline module imports transformers' CLIP/Siglip image
+    processors, whose torchvision fallback notice (a package this project never installs)
+    must not reach a user of `emogen generate`."""
+    root, uri, *_ = registered
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "emogen", "generate", "--model", "models:/emogen@champion",
+                          "--emotion", "awe", "--num-images", "1", "--out", str(tmp_path / "out"), "--device", "cpu"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "torchvision" not in out.stdout + out.stderr, out.stderr[-2000:]
+    assert "1 images in" in out.stdout

@@ -7,7 +7,7 @@ import logging
 
 from emogen.demo.app import build_demo, check_host, launch
 from emogen.errors import UserError
-from emogen.registry.load import DEFAULT_MODEL, load_pipeline
+from emogen.registry.load import DEFAULT_MODEL, check_model_spec, load_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,11 @@ def add_demo(parser: argparse.ArgumentParser) -> None:
 
 def demo_command(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise UserError(f"--batch-size {args.batch_size}: must be >= 1")
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port {args.port}: must lie in 1..65535")
     check_host(args.host)
+    check_model_spec(str(args.model))  # before anything loads
     pipe = load_pipeline(args.model, args.device)
     log.info("demo: %s loaded; open http://%s:%d/", args.model, args.host, args.port)
     launch(build_demo(pipe, str(args.model), args.batch_size), args.host, args.port)

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from emogen.errors import UserError
-from emogen.registry.load import DEFAULT_MODEL, load_pipeline
+from emogen.registry.load import DEFAULT_MODEL, check_model_spec, load_pipeline
 
 def _emotion_list(values: list[str]) -> list[str]:
     from emogen.pipelines.jobs import check_emotions
@@ -55,18 +55,37 @@ def add_fuse(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=fuse_command)
 
 
-def _check_counts(args: argparse.Namespace) -> None:
-    for flag, value in (("--num-images", args.num_images), ("--batch-size", args.batch_size)):
-        if value < 1:
-            raise UserError(f"{flag} must be >= 1, got {value}")
-    if args.steps is not None and args.steps < 1:
-        raise UserError(f"--steps must be >= 1, got {args.steps}")
-    if args.intensity < 0:
-        raise UserError(f"--intensity must be >= 0 (0: neutral centre, 1: the emotion's Gaussian), got {args.intensity:g}")
-    from emogen.config import template_problem
+# The flags that set a generate param: checked by the params schema (emogen/config.py).
+FLAG_PARAMS = {"--num-images": "num_images", "--batch-size": "batch_size", "--template": "template",
+               "--steps": "num_inference_steps", "--guidance": "guidance_scale"}
 
-    if problem := template_problem(args.template):
-        raise UserError(f"--template: {problem}")
+
+def check_generate_flags(values: dict[str, object]) -> None:
+    """``{flag: value}`` (None: not given) checked against the generate params' own limits
+    before any model loads; the error is one line naming the flag, its value and the limit."""
+    from pydantic import ValidationError
+
+    from emogen.config import GenerateParams
+
+    given = {FLAG_PARAMS[flag]: value for flag, value in values.items() if value is not None}
+    try:
+        GenerateParams.model_validate(given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "template"
+        flag = next((f for f, name in FLAG_PARAMS.items() if name == field), "--template")
+        message = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"{flag} {values.get(flag)!r}: {message}") from None
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    check_generate_flags({"--num-images": args.num_images, "--batch-size": args.batch_size,
+                          "--template": args.template, "--steps": args.steps, "--guidance": args.guidance})
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: must be >= 0")
+    if args.intensity < 0:
+        raise UserError(f"--intensity {args.intensity:g}: must be >= 0 (0: neutral centre, 1: the emotion's Gaussian)")
+    check_model_spec(str(args.model))
 
 
 def _generate(args: argparse.Namespace, jobs: list, grid_columns: int) -> None:

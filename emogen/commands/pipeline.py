@@ -24,15 +24,28 @@ def load_flow(entrypoint: str):
     return load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
 
 
+def check_before_running(overrides: list[str], target: str | None = None) -> dict[str, object]:
+    """params.yaml (+ profile) with the ``-S`` overrides applied in memory, validated, and the
+    ``--target`` stage looked up in dvc.yaml: before any flow or stage starts, a bad value is a
+    one-line error naming it. → the parsed overrides."""
+    from emogen.orchestration import apply_overrides, dag_stages, parse_overrides
+
+    parsed = parse_overrides(overrides)
+    apply_overrides(Path("."), parsed)
+    if target is not None:
+        dag_stages(Path("."), target)
+    return parsed
+
+
 def _run(args: argparse.Namespace) -> None:
+    check_before_running([], args.target)
     states = load_flow(PIPELINE_FLOW)(root=".", target=args.target, force=args.force)
     print(json.dumps(states, indent=1))
 
 
 def _retrain(args: argparse.Namespace) -> None:
-    from emogen.orchestration import parse_overrides
-
-    result = load_flow(RETRAIN_FLOW)(root=".", overrides=parse_overrides(args.set), force=args.force)
+    overrides = check_before_running(args.set)
+    result = load_flow(RETRAIN_FLOW)(root=".", overrides=overrides, force=args.force)
     print(json.dumps(result, indent=1))
 
 
@@ -73,16 +86,40 @@ def _champion(args: argparse.Namespace) -> None:
     from emogen.config import load_params
     from emogen.tracking import tracking_uri
 
+    from mlflow.exceptions import MlflowException
+
     name = load_params(args.params).registry.model_name
-    client = MlflowClient(tracking_uri())
+    uri = tracking_uri()
+    make_one = ("Make one: `emogen pipeline retrain` (train, register and gate), or `emogen pipeline register` "
+                "(register the workspace's trained generator)")
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"no champion yet: there is no MLflow store at {uri}. {make_one}")
+    client = MlflowClient(uri)
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise UserError(f"registry at {uri}: {exc.message.splitlines()[0]}") from None
+        model = None
+    versions = client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"]) if model else []
+    if not versions:
+        raise UserError(f"no champion yet: the registry at {uri} has no model {name!r}. {make_one}")
     aliases: dict[str, list[str]] = {}
-    for alias, number in client.get_registered_model(name).aliases.items():  # search omits them
+    for alias, number in model.aliases.items():  # search omits them
         aliases.setdefault(str(number), []).append(alias)
-    for version in client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"]):
+    for version in versions:
         tags = version.tags
         print(f"{name} v{version.version} {','.join(aliases.get(str(version.version), [])) or '-':<20} "
-              f"emo_a={tags.get('emo_a')} "
-              f"fid={tags.get('fid')} {tags.get('gate.decision', '')}: {tags.get('gate.reason', '')}")
+              f"emo_a={tags.get('emo_a')} fid={tags.get('fid')} exp={tags.get('dvc_experiment', '-')} "
+              f"{tags.get('gate.decision', '')}: {tags.get('gate.reason', '')}")
+    if "champion" not in model.aliases:
+        print(f"no champion yet: no version of {name!r} has passed the gate")
+        return
+    champion = client.get_model_version(name, model.aliases["champion"])
+    experiment = champion.tags.get("dvc_experiment", "")
+    if experiment.startswith("retrain-"):
+        print(f"the champion v{champion.version} was trained by experiment {experiment}; put its params and "
+              f"outputs in the workspace with `dvc exp apply {experiment}`")
 
 
 def add_pipeline(parser: argparse.ArgumentParser) -> None:

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
+from emogen.limits import DEMO_MAX_IMAGES, MIN_IMAGES
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGES = 32
+MAX_IMAGES = DEMO_MAX_IMAGES  # docs/limits.md
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -45,7 +46,7 @@ def _request_jobs(pipe, body: dict) -> list:
     intensity = number("intensity", float, 0.0)
     weight = number("weight", float, 0.0, 1.0) if partner else None
     seed = number("seed", int, 0)
-    count = number("num_images", int, 1, MAX_IMAGES)
+    count = number("num_images", int, MIN_IMAGES, MAX_IMAGES)
     return [
         ImageJob(emotion, seed + n, template, "", partner, "interpolate" if partner else None, weight, intensity)
         for n in range(count)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from diffusers import ConfigMixin, DiffusionPipeline, SchedulerMixin, StableDiffusionPipeline
+from diffusers import ConfigMixin, DiffusionPipeline, SchedulerMixin
 from diffusers.configuration_utils import FrozenDict
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
@@ -21,6 +22,35 @@ from emogen.pipelines.tokenizer import caption_words
 from emogen.config import template_problem
 from emogen.errors import UserError
 from emogen.images import to_pil
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionPipeline
+
+
+class _NoTorchvisionFallbackNotice(logging.Filter):
+    """transformers' notice that an image processor falls back to its PIL version because
+    torchvision is not installed. This project never installs torchvision (pyproject.toml), so
+    the PIL version is the intended one; the notice is dropped, nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("requires torchvision (not installed); falling back to" in message and "ImageProcessor" in message)
+
+
+def stable_diffusion_class() -> type[StableDiffusionPipeline]:
+    """diffusers' StableDiffusionPipeline, imported on first use (latent models only). Its
+    module imports transformers' CLIP and Siglip image processors (for a safety checker and
+    IP-adapters EmoGen never builds), which would print two torchvision notices on every
+    `emogen generate`: they are filtered on transformers' logger for this import only."""
+    logger = logging.getLogger("transformers.utils.import_utils")
+    notice = _NoTorchvisionFallbackNotice()
+    logger.addFilter(notice)
+    try:
+        from diffusers import StableDiffusionPipeline
+    finally:
+        logger.removeFilter(notice)
+    return StableDiffusionPipeline
+
 
 # diffusers' callback_on_step_end: (pipeline, step index, timestep, tensors) → tensors to replace
 StepCallback = Callable[[DiffusionPipeline, int, torch.Tensor, dict], dict]
@@ -190,7 +220,7 @@ class TextConditionedPipeline(DiffusionPipeline):
     def stable_diffusion(self) -> StableDiffusionPipeline:
         """diffusers' SD pipeline on this pipeline's current components (no safety checker:
         the images are measured, not served)."""
-        pipe = StableDiffusionPipeline(
+        pipe = stable_diffusion_class()(
             vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
             scheduler=self.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )

@@ -24,7 +24,7 @@ from emogen.errors import UserError
 from emogen.jsonio import read_json
 from emogen.layout import Layout
 from emogen.registry.model import log_generator
-from emogen.tracking import stage_run, tracking_uri
+from emogen.tracking import log_artifact, set_tags, stage_run, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -117,20 +117,35 @@ def gate(client: MlflowClient, name: str, version: str, challenger: Scores, para
     return decision
 
 
-def register(params: Params, layout: Layout, extra_tags: dict[str, Any] | None = None) -> tuple[str, Decision]:
-    """Log + register the generator in ``layout`` (one MLflow run, stage "register"), then gate it.
-    → (version, decision). ``extra_tags`` (e.g. data/params fingerprints) go on the version."""
+def register_inputs(params: Params) -> list[str]:
+    """What :func:`register` reads, relative to the layout's root: Table 1 and the generator."""
+    models = Layout(Path("."))
+    return [Path(params.registry.table).as_posix(),
+            *(models.model_dir(name).as_posix() for name in ("base", "stage2", "emotion_space"))]
+
+
+def register(params: Params, layout: Layout, extra_tags: dict[str, Any] | None = None,
+             params_file: Path | None = None) -> tuple[str, Decision]:
+    """Log + register the generator in ``layout`` (one MLflow run, stage "register", with every
+    param it was trained with), then gate it. → (version, decision). ``extra_tags`` (e.g.
+    data/params fingerprints, ``dvc_experiment``) go on the version; ``dvc_experiment`` also on
+    the run. ``params_file`` (the experiment's params.yaml) is logged as an artifact."""
     reg = params.registry
     scores = read_scores(layout.root / reg.table)
-    with stage_run("register", {"registry": reg.model_dump()}) as run:
+    extra_tags = dict(extra_tags or {})
+    with stage_run("register", params) as run:
         if run is None or "fallback_from" in run.data.tags:  # never register into a stand-in store
             raise UserError(f"registering needs the MLflow store {tracking_uri()} to be reachable; "
                             "see the warning above")
+        if "dvc_experiment" in extra_tags:  # the run belongs to the experiment, not the workspace
+            set_tags({"dvc_experiment": str(extra_tags["dvc_experiment"])})
+        if params_file is not None:
+            log_artifact(str(params_file))
         info = log_generator(layout, params.generate, reg.model_name)
         version = str(info.registered_model_version)
         client = MlflowClient()
         tags = {"emo_a": scores.emo_a, "fid": scores.fid, "stand_in": scores.stand_in,
-                "run_id": run.info.run_id, **run.data.tags, **(extra_tags or {})}
+                "run_id": run.info.run_id, **run.data.tags, **extra_tags}
         for key, value in tags.items():
             if not key.startswith("mlflow."):
                 client.set_model_version_tag(reg.model_name, version, key, str(value))

@@ -31,7 +31,7 @@ def resolve_model(spec: str) -> Path:
             folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec)) / "artifacts" / ARTIFACT
         except MlflowException as exc:
             raise UserError(f"--model {spec}: not found in the registry at {uri} "
-                            f"({exc.message.splitlines()[0]}); see `emogen pipeline gate`") from None
+                            f"({exc.message.splitlines()[0]}); see `emogen pipeline champion`") from None
         if not folder.is_dir():
             raise UserError(f"--model {spec}: not an EmoGen generator (no artifacts/{ARTIFACT} in it)")
         return folder
@@ -42,6 +42,13 @@ def resolve_model(spec: str) -> Path:
             f"(builds {DEFAULT_MODEL}/), or pass --model FOLDER of a saved pipeline"
         )
     return folder
+
+
+def check_model_spec(spec: str) -> None:
+    """A local ``--model`` folder must exist before anything loads (a registry URI is checked
+    when it resolves)."""
+    if not spec.startswith(REGISTRY_SCHEME) and not (Path(spec) / "model_index.json").is_file():
+        resolve_model(spec)  # raises the usual "no EmoGen pipeline at ..." error
 
 
 def load_pipeline(spec: str, device: str):

@@ -29,6 +29,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
@@ -37,6 +38,7 @@ from emogen.pipelines.components import BASE_JSON, read_base_json
 from emogen.config import GenerateParams
 from emogen.errors import UserError
 from emogen.layout import Layout
+from emogen.limits import MIN_IMAGES, SERVED_MAX_IMAGES
 
 ARTIFACT = "generator"  # the pyfunc artifact key (a folder in the repo layout)
 GENERATE_JSON = "generate.json"
@@ -112,34 +114,72 @@ def _value(row: dict[str, Any], key: str, default: Any) -> Any:
     return default if value is None or (isinstance(value, float) and value != value) else value
 
 
+def _bad(where: str, field: str, value: Any, allowed: str) -> UserError:
+    return UserError(f"{where}: {field} {value!r} is not allowed; allowed: {allowed}")
+
+
+def _integer(row: dict[str, Any], key: str, default: int, where: str, allowed: str) -> int:
+    value = _value(row, key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _bad(where, key, value, allowed)
+    try:
+        number = int(value) if not isinstance(value, float) or value.is_integer() else None
+    except ValueError:
+        number = None
+    if number is None:
+        raise _bad(where, key, value, allowed)
+    return number
+
+
 def request_jobs(rows: pd.DataFrame) -> list:
-    """Input rows → ImageJobs, each row checked (the error names the row and the key)."""
-    from emogen.pipelines.jobs import ImageJob, check_emotions
+    """Input rows → ImageJobs, each row checked: a bad value is a UserError naming the row,
+    the field, its value and what is allowed (the served model answers it as HTTP 400)."""
     from emogen.config import template_problem
+    from emogen.emotions import EMOTIONS
+    from emogen.pipelines.jobs import ImageJob
 
     if "emotion" not in rows.columns:
         raise UserError(f"request: an 'emotion' column is required, got columns {list(rows.columns)}")
+    emotions = ", ".join(EMOTIONS)
+    count_range = f"an integer in {MIN_IMAGES}..{SERVED_MAX_IMAGES}"
     jobs = []
     for number, row in enumerate(rows.to_dict("records")):
         where = f"request row {number}"
         mode = _value(row, "mode", "single")
         if mode not in MODES:
-            raise UserError(f"{where}: mode {mode!r} is not one of {', '.join(MODES)}")
+            raise _bad(where, "mode", mode, ", ".join(MODES))
+        for key in ("emotion", "emotion_2"):
+            value = _value(row, key, None)
+            if (key == "emotion" or value is not None) and value not in EMOTIONS:
+                raise _bad(where, key, value, emotions)
         emotion_2 = _value(row, "emotion_2", None)
-        if (mode == "single") != (emotion_2 is None):
-            raise UserError(f"{where}: emotion_2 is needed for mode {mode!r} and only then")
-        check_emotions([row["emotion"]] + ([emotion_2] if emotion_2 else []))
+        if mode != "single" and emotion_2 is None:
+            raise _bad(where, "emotion_2", None, f"one of {emotions} (mode {mode!r} fuses two emotions)")
+        if mode == "single" and emotion_2 is not None:
+            raise _bad(where, "mode", mode, "interpolate or tokens when emotion_2 is given")
         template = _value(row, "template", "{}")
-        if problem := template_problem(template):
-            raise UserError(f"{where}: template: {problem}")
-        count, seed = int(_value(row, "num_images", 1)), int(_value(row, "seed", 0))
-        if not 1 <= count <= 64:
-            raise UserError(f"{where}: num_images must lie in 1..64, got {count}")
+        if not isinstance(template, str) or template_problem(template):
+            raise _bad(where, "template", template, "a prompt with exactly one {} and no other braces, e.g. '{} bag'")
+        count = _integer(row, "num_images", 1, where, count_range)
+        if not MIN_IMAGES <= count <= SERVED_MAX_IMAGES:
+            raise _bad(where, "num_images", count, count_range)
+        seed = _integer(row, "seed", 0, where, "an integer >= 0")
+        if seed < 0:
+            raise _bad(where, "seed", seed, "an integer >= 0")
         weight = _value(row, "weight", None)
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                   or not 0.0 <= weight <= 1.0):
+            raise _bad(where, "weight", weight, "a number in [0, 1] (the interpolation weight of emotion_2)")
         fusion = None if mode == "single" else mode
         jobs += [ImageJob(row["emotion"], seed + n, template, "", emotion_2, fusion,
                           None if weight is None else float(weight)) for n in range(count)]
     return jobs
+
+
+def invalid_request(exc: UserError) -> MlflowException:
+    """A bad request as MLflow's invalid-parameter error: the scoring server answers HTTP 400
+    with this message at the top level of its JSON (never a stack trace)."""
+    return MlflowException.invalid_parameter_value(str(exc))
 
 
 def png_base64(image) -> str:
@@ -162,9 +202,12 @@ class EmoGenModel(mlflow.pyfunc.PythonModel):
         from emogen.pipelines.jobs import run_jobs
         from emogen.threads import busy
 
-        jobs = request_jobs(pd.DataFrame(model_input))
-        for template in {job.template for job in jobs}:
-            self.pipe.check_words(template)
+        try:
+            jobs = request_jobs(pd.DataFrame(model_input))
+            for template in {job.template for job in jobs}:
+                self.pipe.check_words(template)
+        except UserError as exc:
+            raise invalid_request(exc) from None
         with busy():
             records = [
                 {"emotion": record.emotion, "seed": record.seed, "template": record.template,

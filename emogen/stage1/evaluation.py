@@ -13,6 +13,7 @@ from emogen.layout import Layout
 from emogen.stage1.ground_truth import accuracy_bounds, find_world
 from emogen.jsonio import write_json
 from emogen.stage1.reporting import log_metrics
+from emogen.timings import record
 from emogen.tracking import log_artifact
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ def stage1_metrics(result: TrainResult, test_rows: pd.DataFrame, dataset_root: P
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "resumed_from_epoch": result.resumed_from_epoch,
-        "train_seconds": round(result.seconds, 1),
     }
+    record(train_seconds=result.seconds)  # metrics/timings/stage1.json: a duration is not a result
     world = find_world(dataset_root)
     if world is not None:
         bounds = accuracy_bounds(test_rows, result.test_predictions, world)

@@ -29,6 +29,7 @@ from emogen.config import BaseModelParams, Params
 from emogen.data.synthetic_world import load_world
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
+from emogen.timings import record
 from emogen.tracking import log_artifact, log_metric_history, log_metrics, set_tags, stage_run
 from emogen.jsonio import write_json
 
@@ -139,8 +140,8 @@ def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], d
         "clip_parameters": sum(p.numel() for p in model.clip_model.parameters()),
         "vocabulary_size": len(model.tokenizer),
         "train_images": len(train),
-        **{f"seconds_{k}": round(v, 2) for k, v in seconds.items()},
     }
+    record(**{f"seconds_{k}": v for k, v in seconds.items()})  # metrics/timings/base_model.json
     return info, metrics
 
 
@@ -161,9 +162,9 @@ def run(params: Params, layout: Layout) -> None:
             write_pretrained_plots(layout, info)
         else:
             info, metrics = train_and_measure(params, layout)
-        metrics["seconds_total"] = round(time.perf_counter() - start, 2)
+        record(seconds_total=time.perf_counter() - start)
         layout.metrics.mkdir(parents=True, exist_ok=True)
         write_json(layout.metrics / f"{STAGE}.json", metrics)
         log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
         log_artifact(str(out / BASE_JSON))
-    log.info("base_model (%s): %s", bp.profile, json.dumps({k: v for k, v in metrics.items() if not k.startswith("seconds_")}))
+    log.info("base_model (%s): %s", bp.profile, json.dumps(metrics))

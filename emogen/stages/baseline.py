@@ -46,6 +46,7 @@ from emogen.pipelines.settings import (
 from emogen.pipelines.writer import GRIDS_FOLDER, write_generated
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
+from emogen.timings import record
 from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
 from emogen.jsonio import write_json
 
@@ -125,8 +126,6 @@ def run(params: Params, layout: Layout, method: str) -> dict:
             # Stage 2's optimizer steps × batch (stage2 params); the prompt baseline trains nothing.
             "budget": {**budget.to_dict(), "matched_to": "stage2"} if budget else {"steps": 0, "samples_seen": 0},
             "images": written.count,
-            "train_s": round(train_s, 2),
-            "time_s": round(time.perf_counter() - started, 2),
         }
         if history:
             window = max(1, len(history) // 10)
@@ -142,7 +141,8 @@ def run(params: Params, layout: Layout, method: str) -> dict:
         log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
         log_artifact(str(written.index))
         log_artifact(str(out / f"{method}.json"))
-    log.info("baseline %s: %d images, %.1f s (training %.1f s)", method, written.count, metrics["time_s"], train_s)
+        seconds = record(train_s=train_s, time_s=time.perf_counter() - started)  # metrics/timings/baseline_<method>.json
+    log.info("baseline %s: %d images, %.1f s (training %.1f s)", method, written.count, seconds["time_s"], train_s)
     return metrics
 
 

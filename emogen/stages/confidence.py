@@ -32,6 +32,7 @@ from emogen.stage1.encoder import emotion_probabilities, load_encoder
 from emogen.jsonio import write_json
 from emogen.stage1.reporting import log_metrics
 from emogen.stage1.ground_truth import alpha_vs_truth, find_world
+from emogen.timings import record
 from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)
@@ -147,10 +148,10 @@ def run(params: Params, layout: Layout) -> None:
         world = find_world(layout.dataset_root(params.data))
         if world is not None:
             metrics["synthetic_world"] = alpha_vs_truth(alpha, train, world)
-        metrics["seconds"] = round(time.perf_counter() - started, 1)
+        seconds = record(seconds=time.perf_counter() - started)["seconds"]  # metrics/timings/confidence.json
         write_json(layout.metrics / "confidence.json", metrics)
         log_metrics(metrics)
         for name in ("alpha.parquet", "vocabulary.json"):
             log_artifact(str(layout.model_dir("confidence") / name))
         log_artifact(str(layout.metrics / "confidence.json"))
-    log.info("confidence: %d attributes, vocabulary of %d, in %.1fs", len(alpha), len(vocabulary), metrics["seconds"])
+    log.info("confidence: %d attributes, vocabulary of %d, in %.1fs", len(alpha), len(vocabulary), seconds)

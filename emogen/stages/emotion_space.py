@@ -33,6 +33,7 @@ from emogen.devices import resolve_device
 from emogen.stage1.encoder import embed_images, emotion_probabilities, load_encoder
 from emogen.jsonio import write_json
 from emogen.stage1.reporting import log_metrics
+from emogen.timings import record
 from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)
@@ -182,9 +183,9 @@ def run(params: Params, layout: Layout) -> None:
         summary = space_summary(vectors, labels, gaussians, weights)
         explained = plot_space(vectors, labels, gaussians["mean"], picture, cfg.plot_points, stage_seed(params.seed, "emotion_space"))
         summary["pca_explained_variance"] = {"pc1": float(explained[0]), "pc2": float(explained[1])}
-        summary["seconds"] = round(time.perf_counter() - started, 1)
+        seconds = record(seconds=time.perf_counter() - started)["seconds"]  # metrics/timings/emotion_space.json
         write_json(layout.metrics / "emotion_space.json", summary)
         log_metrics(summary)
         log_artifact(str(picture))
         log_artifact(str(layout.metrics / "emotion_space.json"))
-    log.info("emotion_space: %d vectors of width %d in %.1fs", len(vectors), vectors.shape[1], summary["seconds"])
+    log.info("emotion_space: %d vectors of width %d in %.1fs", len(vectors), vectors.shape[1], seconds)

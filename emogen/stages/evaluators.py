@@ -27,6 +27,7 @@ from emogen.evaluation.data import load_split
 from emogen.evaluation.evaluators import EVALUATORS_JSON, unit_images
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
+from emogen.timings import record
 from emogen.tracking import flatten, log_artifact, log_metrics, set_tags, stage_run
 from emogen.jsonio import write_json
 
@@ -106,10 +107,10 @@ def run(params: Params, layout: Layout) -> None:
             info, report = fit_pretrained_evaluators(params, layout, resolution, resolve_device(p.device))
         else:
             info, report = fit_embedded_evaluators(params, layout, resolution)
-        seconds = time.perf_counter() - start
+        record(seconds=time.perf_counter() - start)  # metrics/timings/evaluators.json
         write_json(layout.model_dir(STAGE) / EVALUATORS_JSON, {**info, "held_out": report})
         summary = {"profile": info["profile"], "stand_in": info["stand_in"], "resolution": resolution,
-                   "names": info["names"], **report, "seconds": round(seconds, 1)}
+                   "names": info["names"], **report}
         layout.metrics.mkdir(parents=True, exist_ok=True)
         write_json(layout.metrics / METRICS_FILE, summary)
         log_metrics({k: v for k, v in flatten(report).items() if isinstance(v, (int, float))})

@@ -63,6 +63,7 @@ from emogen.threads import recheck_threads
 from emogen.pipelines.placeholder import (
     add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state, second_placeholder,
 )
+from emogen.timings import record
 from emogen.tracking import log_artifact, log_metrics, stage_run
 from emogen.jsonio import write_json
 
@@ -374,8 +375,8 @@ def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> d
                                "stop_after_steps: null to resume from it")
         if main and p.sample_every and done % p.sample_every == 0 and done < steps:
             log_artifact(str(trainer.preview(done, samples_dir)), artifact_path="samples")
-    timing = {"setup_s": setup_s, "train_s": time.perf_counter() - loop_start, "resumed_from_step": start}
-    return _finish(trainer, layout, history, samples_dir, timing, started) if main else {}
+    timing = {"setup_s": setup_s, "train_s": time.perf_counter() - loop_start}
+    return _finish(trainer, layout, history, samples_dir, timing, start, started) if main else {}
 
 
 def _resume(checkpoints: Checkpoints, steps: int) -> list[dict[str, float]]:
@@ -390,18 +391,20 @@ def _resume(checkpoints: Checkpoints, steps: int) -> list[dict[str, float]]:
 
 
 def _finish(trainer: Trainer, layout: Layout, history: list[dict[str, float]], samples_dir: Path,
-            timing: dict[str, float], started: float) -> dict[str, float]:
-    """Final preview, outputs, MLflow; then the run's checkpoints are no longer needed."""
+            timing: dict[str, float], resumed_from_step: int, started: float) -> dict[str, float]:
+    """Final preview, outputs, MLflow; then the run's checkpoints are no longer needed.
+    Durations go to metrics/timings/stage2.json (and MLflow), not to the metrics."""
     grid = trainer.preview(trainer.total_steps(), samples_dir)
     log_artifact(str(grid), artifact_path="samples")
-    metrics = write_outputs(trainer, layout, history, samples_dir, {**timing, "time_s": time.perf_counter() - started})
+    metrics = write_outputs(trainer, layout, history, samples_dir, {"resumed_from_step": resumed_from_step})
+    seconds = record(**timing, time_s=time.perf_counter() - started)["time_s"]
     log_metrics({f"final_{k}": v for k, v in metrics.items() if not math.isnan(v)})
     log_artifact(str(layout.metrics / "stage2_loss.csv"))
     log_artifact(str(layout.model_dir(STAGE) / "train_config.json"))
     shutil.rmtree(samples_dir.parent, ignore_errors=True)
     log.info("stage2: L_LDM %.4f, L_attr %.4f, attribute accuracy %.3f (last %d steps); %.1f s",
              metrics["l_ldm"], metrics["l_attr"], metrics["attr_accuracy"], metrics["window_steps"],
-             metrics["time_s"])
+             seconds)
     return metrics
 
 
