@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.cli import build_parser
 
 # `emogen ...` in backticks (messages, docstrings, Markdown), and command lines of code blocks.

@@ -18,7 +18,7 @@ import mlflow
 import pytest
 import yaml
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 
 pytestmark = pytest.mark.slow
 

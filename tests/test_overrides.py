@@ -6,7 +6,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 from emogen.config import ParamsError
 from emogen.orchestration import apply_overrides, parse_overrides
 
