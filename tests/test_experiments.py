@@ -8,17 +8,15 @@ ingest → validate → balance → stage1 → emotion_space → confidence, at 
 """
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 
 from tests.helpers.paths import REPO
+from tests.helpers.scratch_repo import scratch_repo
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +31,6 @@ TINY = {
 }
 # Words a duration column would carry (the names the stages used before metrics/timings/).
 DURATION_WORDS = ("seconds", "train_s", "time_s", "setup_s", "stage_seconds")
-
-
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        base[key] = _merge(base.get(key) or {}, value) if isinstance(value, dict) else value
-    return base
 
 
 def _run(cmd, cwd, env, timeout=900) -> str:
@@ -57,23 +49,12 @@ def _exp_rev(root: Path, name: str) -> str:
 def scratch(tmp_path_factory):
     """The repo's dvc.yaml, code and profiles with tiny params, committed after one `dvc repro`
     of the stages up to confidence (the baseline the experiments branch from)."""
-    root = tmp_path_factory.mktemp("experiments") / "repo"
-    root.mkdir()
-    shutil.copy(REPO / "dvc.yaml", root)
-    shutil.copytree(REPO / "emogen", root / "emogen", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "profiles", root / "profiles")
+    repo = scratch_repo(tmp_path_factory.mktemp("experiments") / "repo", TINY, OMP_NUM_THREADS="1")
+    root, env = repo.path, repo.env
     shutil.copy(REPO / ".gitignore", root)
-    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    uri = f"sqlite:///{root.parent / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1",
-           # the stages run the scratch repo's copy of the code
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", TARGET],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]):
+    for cmd in (["dvc", "repro", TARGET], ["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]):
         _run(cmd, root, env)
+    uri = env["MLFLOW_TRACKING_URI"]
     return root, env, uri
 
 

@@ -174,25 +174,18 @@ def test_a_seed_missing_a_comparison_is_an_error_naming_it():
 def test_one_report_seed_of_the_real_tiny_pipeline(tmp_path):
     """The real dvc.yaml at the tiny size of test_pipeline_dvc.py: one report seed through
     `emogen study seeds` (targets evaluate, frontier), its real Table 1 and frontier pooled; timed."""
-    from tests.helpers.scratch_repo import lay_over as _merge
+    from tests.helpers.scratch_repo import lay_over, scratch_repo
     from tests.test_pipeline_dvc import TINY
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copy(REPO / "dvc.yaml", repo)
-    for folder in ("emogen", "profiles", "flows"):
-        shutil.copytree(REPO / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
-    params["stage1"]["checkpoint_dir"] = str(tmp_path / "ckpt1")
-    params["stage2"]["work_dir"] = str(tmp_path / "work2")
-    params["study"].update(seeds=[521], overrides={"frontier.num_images": 3}, targets=["evaluate", "frontier"])
-    text = yaml.safe_dump(params, sort_keys=False)
-    (repo / "params.yaml").write_text(text)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scratch"]):
+    params = lay_over(lay_over({}, TINY), {
+        "stage1": {"checkpoint_dir": str(tmp_path / "ckpt1")}, "stage2": {"work_dir": str(tmp_path / "work2")},
+        "study": {"seeds": [521], "overrides": {"frontier.num_images": 3}, "targets": ["evaluate", "frontier"]}})
+    scratch = scratch_repo(tmp_path / "repo", params, OMP_NUM_THREADS="1",
+                           PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
+    repo, env = scratch.path, scratch.env
+    shutil.copytree(REPO / "flows", repo / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    text = (repo / "params.yaml").read_text()
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "scratch"]):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
 
     study, seconds = _study(repo, env)
