@@ -30,6 +30,23 @@ from emogen.jsonio import write_json
 log = logging.getLogger(__name__)
 
 
+def run(params: Params, layout: Layout) -> None:
+    with stage_run("balance", {"seed": params.seed, "balance": params.balance.model_dump()}):
+        manifest = pd.read_parquet(layout.manifest)
+        table, counts = balance(manifest, params.balance.splits, stage_seed(params.seed, "balance"))
+        pq.write_table(pa.Table.from_pandas(table, schema=BALANCED, preserve_index=False), layout.balanced)
+        layout.metrics.mkdir(parents=True, exist_ok=True)
+        write_json(layout.metrics / "balance.json", counts)
+        log_metrics({
+            "samples_total": counts["samples_total"],
+            "unique_images": counts["unique_images"],
+            **{f"{table_name}_{kind}_{e}": n for table_name in ("images", "samples")
+               for kind, row in counts[table_name].items() for e, n in row.items()},
+        })
+        log_artifact(str(layout.metrics / "balance.json"))
+    log.info("balance: %d samples over %d images", counts["samples_total"], counts["unique_images"])
+
+
 def balance(manifest: pd.DataFrame, splits: tuple[str, ...], seed: int) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(balanced rows in BALANCED's columns, counts); deterministic for a given ``seed``."""
     rng = np.random.default_rng(seed)
@@ -62,20 +79,3 @@ def balance(manifest: pd.DataFrame, splits: tuple[str, ...], seed: int) -> tuple
         "samples": samples,
     }
     return table, counts
-
-
-def run(params: Params, layout: Layout) -> None:
-    with stage_run("balance", {"seed": params.seed, "balance": params.balance.model_dump()}):
-        manifest = pd.read_parquet(layout.manifest)
-        table, counts = balance(manifest, params.balance.splits, stage_seed(params.seed, "balance"))
-        pq.write_table(pa.Table.from_pandas(table, schema=BALANCED, preserve_index=False), layout.balanced)
-        layout.metrics.mkdir(parents=True, exist_ok=True)
-        write_json(layout.metrics / "balance.json", counts)
-        log_metrics({
-            "samples_total": counts["samples_total"],
-            "unique_images": counts["unique_images"],
-            **{f"{table_name}_{kind}_{e}": n for table_name in ("images", "samples")
-               for kind, row in counts[table_name].items() for e, n in row.items()},
-        })
-        log_artifact(str(layout.metrics / "balance.json"))
-    log.info("balance: %d samples over %d images", counts["samples_total"], counts["unique_images"])

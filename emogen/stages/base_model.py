@@ -38,6 +38,31 @@ log = logging.getLogger(__name__)
 STAGE = "base_model"
 
 
+def run(params: Params, layout: Layout) -> None:
+    bp, out = params.base_model, layout.model_dir("base")
+    start = time.perf_counter()
+    stage_params = {"seed": params.seed, "data": params.data.model_dump(), STAGE: bp.model_dump()}
+    with stage_run(STAGE, stage_params):
+        # Resolve first: a missing model must not cost the user their previous base model.
+        info = resolve_pretrained(bp, layout) if bp.profile == "pretrained" else None
+        if out.exists():
+            shutil.rmtree(out)  # stale weights of another profile must not survive
+        out.mkdir(parents=True)
+        if info is not None:
+            write_json(out / BASE_JSON, info)
+            metrics: dict[str, Any] = {"profile": "pretrained", "resolution": info["resolution"]}
+            set_tags({f"source.{k}": v for k, v in info["sources"].items()})
+            write_pretrained_plots(layout, info)
+        else:
+            info, metrics = train_and_measure(params, layout)
+        record(seconds_total=time.perf_counter() - start)
+        layout.metrics.mkdir(parents=True, exist_ok=True)
+        write_json(layout.metrics / f"{STAGE}.json", metrics)
+        log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        log_artifact(str(out / BASE_JSON))
+    log.info("base_model (%s): %s", bp.profile, json.dumps(metrics))
+
+
 def _sha256(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -143,28 +168,3 @@ def train_and_measure(params: Params, layout: Layout) -> tuple[dict[str, Any], d
     }
     record(**{f"seconds_{k}": v for k, v in seconds.items()})  # metrics/timings/base_model.json
     return info, metrics
-
-
-def run(params: Params, layout: Layout) -> None:
-    bp, out = params.base_model, layout.model_dir("base")
-    start = time.perf_counter()
-    stage_params = {"seed": params.seed, "data": params.data.model_dump(), STAGE: bp.model_dump()}
-    with stage_run(STAGE, stage_params):
-        # Resolve first: a missing model must not cost the user their previous base model.
-        info = resolve_pretrained(bp, layout) if bp.profile == "pretrained" else None
-        if out.exists():
-            shutil.rmtree(out)  # stale weights of another profile must not survive
-        out.mkdir(parents=True)
-        if info is not None:
-            write_json(out / BASE_JSON, info)
-            metrics: dict[str, Any] = {"profile": "pretrained", "resolution": info["resolution"]}
-            set_tags({f"source.{k}": v for k, v in info["sources"].items()})
-            write_pretrained_plots(layout, info)
-        else:
-            info, metrics = train_and_measure(params, layout)
-        record(seconds_total=time.perf_counter() - start)
-        layout.metrics.mkdir(parents=True, exist_ok=True)
-        write_json(layout.metrics / f"{STAGE}.json", metrics)
-        log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
-        log_artifact(str(out / BASE_JSON))
-    log.info("base_model (%s): %s", bp.profile, json.dumps(metrics))

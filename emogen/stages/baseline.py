@@ -55,10 +55,6 @@ log = logging.getLogger(__name__)
 METHODS = ("prompt", "textual_inversion", "dreambooth")
 
 
-def build_pipeline(base, params: Params, prompts: dict[str, str], words: list[str] | None) -> PromptPipeline:
-    return PromptPipeline(**sampler_components(base, params.generate), emotion_prompts=prompts, known_words=words)
-
-
 def run(params: Params, layout: Layout, method: str) -> dict:
     if method not in METHODS:
         raise ValueError(f"unknown baseline {method!r}; one of {METHODS}")
@@ -156,3 +152,7 @@ def run_textual_inversion(params: Params, layout: Layout) -> dict:
 
 def run_dreambooth(params: Params, layout: Layout) -> dict:
     return run(params, layout, "dreambooth")
+
+
+def build_pipeline(base, params: Params, prompts: dict[str, str], words: list[str] | None) -> PromptPipeline:
+    return PromptPipeline(**sampler_components(base, params.generate), emotion_prompts=prompts, known_words=words)

@@ -42,6 +42,29 @@ MANIFEST_COLUMNS = ("id", "split", "emotion_idx", "image_path", "attribute", "at
 BALANCED_COLUMNS = ("id", "emotion_idx", "attribute", "attribute_kind")
 
 
+def run(params: Params, layout: Layout) -> None:
+    """``emogen stage confidence``."""
+    cfg = params.confidence
+    started = time.perf_counter()
+    train = split_rows(read_table(layout.manifest, MANIFEST_COLUMNS), "train")
+    balanced = read_table(layout.balanced, BALANCED_COLUMNS)
+    with stage_run("confidence", {"data": params.data.model_dump(), "confidence": cfg.model_dump()}):
+        probs = train_probabilities(layout.model_dir("emotion_space"), layout.model_dir("stage1"), train)
+        alpha, vocabulary, samples = compute_confidence(cfg, probs, train, balanced)
+        write_confidence(layout.model_dir("confidence"), alpha, vocabulary, samples)
+        metrics = confidence_summary(alpha, vocabulary, samples)
+        world = find_world(layout.dataset_root(params.data))
+        if world is not None:
+            metrics["synthetic_world"] = alpha_vs_truth(alpha, train, world)
+        seconds = record(seconds=time.perf_counter() - started)["seconds"]  # metrics/timings/confidence.json
+        write_json(layout.metrics / "confidence.json", metrics)
+        log_metrics(metrics)
+        for name in ("alpha.parquet", "vocabulary.json"):
+            log_artifact(str(layout.model_dir("confidence") / name))
+        log_artifact(str(layout.metrics / "confidence.json"))
+    log.info("confidence: %d attributes, vocabulary of %d, in %.1fs", len(alpha), len(vocabulary), seconds)
+
+
 def train_probabilities(space_dir: Path, stage1_dir: Path, train: pd.DataFrame) -> np.ndarray:
     """Stage-1 softmax (N, 8) of every train row, in ``train`` order, from the stored vectors."""
     vectors, ids = read_vectors(space_dir)
@@ -132,26 +155,3 @@ def compute_confidence(cfg: ConfidenceParams, probs: np.ndarray, train: pd.DataF
     alpha = attribute_alpha(probs, train)
     vocabulary = attribute_vocabulary(alpha, cfg.vocab_threshold, cfg.vocab_min_count)
     return alpha, vocabulary, sample_alpha(balanced, alpha, vocabulary, cfg.alpha_threshold)
-
-
-def run(params: Params, layout: Layout) -> None:
-    """``emogen stage confidence``."""
-    cfg = params.confidence
-    started = time.perf_counter()
-    train = split_rows(read_table(layout.manifest, MANIFEST_COLUMNS), "train")
-    balanced = read_table(layout.balanced, BALANCED_COLUMNS)
-    with stage_run("confidence", {"data": params.data.model_dump(), "confidence": cfg.model_dump()}):
-        probs = train_probabilities(layout.model_dir("emotion_space"), layout.model_dir("stage1"), train)
-        alpha, vocabulary, samples = compute_confidence(cfg, probs, train, balanced)
-        write_confidence(layout.model_dir("confidence"), alpha, vocabulary, samples)
-        metrics = confidence_summary(alpha, vocabulary, samples)
-        world = find_world(layout.dataset_root(params.data))
-        if world is not None:
-            metrics["synthetic_world"] = alpha_vs_truth(alpha, train, world)
-        seconds = record(seconds=time.perf_counter() - started)["seconds"]  # metrics/timings/confidence.json
-        write_json(layout.metrics / "confidence.json", metrics)
-        log_metrics(metrics)
-        for name in ("alpha.parquet", "vocabulary.json"):
-            log_artifact(str(layout.model_dir("confidence") / name))
-        log_artifact(str(layout.metrics / "confidence.json"))
-    log.info("confidence: %d attributes, vocabulary of %d, in %.1fs", len(alpha), len(vocabulary), seconds)

@@ -38,6 +38,39 @@ from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)
 
+def run(params: Params, layout: Layout) -> None:
+    """``emogen stage emotion_space``."""
+    cfg = params.emotion_space
+    started = time.perf_counter()
+    manifest = read_table(layout.manifest, ("id", "split", "emotion_idx", "image_path"))
+    train = split_rows(manifest, "train")
+    # Vectors of every image balance may use (stage 2 trains on them); Gaussians of train only.
+    embedded = manifest[manifest["split"].isin({"train", *params.balance.splits})].reset_index(drop=True)
+    is_train = torch.from_numpy((embedded["split"] == "train").to_numpy())
+    paths = image_paths(embedded, layout.dataset_root(params.data))
+    out_dir = layout.model_dir("emotion_space")
+    picture = layout.metrics / "emotion_space_pca.png"
+    tracked = {"seed": params.seed, "data": params.data.model_dump(), "emotion_space": cfg.model_dump(),
+               "balance": {"splits": params.balance.splits}}
+    with stage_run("emotion_space", tracked):
+        encoder = load_encoder(layout.model_dir("stage1"), resolve_device(cfg.device))
+        all_vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
+        vectors = all_vectors[is_train]
+        labels = torch.tensor(train["emotion_idx"].to_numpy(), dtype=torch.long)
+        weights = confidence_weights(encoder, vectors, labels) if cfg.weights == "confidence" else None
+        gaussians = emotion_gaussians(vectors, labels, cfg.covariance, weights)
+        write_space(out_dir, all_vectors, embedded["id"].tolist(), gaussians)
+        summary = space_summary(vectors, labels, gaussians, weights)
+        explained = plot_space(vectors, labels, gaussians["mean"], picture, cfg.plot_points, stage_seed(params.seed, "emotion_space"))
+        summary["pca_explained_variance"] = {"pc1": float(explained[0]), "pc2": float(explained[1])}
+        seconds = record(seconds=time.perf_counter() - started)["seconds"]  # metrics/timings/emotion_space.json
+        write_json(layout.metrics / "emotion_space.json", summary)
+        log_metrics(summary)
+        log_artifact(str(picture))
+        log_artifact(str(layout.metrics / "emotion_space.json"))
+    log.info("emotion_space: %d vectors of width %d in %.1fs", len(vectors), vectors.shape[1], seconds)
+
+
 def emotion_gaussians(
     vectors: torch.Tensor, labels: torch.Tensor, covariance: str = "diag", weights: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
@@ -156,36 +189,3 @@ def plot_space(vectors: torch.Tensor, labels: torch.Tensor, means: torch.Tensor,
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return explained
-
-
-def run(params: Params, layout: Layout) -> None:
-    """``emogen stage emotion_space``."""
-    cfg = params.emotion_space
-    started = time.perf_counter()
-    manifest = read_table(layout.manifest, ("id", "split", "emotion_idx", "image_path"))
-    train = split_rows(manifest, "train")
-    # Vectors of every image balance may use (stage 2 trains on them); Gaussians of train only.
-    embedded = manifest[manifest["split"].isin({"train", *params.balance.splits})].reset_index(drop=True)
-    is_train = torch.from_numpy((embedded["split"] == "train").to_numpy())
-    paths = image_paths(embedded, layout.dataset_root(params.data))
-    out_dir = layout.model_dir("emotion_space")
-    picture = layout.metrics / "emotion_space_pca.png"
-    tracked = {"seed": params.seed, "data": params.data.model_dump(), "emotion_space": cfg.model_dump(),
-               "balance": {"splits": params.balance.splits}}
-    with stage_run("emotion_space", tracked):
-        encoder = load_encoder(layout.model_dir("stage1"), resolve_device(cfg.device))
-        all_vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
-        vectors = all_vectors[is_train]
-        labels = torch.tensor(train["emotion_idx"].to_numpy(), dtype=torch.long)
-        weights = confidence_weights(encoder, vectors, labels) if cfg.weights == "confidence" else None
-        gaussians = emotion_gaussians(vectors, labels, cfg.covariance, weights)
-        write_space(out_dir, all_vectors, embedded["id"].tolist(), gaussians)
-        summary = space_summary(vectors, labels, gaussians, weights)
-        explained = plot_space(vectors, labels, gaussians["mean"], picture, cfg.plot_points, stage_seed(params.seed, "emotion_space"))
-        summary["pca_explained_variance"] = {"pc1": float(explained[0]), "pc2": float(explained[1])}
-        seconds = record(seconds=time.perf_counter() - started)["seconds"]  # metrics/timings/emotion_space.json
-        write_json(layout.metrics / "emotion_space.json", summary)
-        log_metrics(summary)
-        log_artifact(str(picture))
-        log_artifact(str(layout.metrics / "emotion_space.json"))
-    log.info("emotion_space: %d vectors of width %d in %.1fs", len(vectors), vectors.shape[1], seconds)

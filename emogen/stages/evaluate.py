@@ -45,30 +45,6 @@ PER_EMOTION_COLUMNS = ("method", "emotion", "images", "emo_a", "emo_a_clip", "em
 REFERENCE = "emogen"  # comparisons: this method minus each other one
 
 
-def check_shared_seeds(generated: dict[str, ImageSet]) -> None:
-    """Paired comparisons resample image k of every method together: each method's image k must
-    have the same target emotion and seed. An error names the first method that differs."""
-    first, *others = generated
-    key = [(e.get("emotion"), e.get("seed")) for e in generated[first].entries]
-    for method in others:
-        if [(e.get("emotion"), e.get("seed")) for e in generated[method].entries] != key:
-            raise UserError(f"data/generated/{method}/index.json: its images' emotions and seeds differ from "
-                            f"{first}'s; paired comparisons need every method generated from the same seeds "
-                            "(same generate params): regenerate it (`dvc repro`)")
-
-
-def write_per_emotion(path: Path, rows: dict[str, dict[str, dict]], evaluators: str) -> None:
-    """One row per method and emotion; ``evaluators`` says whose numbers they are (stand-ins or not)."""
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, PER_EMOTION_COLUMNS)
-        writer.writeheader()
-        for method, per_emotion in rows.items():
-            for emotion, values in per_emotion.items():
-                writer.writerow({"method": method, "emotion": emotion, "evaluators": evaluators,
-                                 **{k: ("" if v is None else round(v, 4) if isinstance(v, float) else v)
-                                    for k, v in values.items()}})
-
-
 def run(params: Params, layout: Layout) -> None:
     p = params.evaluate
     evaluators = load_evaluators(layout.model_dir("evaluators"), resolve_device(p.device))
@@ -143,3 +119,27 @@ def run(params: Params, layout: Layout) -> None:
         log.info("%s: Emo-A %.3f [%.3f, %.3f] (CLIP probe %s), Sem-D %.4f, FID %s, KID %s", method, t["emo_a"]["value"],
                  t["emo_a"]["low"], t["emo_a"]["high"], t.get("emo_a_clip", {}).get("value"), t["sem_d"]["value"],
                  t["fid"]["value"], t["kid"]["value"])
+
+
+def check_shared_seeds(generated: dict[str, ImageSet]) -> None:
+    """Paired comparisons resample image k of every method together: each method's image k must
+    have the same target emotion and seed. An error names the first method that differs."""
+    first, *others = generated
+    key = [(e.get("emotion"), e.get("seed")) for e in generated[first].entries]
+    for method in others:
+        if [(e.get("emotion"), e.get("seed")) for e in generated[method].entries] != key:
+            raise UserError(f"data/generated/{method}/index.json: its images' emotions and seeds differ from "
+                            f"{first}'s; paired comparisons need every method generated from the same seeds "
+                            "(same generate params): regenerate it (`dvc repro`)")
+
+
+def write_per_emotion(path: Path, rows: dict[str, dict[str, dict]], evaluators: str) -> None:
+    """One row per method and emotion; ``evaluators`` says whose numbers they are (stand-ins or not)."""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, PER_EMOTION_COLUMNS)
+        writer.writeheader()
+        for method, per_emotion in rows.items():
+            for emotion, values in per_emotion.items():
+                writer.writerow({"method": method, "emotion": emotion, "evaluators": evaluators,
+                                 **{k: ("" if v is None else round(v, 4) if isinstance(v, float) else v)
+                                    for k, v in values.items()}})

@@ -49,6 +49,29 @@ EMBEDDED_NAMES = {
 }
 
 
+def run(params: Params, layout: Layout) -> None:
+    p = params.evaluators
+    resolution = evaluation_resolution(params, layout)
+    with stage_run(STAGE, {"seed": params.seed, "data": params.data, "evaluators": p}):
+        start = time.perf_counter()
+        if p.profile == "pretrained":
+            from emogen.evaluation.pretrained import fit_pretrained_evaluators
+
+            info, report = fit_pretrained_evaluators(params, layout, resolution, resolve_device(p.device))
+        else:
+            info, report = fit_embedded_evaluators(params, layout, resolution)
+        record(seconds=time.perf_counter() - start)  # metrics/timings/evaluators.json
+        write_json(layout.model_dir(STAGE) / EVALUATORS_JSON, {**info, "held_out": report})
+        summary = {"profile": info["profile"], "stand_in": info["stand_in"], "resolution": resolution,
+                   "names": info["names"], **report}
+        layout.metrics.mkdir(parents=True, exist_ok=True)
+        write_json(layout.metrics / METRICS_FILE, summary)
+        log_metrics({k: v for k, v in flatten(report).items() if isinstance(v, (int, float))})
+        set_tags({"stand_in": str(info["stand_in"]), "profile": info["profile"]})
+        log_artifact(str(layout.metrics / METRICS_FILE))
+    log.info("evaluators (%s): %s", info["profile"], json.dumps(report))
+
+
 def evaluation_resolution(params: Params, layout: Layout) -> int:
     """``evaluators.resolution``, else the base model's (generated images' native size)."""
     return params.evaluators.resolution or int(read_base_json(layout.model_dir("base"))["resolution"])
@@ -94,26 +117,3 @@ def fit_embedded_evaluators(params: Params, layout: Layout, resolution: int) -> 
         "content_net": {"channels": list(p.channels)},
     }
     return info, report
-
-
-def run(params: Params, layout: Layout) -> None:
-    p = params.evaluators
-    resolution = evaluation_resolution(params, layout)
-    with stage_run(STAGE, {"seed": params.seed, "data": params.data, "evaluators": p}):
-        start = time.perf_counter()
-        if p.profile == "pretrained":
-            from emogen.evaluation.pretrained import fit_pretrained_evaluators
-
-            info, report = fit_pretrained_evaluators(params, layout, resolution, resolve_device(p.device))
-        else:
-            info, report = fit_embedded_evaluators(params, layout, resolution)
-        record(seconds=time.perf_counter() - start)  # metrics/timings/evaluators.json
-        write_json(layout.model_dir(STAGE) / EVALUATORS_JSON, {**info, "held_out": report})
-        summary = {"profile": info["profile"], "stand_in": info["stand_in"], "resolution": resolution,
-                   "names": info["names"], **report}
-        layout.metrics.mkdir(parents=True, exist_ok=True)
-        write_json(layout.metrics / METRICS_FILE, summary)
-        log_metrics({k: v for k, v in flatten(report).items() if isinstance(v, (int, float))})
-        set_tags({"stand_in": str(info["stand_in"]), "profile": info["profile"]})
-        log_artifact(str(layout.metrics / METRICS_FILE))
-    log.info("evaluators (%s): %s", info["profile"], json.dumps(report))

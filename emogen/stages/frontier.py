@@ -57,6 +57,55 @@ POINT_METRICS = ("emo_a", "emo_a_target_prob", "sem_c", "lpips", "sem_d", "sem_d
                  "scene_entropy", "object_entropy")
 
 
+def run(params: Params, layout: Layout) -> None:
+    p, ev = params.frontier, params.evaluate
+    quiet_libraries()
+    device = resolve_device(p.device)
+    evaluators = load_evaluators(layout.model_dir("evaluators"), device)
+    pipes = {method: load_method_pipeline(layout, method, device) for method in ev.methods}
+    jobs = emotion_jobs(stage_seed(params.seed, STAGE), p.num_images, params.generate.template)
+    rng = np.random.default_rng(stage_seed(params.seed, f"{STAGE}/metrics"))
+
+    with stage_run(STAGE, {"seed": params.seed, "frontier": p.model_dump(), "evaluate": ev.model_dump()}):
+        start = time.perf_counter()
+        curves: dict[str, list[dict]] = {method: [] for method in pipes}
+        per_image: dict[str, list[PointImages]] = {method: [] for method in pipes}
+        for scale in p.guidance_scales:
+            for method, pipe in pipes.items():
+                images = generate_set(pipe, jobs, p.batch_size, evaluators.resolution, scale, f"{method} @ {scale}")
+                table = evaluate_method(evaluators, images, None, ev, rng).table
+                curves[method].append({"guidance_scale": scale, **{k: table[k] for k in POINT_METRICS}})
+                per_image[method].append(point_images(evaluators, images, ev.published_quirks))
+        for curve in curves.values():
+            mark_pareto(curve)
+        result = {
+            "profile": evaluators.info["profile"],
+            "stand_in": evaluators.stand_in,
+            "evaluators": {k: v for k, v in evaluators.names.items() if k in ("emo_a", "sem_c", "sem_d", "lpips")},
+            "guidance_scales": list(p.guidance_scales),
+            "images_per_emotion": p.num_images,
+            "methods": curves,
+            "at_matched_emo_a": matched_comparisons(curves) if EMOGEN in curves else {},
+            # Paired bootstrap over images of the matched comparison (Sem-D over all pairs).
+            "matched_difference": matched_bootstrap(
+                per_image, p.guidance_scales, ev.bootstrap_samples, ev.confidence,
+                np.random.default_rng(stage_seed(params.seed, f"{STAGE}/matched"))) if EMOGEN in per_image else {},
+            "confidence": ev.confidence,
+        }
+        layout.metrics.mkdir(parents=True, exist_ok=True)
+        write_json(layout.metrics / FRONTIER_FILE, result)
+        write_points(layout.metrics / POINTS_FILE, curves)
+        log_metrics({f"{method}.g{point['guidance_scale']}.{metric}": point[metric]["value"]
+                     for method, curve in curves.items() for point in curve for metric in ("emo_a", "sem_d")})
+        log_metrics({"seconds": time.perf_counter() - start})
+        set_tags({"stand_in": str(evaluators.stand_in), "profile": evaluators.info["profile"]})
+        log_artifact(str(layout.metrics / FRONTIER_FILE))
+        log_artifact(str(layout.metrics / POINTS_FILE))
+    for method, curve in curves.items():
+        log.info("%s: %s", method, ", ".join(f"g={q['guidance_scale']}: Emo-A {q['emo_a']['value']:.3f} "
+                                             f"Sem-D {q['sem_d']['value']:.3f}" for q in curve))
+
+
 def pipeline_folder(layout: Layout, method: str) -> Path:
     return layout.model_dir(EMOGEN) if method == EMOGEN else layout.model_dir("baselines") / method
 
@@ -226,52 +275,3 @@ def write_points(path: Path, curves: dict[str, list[dict]]) -> None:
             for p in curve:
                 writer.writerow([method, p["guidance_scale"], p["emo_a"]["value"], p["sem_d"]["value"],
                                  p["emo_a"]["low"], p["emo_a"]["high"], p["sem_d"]["low"], p["sem_d"]["high"]])
-
-
-def run(params: Params, layout: Layout) -> None:
-    p, ev = params.frontier, params.evaluate
-    quiet_libraries()
-    device = resolve_device(p.device)
-    evaluators = load_evaluators(layout.model_dir("evaluators"), device)
-    pipes = {method: load_method_pipeline(layout, method, device) for method in ev.methods}
-    jobs = emotion_jobs(stage_seed(params.seed, STAGE), p.num_images, params.generate.template)
-    rng = np.random.default_rng(stage_seed(params.seed, f"{STAGE}/metrics"))
-
-    with stage_run(STAGE, {"seed": params.seed, "frontier": p.model_dump(), "evaluate": ev.model_dump()}):
-        start = time.perf_counter()
-        curves: dict[str, list[dict]] = {method: [] for method in pipes}
-        per_image: dict[str, list[PointImages]] = {method: [] for method in pipes}
-        for scale in p.guidance_scales:
-            for method, pipe in pipes.items():
-                images = generate_set(pipe, jobs, p.batch_size, evaluators.resolution, scale, f"{method} @ {scale}")
-                table = evaluate_method(evaluators, images, None, ev, rng).table
-                curves[method].append({"guidance_scale": scale, **{k: table[k] for k in POINT_METRICS}})
-                per_image[method].append(point_images(evaluators, images, ev.published_quirks))
-        for curve in curves.values():
-            mark_pareto(curve)
-        result = {
-            "profile": evaluators.info["profile"],
-            "stand_in": evaluators.stand_in,
-            "evaluators": {k: v for k, v in evaluators.names.items() if k in ("emo_a", "sem_c", "sem_d", "lpips")},
-            "guidance_scales": list(p.guidance_scales),
-            "images_per_emotion": p.num_images,
-            "methods": curves,
-            "at_matched_emo_a": matched_comparisons(curves) if EMOGEN in curves else {},
-            # Paired bootstrap over images of the matched comparison (Sem-D over all pairs).
-            "matched_difference": matched_bootstrap(
-                per_image, p.guidance_scales, ev.bootstrap_samples, ev.confidence,
-                np.random.default_rng(stage_seed(params.seed, f"{STAGE}/matched"))) if EMOGEN in per_image else {},
-            "confidence": ev.confidence,
-        }
-        layout.metrics.mkdir(parents=True, exist_ok=True)
-        write_json(layout.metrics / FRONTIER_FILE, result)
-        write_points(layout.metrics / POINTS_FILE, curves)
-        log_metrics({f"{method}.g{point['guidance_scale']}.{metric}": point[metric]["value"]
-                     for method, curve in curves.items() for point in curve for metric in ("emo_a", "sem_d")})
-        log_metrics({"seconds": time.perf_counter() - start})
-        set_tags({"stand_in": str(evaluators.stand_in), "profile": evaluators.info["profile"]})
-        log_artifact(str(layout.metrics / FRONTIER_FILE))
-        log_artifact(str(layout.metrics / POINTS_FILE))
-    for method, curve in curves.items():
-        log.info("%s: %s", method, ", ".join(f"g={q['guidance_scale']}: Emo-A {q['emo_a']['value']:.3f} "
-                                             f"Sem-D {q['sem_d']['value']:.3f}" for q in curve))

@@ -37,6 +37,20 @@ _CHUNK = 2000
 _POOL_MIN_ENTRIES = 4000  # below this a worker pool costs more than it saves
 
 
+def run(params: Params, layout: Layout) -> None:
+    with stage_run("ingest", {"data": params.data.model_dump(), "ingest": params.ingest.model_dump()}):
+        start = time.perf_counter()
+        metrics = ingest(params, layout)
+        seconds = round(time.perf_counter() - start, 2)
+        log_metrics({
+            "rows": metrics["rows"], "quarantined": metrics["quarantined"], "seconds": seconds,
+            **{f"quarantined_{r}": n for r, n in metrics["quarantined_by_reason"].items()},
+            **{f"rows_{s}": n for s, n in metrics["per_split"].items()},
+        })
+        log_artifact(str(layout.metrics / "ingest.json"))
+    log.info("ingest: %d rows, %d quarantined in %.1f s", metrics["rows"], metrics["quarantined"], seconds)
+
+
 def _check_fingerprint(layout: Layout, root: Path) -> None:
     """A real EmoSet is not tracked by DVC: refuse to ingest one that changed since prepare_data."""
     recorded_file = layout.fingerprint
@@ -131,17 +145,3 @@ def ingest(params: Params, layout: Layout) -> dict[str, Any]:
     layout.metrics.mkdir(parents=True, exist_ok=True)
     write_json(layout.metrics / "ingest.json", metrics)
     return metrics
-
-
-def run(params: Params, layout: Layout) -> None:
-    with stage_run("ingest", {"data": params.data.model_dump(), "ingest": params.ingest.model_dump()}):
-        start = time.perf_counter()
-        metrics = ingest(params, layout)
-        seconds = round(time.perf_counter() - start, 2)
-        log_metrics({
-            "rows": metrics["rows"], "quarantined": metrics["quarantined"], "seconds": seconds,
-            **{f"quarantined_{r}": n for r, n in metrics["quarantined_by_reason"].items()},
-            **{f"rows_{s}": n for s, n in metrics["per_split"].items()},
-        })
-        log_artifact(str(layout.metrics / "ingest.json"))
-    log.info("ingest: %d rows, %d quarantined in %.1f s", metrics["rows"], metrics["quarantined"], seconds)

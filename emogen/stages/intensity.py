@@ -44,6 +44,47 @@ CSV_FILE = "intensity.csv"
 STRIP_FILE = "intensity_strip.png"
 
 
+def run(params: Params, layout: Layout) -> None:
+    """The ``intensity`` stage (module docstring)."""
+    cfg = params.intensity
+    pipe = load_pipeline(str(layout.model_dir("emogen")), cfg.device)
+    pipe.check_words(cfg.template)
+    evaluators = load_evaluators(layout.model_dir("evaluators"), device=pipe.device)
+    with stage_run("intensity", {"seed": params.seed, "intensity": cfg.model_dump()}):
+        start = time.perf_counter()
+        curve = intensity_curve(
+            pipe, evaluators, cfg.intensities, cfg.num_images, stage_seed(params.seed, "intensity"),
+            cfg.template, cfg.batch_size, cfg.grid_cell,
+        )
+        points = curve.summary()
+        means = [p["mean_target_prob"]["value"] for p in points]
+        result = {
+            "evaluator": evaluators.names.get("emo_a", "emotion probe"),
+            "stand_in": evaluators.stand_in,
+            "rule": "e = c + s·(x − c); c = mean of the 8 emotion means, x ~ the emotion's Gaussian",
+            "images_per_emotion": cfg.num_images,
+            "template": cfg.template,
+            "chance": 1 / NUM_EMOTIONS,
+            "rises": bool(all(b > a for a, b in pairwise(means))),
+            "points": points,
+        }
+        layout.metrics.mkdir(parents=True, exist_ok=True)
+        write_json(layout.metrics / JSON_FILE, result)
+        with open(layout.metrics / CSV_FILE, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["intensity", "mean_target_prob", "top1", *EMOTIONS])
+            writer.writerows([p["intensity"], p["mean_target_prob"]["value"], p["top1"]["value"],
+                              *(p["per_emotion"][name] for name in EMOTIONS)] for p in points)
+        curve.strip.save(layout.metrics / STRIP_FILE)
+        for p in points:
+            step = round(p["intensity"] * 100)  # MLflow steps are integers: s × 100
+            log_metrics({"mean_target_prob": p["mean_target_prob"]["value"], "top1": p["top1"]["value"]}, step=step)
+        log_artifact(str(layout.metrics / JSON_FILE))
+        log_artifact(str(layout.metrics / STRIP_FILE))
+        log.info("intensity: %s → mean target prob %s (%.1f s)", curve.intensities,
+                 [round(m, 3) for m in means], time.perf_counter() - start)
+
+
 class EmotionProbe(Protocol):
     """What the curve needs of ``emogen.evaluation.evaluators.Evaluators``."""
 
@@ -109,44 +150,3 @@ def intensity_curve(
     cells = [images[k * per_s + e * num_images] for e in range(NUM_EMOTIONS) for k in range(len(intensities))]
     strip = make_grid(cells, len(intensities), grid_cell)
     return IntensityCurve([float(s) for s in intensities], target_prob, top1, strip)
-
-
-def run(params: Params, layout: Layout) -> None:
-    """The ``intensity`` stage (module docstring)."""
-    cfg = params.intensity
-    pipe = load_pipeline(str(layout.model_dir("emogen")), cfg.device)
-    pipe.check_words(cfg.template)
-    evaluators = load_evaluators(layout.model_dir("evaluators"), device=pipe.device)
-    with stage_run("intensity", {"seed": params.seed, "intensity": cfg.model_dump()}):
-        start = time.perf_counter()
-        curve = intensity_curve(
-            pipe, evaluators, cfg.intensities, cfg.num_images, stage_seed(params.seed, "intensity"),
-            cfg.template, cfg.batch_size, cfg.grid_cell,
-        )
-        points = curve.summary()
-        means = [p["mean_target_prob"]["value"] for p in points]
-        result = {
-            "evaluator": evaluators.names.get("emo_a", "emotion probe"),
-            "stand_in": evaluators.stand_in,
-            "rule": "e = c + s·(x − c); c = mean of the 8 emotion means, x ~ the emotion's Gaussian",
-            "images_per_emotion": cfg.num_images,
-            "template": cfg.template,
-            "chance": 1 / NUM_EMOTIONS,
-            "rises": bool(all(b > a for a, b in pairwise(means))),
-            "points": points,
-        }
-        layout.metrics.mkdir(parents=True, exist_ok=True)
-        write_json(layout.metrics / JSON_FILE, result)
-        with open(layout.metrics / CSV_FILE, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["intensity", "mean_target_prob", "top1", *EMOTIONS])
-            writer.writerows([p["intensity"], p["mean_target_prob"]["value"], p["top1"]["value"],
-                              *(p["per_emotion"][name] for name in EMOTIONS)] for p in points)
-        curve.strip.save(layout.metrics / STRIP_FILE)
-        for p in points:
-            step = round(p["intensity"] * 100)  # MLflow steps are integers: s × 100
-            log_metrics({"mean_target_prob": p["mean_target_prob"]["value"], "top1": p["top1"]["value"]}, step=step)
-        log_artifact(str(layout.metrics / JSON_FILE))
-        log_artifact(str(layout.metrics / STRIP_FILE))
-        log.info("intensity: %s → mean target prob %s (%.1f s)", curve.intensities,
-                 [round(m, 3) for m in means], time.perf_counter() - start)

@@ -57,6 +57,31 @@ STAGE = "latents"
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
+def run(params: Params, layout: Layout) -> dict[str, float]:
+    p, started = params.latents, time.perf_counter()
+    accelerator = Accelerator(cpu=resolve_device(p.device).type == "cpu")
+    images = unique_images(layout.balanced)
+    base = load_base(layout.model_dir("base"), device=accelerator.device, dtype=DTYPES[p.dtype])
+    out = layout.latents
+    if accelerator.is_main_process:
+        shutil.rmtree(out, ignore_errors=True)  # the stage's own output
+        out.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    with stage_run(STAGE, {"seed": params.seed, STAGE: p.model_dump()}) if accelerator.is_main_process else nullcontext():
+        encoded = encode_shard(base, images, layout.dataset_root(params.data), out, p,
+                               stage_seed(params.seed, STAGE), accelerator.process_index, accelerator.num_processes)
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return {}
+        finish(params, layout, base, images)
+        elapsed = time.perf_counter() - started
+        metrics = {"num_images": len(images), "rank0_images": encoded, "processes": accelerator.num_processes,
+                   "time_s": elapsed, "images_per_s": len(images) / elapsed}
+        log_metrics(metrics)
+        log.info("latents: %d images (both flips) → %s in %.1f s", len(images), layout.relative(out), elapsed)
+        return metrics
+
+
 def unique_images(balanced: Path) -> pd.DataFrame:
     """``id``, ``image_path`` of every image ``balanced.parquet`` uses, in first-appearance order."""
     if not balanced.is_file():
@@ -204,28 +229,3 @@ def finish(params: Params, layout: Layout, base: BaseComponents, images: pd.Data
     seed, fingerprint = stage_seed(params.seed, STAGE), folder_fingerprint(base_dir)
     key = values_key(fingerprint, dataset_root, images, base.resolution, seed, params.latents.dtype)
     write_index(layout.latents, images, base, params.latents, seed, fingerprint, key)
-
-
-def run(params: Params, layout: Layout) -> dict[str, float]:
-    p, started = params.latents, time.perf_counter()
-    accelerator = Accelerator(cpu=resolve_device(p.device).type == "cpu")
-    images = unique_images(layout.balanced)
-    base = load_base(layout.model_dir("base"), device=accelerator.device, dtype=DTYPES[p.dtype])
-    out = layout.latents
-    if accelerator.is_main_process:
-        shutil.rmtree(out, ignore_errors=True)  # the stage's own output
-        out.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    with stage_run(STAGE, {"seed": params.seed, STAGE: p.model_dump()}) if accelerator.is_main_process else nullcontext():
-        encoded = encode_shard(base, images, layout.dataset_root(params.data), out, p,
-                               stage_seed(params.seed, STAGE), accelerator.process_index, accelerator.num_processes)
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            return {}
-        finish(params, layout, base, images)
-        elapsed = time.perf_counter() - started
-        metrics = {"num_images": len(images), "rank0_images": encoded, "processes": accelerator.num_processes,
-                   "time_s": elapsed, "images_per_s": len(images) / elapsed}
-        log_metrics(metrics)
-        log.info("latents: %d images (both flips) → %s in %.1f s", len(images), layout.relative(out), elapsed)
-        return metrics

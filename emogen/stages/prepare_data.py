@@ -52,6 +52,26 @@ _POOL_MIN_IMAGES = 1000
 _CHUNK = 250
 
 
+def run(params: Params, layout: Layout) -> None:
+    stage_params = {"seed": params.seed, "data": params.data.model_dump(), "prepare_data": params.prepare_data.model_dump()}
+    if params.data.source == "emoset":
+        check_data_root(Path(params.data.root), layout)  # before anything is written
+    with stage_run("prepare_data", stage_params):
+        start = time.perf_counter()
+        layout.fingerprint.parent.mkdir(parents=True, exist_ok=True)
+        if params.data.source == "synthetic":
+            counts = render_synthetic(params, layout.synthetic)
+            write_json(layout.fingerprint, {"source": "synthetic", "root": layout.relative(layout.synthetic)})
+            log_artifact(str(layout.synthetic / WORLD_FILE))
+        else:
+            clear_own_output(layout.synthetic)
+            counts = record_fingerprint(Path(params.data.root), layout.fingerprint)
+            log_artifact(str(layout.fingerprint))
+        counts["seconds"] = round(time.perf_counter() - start, 2)
+        log_metrics(counts)
+    log.info("prepare_data: %s", counts)
+
+
 def image_ids(specs: list[ImageSpec]) -> list[str]:
     """EmoSet-style ids, ``<emotion>_<n>`` numbered per emotion in drawing order."""
     width = max(5, len(str(len(specs))))
@@ -169,23 +189,3 @@ def record_fingerprint(root: Path, out: Path) -> dict:
     fp = fingerprint(root)
     write_json(out, fp)
     return fp["counts"]
-
-
-def run(params: Params, layout: Layout) -> None:
-    stage_params = {"seed": params.seed, "data": params.data.model_dump(), "prepare_data": params.prepare_data.model_dump()}
-    if params.data.source == "emoset":
-        check_data_root(Path(params.data.root), layout)  # before anything is written
-    with stage_run("prepare_data", stage_params):
-        start = time.perf_counter()
-        layout.fingerprint.parent.mkdir(parents=True, exist_ok=True)
-        if params.data.source == "synthetic":
-            counts = render_synthetic(params, layout.synthetic)
-            write_json(layout.fingerprint, {"source": "synthetic", "root": layout.relative(layout.synthetic)})
-            log_artifact(str(layout.synthetic / WORLD_FILE))
-        else:
-            clear_own_output(layout.synthetic)
-            counts = record_fingerprint(Path(params.data.root), layout.fingerprint)
-            log_artifact(str(layout.fingerprint))
-        counts["seconds"] = round(time.perf_counter() - start, 2)
-        log_metrics(counts)
-    log.info("prepare_data: %s", counts)

@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 
 
+def run(params: Params, layout: Layout) -> None:
+    with stage_run("report", {"report": params.report.model_dump()}):
+        out = write_report(params, layout)
+        log_artifact(str(out))
+        log_metrics({"report_bytes": out.stat().st_size})
+    log.info("report: %s (%.1f MB)", out, out.stat().st_size / 1e6)
+
+
 def write_report(params: Params, layout: Layout) -> Path:
     cfg = params.report
     with tqdm(total=2, desc="report", unit="step") as bar:
@@ -35,11 +43,3 @@ def write_report(params: Params, layout: Layout) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out
-
-
-def run(params: Params, layout: Layout) -> None:
-    with stage_run("report", {"report": params.report.model_dump()}):
-        out = write_report(params, layout)
-        log_artifact(str(out))
-        log_metrics({"report_bytes": out.stat().st_size})
-    log.info("report: %s (%.1f MB)", out, out.stat().st_size / 1e6)

@@ -57,6 +57,25 @@ EpochCallback = Callable[[dict[str, float]], None]
 _SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
 
+def run(params: Params, layout: Layout) -> None:
+    """``emogen stage stage1``: train, then write the encoder, metrics and plot data."""
+    cfg = params.stage1
+    manifest = read_table(layout.manifest, MANIFEST_COLUMNS)
+    dataset_root = layout.dataset_root(params.data)
+    accelerator = make_accelerator(cfg)
+    train = partial(
+        train_encoder, cfg, manifest, dataset_root, layout.model_dir("stage1"),
+        stage_seed(params.seed, "stage1"), accelerator=accelerator, layout=layout,
+    )
+    if not accelerator.is_main_process:  # the other `accelerate launch` processes only train
+        train()
+        return
+    with stage_run("stage1", {"seed": params.seed, "data": params.data.model_dump(), "stage1": cfg.model_dump()}):
+        result = train(on_epoch=lambda record: log_metrics(
+            {k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"])))
+        write_stage1_outputs(result, split_rows(manifest, "test"), dataset_root, layout)
+
+
 def make_accelerator(cfg: Stage1Params) -> Accelerator:
     accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
@@ -272,22 +291,3 @@ def train_encoder(
         resumed_from_epoch=fit.resumed_from,
         seconds=time.perf_counter() - started,
     )
-
-
-def run(params: Params, layout: Layout) -> None:
-    """``emogen stage stage1``: train, then write the encoder, metrics and plot data."""
-    cfg = params.stage1
-    manifest = read_table(layout.manifest, MANIFEST_COLUMNS)
-    dataset_root = layout.dataset_root(params.data)
-    accelerator = make_accelerator(cfg)
-    train = partial(
-        train_encoder, cfg, manifest, dataset_root, layout.model_dir("stage1"),
-        stage_seed(params.seed, "stage1"), accelerator=accelerator, layout=layout,
-    )
-    if not accelerator.is_main_process:  # the other `accelerate launch` processes only train
-        train()
-        return
-    with stage_run("stage1", {"seed": params.seed, "data": params.data.model_dump(), "stage1": cfg.model_dump()}):
-        result = train(on_epoch=lambda record: log_metrics(
-            {k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"])))
-        write_stage1_outputs(result, split_rows(manifest, "test"), dataset_root, layout)

@@ -74,6 +74,16 @@ WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloa
 HISTORY_FIELDS = ("step", "l_ldm", "l_attr", "loss", "attr_acc", "attr_samples")
 
 
+def run(params: Params, layout: Layout) -> dict[str, float]:
+    started = time.perf_counter()
+    accelerator = Accelerator(mixed_precision=params.stage2.mixed_precision)
+    require_launched_processes(accelerator)
+    trainer = Trainer(params, layout, accelerator)
+    tracked = {"seed": params.seed, STAGE: params.stage2.model_dump()}
+    with stage_run(STAGE, tracked) if accelerator.is_main_process else nullcontext():
+        return train(trainer, layout, started)
+
+
 @dataclass
 class StepOutput:
     loss: torch.Tensor  # scalar, the weighted objective
@@ -416,13 +426,3 @@ def summarize_recent(rows: list[dict[str, float]]) -> dict[str, float]:
         if values:
             out[key] = round(sum(values) / len(values), 4)
     return out
-
-
-def run(params: Params, layout: Layout) -> dict[str, float]:
-    started = time.perf_counter()
-    accelerator = Accelerator(mixed_precision=params.stage2.mixed_precision)
-    require_launched_processes(accelerator)
-    trainer = Trainer(params, layout, accelerator)
-    tracked = {"seed": params.seed, STAGE: params.stage2.model_dump()}
-    with stage_run(STAGE, tracked) if accelerator.is_main_process else nullcontext():
-        return train(trainer, layout, started)

@@ -49,6 +49,49 @@ _VOCAB_COLUMNS = ("scene", "facial_expression", "human_action")
 _EXAMPLES = 5
 
 
+def run_suites(tables: dict[str, Table], docs_dir: Path) -> list[Any]:
+    """Run every table's suite in an ephemeral GX context; build Data Docs into ``docs_dir``."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site("emogen", {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    source = context.data_sources.add_pandas("emoset")
+    results = []
+    for name, table in tables.items():
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+        suite = context.suites.add(gx.ExpectationSuite(name=name))
+        for expectation in table.expectations:
+            suite.add_expectation(expectation)
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        results.append(definition.run(
+            batch_parameters={"dataframe": table.frame},
+            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": [table.key],
+                           "partial_unexpected_count": _EXAMPLES},
+        ))
+    context.build_data_docs(site_names=["emogen"])
+    return results
+
+
+def run(params: Params, layout: Layout) -> None:
+    with stage_run("validate", {"data": params.data.model_dump(), "validate": params.validate_.model_dump()}):
+        try:
+            summary = validate(params, layout)
+        finally:
+            # The report is logged whether the data passed or not: a failure is what it is for.
+            out = validation_dir(layout)
+            if (layout.metrics / SUMMARY_FILE).is_file():
+                report = json.loads((layout.metrics / SUMMARY_FILE).read_text())
+                log_metrics({"evaluated": report["evaluated"], "failed": report["failed"],
+                                    "success": int(report["success"])})
+                log_artifact(str(layout.metrics / SUMMARY_FILE))
+                log_artifact(str(out / "result.json"))
+                log_artifacts(str(out / "docs"), "data_docs")
+    log.info("validate: %d expectations passed", summary["evaluated"])
+
+
 @dataclass
 class Table:
     """One dataframe and the expectations (GX expectation objects) that run on it."""
@@ -102,32 +145,6 @@ def build_tables(manifest: pd.DataFrame, vocabularies: dict[str, frozenset[str]]
     return tables
 
 
-def run_suites(tables: dict[str, Table], docs_dir: Path) -> list[Any]:
-    """Run every table's suite in an ephemeral GX context; build Data Docs into ``docs_dir``."""
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site("emogen", {
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
-    source = context.data_sources.add_pandas("emoset")
-    results = []
-    for name, table in tables.items():
-        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
-        suite = context.suites.add(gx.ExpectationSuite(name=name))
-        for expectation in table.expectations:
-            suite.add_expectation(expectation)
-        definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-        results.append(definition.run(
-            batch_parameters={"dataframe": table.frame},
-            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": [table.key],
-                           "partial_unexpected_count": _EXAMPLES},
-        ))
-    context.build_data_docs(site_names=["emogen"])
-    return results
-
-
 def summarize(results: list[Any], tables: dict[str, Table]) -> tuple[dict[str, Any], list[str]]:
     """(timestamp-free summary for metrics/validate.json, one line per failed expectation)."""
     checks: dict[str, Any] = {}
@@ -175,20 +192,3 @@ def validate(params: Params, layout: Layout) -> dict[str, Any]:
             + f"\nreport: {out / 'docs' / 'index.html'}"
         )
     return summary
-
-
-def run(params: Params, layout: Layout) -> None:
-    with stage_run("validate", {"data": params.data.model_dump(), "validate": params.validate_.model_dump()}):
-        try:
-            summary = validate(params, layout)
-        finally:
-            # The report is logged whether the data passed or not: a failure is what it is for.
-            out = validation_dir(layout)
-            if (layout.metrics / SUMMARY_FILE).is_file():
-                report = json.loads((layout.metrics / SUMMARY_FILE).read_text())
-                log_metrics({"evaluated": report["evaluated"], "failed": report["failed"],
-                                    "success": int(report["success"])})
-                log_artifact(str(layout.metrics / SUMMARY_FILE))
-                log_artifact(str(out / "result.json"))
-                log_artifacts(str(out / "docs"), "data_docs")
-    log.info("validate: %d expectations passed", summary["evaluated"])
