@@ -50,6 +50,7 @@ TARGET_EACH, TARGET_TOGETHER, TARGET_ALONE = 2.5, 0.8, 1.10
 
 # ---------------------------------------------------------------- worker (one process)
 
+
 def _worker(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
     from emogen.config import load_params
@@ -83,8 +84,9 @@ def _worker(args: argparse.Namespace) -> None:
             t = torch.randint(bp.unet.num_train_timesteps, (batch,))
             pred = unet(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=states).sample
             snr = compute_snr(scheduler, t)
-            loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) *
-                    snr.clamp(max=bp.unet.snr_gamma) / snr).mean()
+            loss = (
+                F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * snr.clamp(max=bp.unet.snr_gamma) / snr
+            ).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -117,8 +119,17 @@ def _worker(args: argparse.Namespace) -> None:
     def report() -> None:  # at the window's end, whatever step is running: no one runs alone after it
         time.sleep(max(0.0, end - time.time()))
         # No step ended within the window: the running one took at least this long (a lower bound).
-        print(json.dumps({"pid": os.getpid(), "durations": list(durations), "threads": n_threads,
-                          "at_least": None if durations else end - current[0]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "durations": list(durations),
+                    "threads": n_threads,
+                    "at_least": None if durations else end - current[0],
+                }
+            ),
+            flush=True,
+        )
         os._exit(0)
 
     threading.Thread(target=report, daemon=True).start()
@@ -131,6 +142,7 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- driver
+
 
 def _env(policy: str, registry: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in THREAD_ENV}
@@ -146,10 +158,27 @@ def run_group(workload: str, policy: str, count: int, args: argparse.Namespace) 
     with tempfile.TemporaryDirectory(prefix="emogen-contention-") as tmp:
         sync, registry = Path(tmp, "sync"), Path(tmp, "procs")
         sync.mkdir()
-        cmd = [sys.executable, __file__, "--worker", "--workload", workload, "--policy", policy, "--sync", str(sync),
-               "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--params", str(args.params)]
-        procs = [subprocess.Popen(cmd, env=_env(policy, registry), stdout=subprocess.PIPE, text=True, cwd=REPO)
-                 for _ in range(count)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--workload",
+            workload,
+            "--policy",
+            policy,
+            "--sync",
+            str(sync),
+            "--seconds",
+            str(args.seconds),
+            "--warmup",
+            str(args.warmup),
+            "--params",
+            str(args.params),
+        ]
+        procs = [
+            subprocess.Popen(cmd, env=_env(policy, registry), stdout=subprocess.PIPE, text=True, cwd=REPO)
+            for _ in range(count)
+        ]
         while len(list(sync.glob("ready-*"))) < count:
             if any(p.poll() not in (None, 0) for p in procs):
                 break
@@ -162,9 +191,15 @@ def run_group(workload: str, policy: str, count: int, args: argparse.Namespace) 
                 raise SystemExit(f"{workload}/{policy} worker failed (exit {proc.returncode})")
             results.append(json.loads(out.strip().splitlines()[-1]))
     medians = [statistics.median(r["durations"]) if r["durations"] else r["at_least"] for r in results]
-    return {"workload": workload, "policy": policy, "processes": count, "step_s": medians,
-            "steps": [len(r["durations"]) for r in results], "threads": [r["threads"] for r in results],
-            "lower_bound": [not r["durations"] for r in results]}
+    return {
+        "workload": workload,
+        "policy": policy,
+        "processes": count,
+        "step_s": medians,
+        "steps": [len(r["durations"]) for r in results],
+        "threads": [r["threads"] for r in results],
+        "lower_bound": [not r["durations"] for r in results],
+    }
 
 
 def summarize(rows: list[dict]) -> tuple[list[str], dict[str, bool]]:
@@ -175,20 +210,26 @@ def summarize(rows: list[dict]) -> tuple[list[str], dict[str, bool]]:
         ref = mine.get(("old", 1))
         ref_s = statistics.mean(ref["step_s"]) if ref else float("nan")
         lines.append(f"{workload}: idle single run, old policy: {ref_s * 1000:.1f} ms/step")
-        lines.append(f"  {'policy':<12} {'procs':>5} {'threads':>8} {'ms/step (each)':>22} {'vs idle':>8} {'throughput':>10}")
+        lines.append(
+            f"  {'policy':<12} {'procs':>5} {'threads':>8} {'ms/step (each)':>22} {'vs idle':>8} {'throughput':>10}"
+        )
         for (policy, count), r in mine.items():
             each = statistics.mean(r["step_s"])
             steps = "/".join(f"{'≥' if low else ''}{s * 1000:.1f}" for s, low in zip(r["step_s"], r["lower_bound"]))
-            lines.append(f"  {policy:<12} {count:>5} {'/'.join(map(str, r['threads'])):>8} {steps:>22} "
-                         f"{each / ref_s:>7.2f}x {count * ref_s / each:>9.2f}x")
+            lines.append(
+                f"  {policy:<12} {count:>5} {'/'.join(map(str, r['threads'])):>8} {steps:>22} "
+                f"{each / ref_s:>7.2f}x {count * ref_s / each:>9.2f}x"
+            )
         new1, new2 = mine.get(("new", 1)), mine.get(("new", 2))
         if ref and new2:
             worst = max(new2["step_s"]) / ref_s
             together = 2 * ref_s / statistics.mean(new2["step_s"])
             verdicts[f"{workload}: two at once, each ≤ {TARGET_EACH}x"] = worst <= TARGET_EACH
             verdicts[f"{workload}: two at once, together ≥ {TARGET_TOGETHER}x"] = together >= TARGET_TOGETHER
-            lines.append(f"  two at once (new): slowest {worst:.2f}x of idle (target ≤ {TARGET_EACH}x), "
-                         f"together {together:.2f}x idle throughput (target ≥ {TARGET_TOGETHER}x)")
+            lines.append(
+                f"  two at once (new): slowest {worst:.2f}x of idle (target ≤ {TARGET_EACH}x), "
+                f"together {together:.2f}x idle throughput (target ≥ {TARGET_TOGETHER}x)"
+            )
         if ref and new1:
             alone = statistics.mean(new1["step_s"]) / ref_s
             verdicts[f"{workload}: one alone, ≤ {TARGET_ALONE:.2f}x of today"] = alone <= TARGET_ALONE
@@ -218,16 +259,23 @@ def main(argv: list[str] | None = None) -> dict:
     counts = [int(c) for c in args.counts.split(",")]
     if "old" not in policies:
         policies.insert(0, "old")  # the reference: today's idle single run
-    print(f"{os.cpu_count()} cores; {args.seconds:g} s per group after {args.warmup} warm-up steps; params {args.params}")
+    print(
+        f"{os.cpu_count()} cores; {args.seconds:g} s per group after {args.warmup} warm-up steps; params {args.params}"
+    )
     rows = []
     for workload in workloads:
         for count in counts:
             for policy in policies:
                 rows.append(run_group(workload, policy, count, args))
                 r = rows[-1]
-                print(f"  {workload} × {count} {policy}: " + ", ".join(
-                    f"{'≥' if low else ''}{s * 1000:.1f} ms/step ({n} steps, {t} threads)"
-                    for s, n, t, low in zip(r["step_s"], r["steps"], r["threads"], r["lower_bound"])), flush=True)
+                print(
+                    f"  {workload} × {count} {policy}: "
+                    + ", ".join(
+                        f"{'≥' if low else ''}{s * 1000:.1f} ms/step ({n} steps, {t} threads)"
+                        for s, n, t, low in zip(r["step_s"], r["steps"], r["threads"], r["lower_bound"])
+                    ),
+                    flush=True,
+                )
     lines, verdicts = summarize(rows)
     print("\n".join(lines))
     for name, ok in verdicts.items():

@@ -23,9 +23,10 @@ import torch
 from safetensors.torch import load_file
 
 from emogen.config import parse_params
-from emogen.stages import ingest, prepare_data as prepare
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
+from emogen.stages import ingest
+from emogen.stages import prepare_data as prepare
 from emogen.stages.stage1 import train_encoder
 
 
@@ -56,8 +57,10 @@ def main() -> None:
         print(f"same seed twice: weights bit-identical: {identical}; test accuracy {accuracy[args.seeds[0]]}")
         firsts = [runs[0] for runs in accuracy.values()]
         if len(firsts) > 1:
-            print(f"across {len(firsts)} seeds: mean {statistics.mean(firsts):.4f}, "
-                  f"std {statistics.stdev(firsts):.4f}, range {min(firsts):.4f}–{max(firsts):.4f}")
+            print(
+                f"across {len(firsts)} seeds: mean {statistics.mean(firsts):.4f}, "
+                f"std {statistics.stdev(firsts):.4f}, range {min(firsts):.4f}–{max(firsts):.4f}"
+            )
 
 
 if __name__ == "__main__":

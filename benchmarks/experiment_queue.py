@@ -79,18 +79,24 @@ def trim_lock(clone: Path, target: str) -> None:
 def scratch_clone(repo: Path, workdir: Path, overrides: list[str], target: str) -> tuple[Path, dict[str, str]]:
     clone = workdir / "repo"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(clone)], check=True)
-    env = {**os.environ,
-           "PYTHONPATH": str(clone),  # the clone's code, also inside DVC's temporary experiment copies
-           "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-           "XDG_CACHE_HOME": str(workdir / "cache"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(clone),  # the clone's code, also inside DVC's temporary experiment copies
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+        "XDG_CACHE_HOME": str(workdir / "cache"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     _run(["dvc", "cache", "dir", "--local", str(workdir / "dvc-cache")], clone, env)
     trim_lock(clone, target)
     params = yaml.safe_load((clone / "params.yaml").read_text())
     for assignment in overrides:
         _set(params, assignment)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "small params"], clone, env)
+    _run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "small params"],
+        clone,
+        env,
+    )
     return clone, env
 
 
@@ -117,20 +123,34 @@ def run_mode(clone: Path, env: dict[str, str], target: str, seeds: list[int], jo
                 finished[name] = time.perf_counter() - start
                 print(f"  {name}: {status[name]} after {finished[name]:.0f} s", flush=True)
                 if status[name] == "Failed":
-                    log = subprocess.run(["dvc", "queue", "logs", name], cwd=clone, env=env, capture_output=True,
-                                         text=True, check=False)
+                    log = subprocess.run(
+                        ["dvc", "queue", "logs", name], cwd=clone, env=env, capture_output=True, text=True, check=False
+                    )
                     raise SystemExit(f"experiment {name} failed:\n{log.stdout[-3000:]}")
     wall = max(finished.values())
     _run(["dvc", "queue", "stop"], clone, env)
-    return {"jobs": jobs, "seeds": seeds, "wall_s": round(wall, 1), "finished_s": {k: round(v, 1) for k, v in finished.items()}}
+    return {
+        "jobs": jobs,
+        "seeds": seeds,
+        "wall_s": round(wall, 1),
+        "finished_s": {k: round(v, 1) for k, v in finished.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=REPO, help="repository to clone (its HEAD; default: this one)")
-    parser.add_argument("--target", default="base_model", help="the stage each experiment runs up to (default %(default)s)")
-    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[],
-                        help="params override key=value in the clone, after SMALL (repeatable)")
+    parser.add_argument(
+        "--target", default="base_model", help="the stage each experiment runs up to (default %(default)s)"
+    )
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="params override key=value in the clone, after SMALL (repeatable)",
+    )
     parser.add_argument("--no-small", action="store_true", help="the repository's own params, not SMALL")
     parser.add_argument("--seeds", default="601,602,603,604", help="two seeds for -j 1, two for -j 2")
     parser.add_argument("--json", type=Path)
@@ -140,7 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
     if len(seeds) != 4 or len(set(seeds)) != 4:
         raise SystemExit("--seeds: four distinct seeds (two per mode: no mode may reuse the other's run cache)")
     workdir = Path(tempfile.mkdtemp(prefix="emogen-queue-"))
-    clone, env = scratch_clone(args.repo.resolve(), workdir, ([] if args.no_small else SMALL) + args.overrides, args.target)
+    clone, env = scratch_clone(
+        args.repo.resolve(), workdir, ([] if args.no_small else SMALL) + args.overrides, args.target
+    )
     print(f"{os.cpu_count()} cores; `dvc exp run --queue {args.target}` × 2 seeds per mode in {clone}", flush=True)
     serial = run_mode(clone, env, args.target, seeds[:2], jobs=1)
     print(f"one after the other (-j 1): {serial['wall_s']:.0f} s", flush=True)
@@ -148,8 +170,15 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"side by side (-j 2):        {parallel['wall_s']:.0f} s", flush=True)
     speedup = serial["wall_s"] / parallel["wall_s"]
     print(f"-j 2 vs -j 1: {speedup:.2f}x faster" if speedup >= 1 else f"-j 2 vs -j 1: {1 / speedup:.2f}x slower")
-    result = {"cores": os.cpu_count(), "target": args.target, "overrides": args.overrides,
-              "small": not args.no_small, "serial": serial, "parallel": parallel, "speedup": round(speedup, 2)}
+    result = {
+        "cores": os.cpu_count(),
+        "target": args.target,
+        "overrides": args.overrides,
+        "small": not args.no_small,
+        "serial": serial,
+        "parallel": parallel,
+        "speedup": round(speedup, 2),
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     if args.keep:

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from emogen.emotions import EMOTIONS
-from emogen.pipelines.jobs import ImageJob, run_jobs
-from emogen.pipelines.emogen_pipeline import EmoGenPipeline
-from emogen.pipelines.sampling import EmotionGaussians
 from emogen.devices import resolve_device
+from emogen.emotions import EMOTIONS
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.jobs import ImageJob, run_jobs
+from emogen.pipelines.sampling import EmotionGaussians
 from emogen.pipelines.settings import quiet_libraries
 
 WORDS = "a photo of a bag cup room street"
@@ -63,43 +63,84 @@ def build_random_pipeline(shape: str, folder: Path) -> Path:
     if shape == "sd15":
         tokenizer = _tokenizer(folder / "_tokenizer", 77)
         width, vector_dim, resolution = 768, 768, 512
-        text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=3072,
-                              num_attention_heads=12, num_hidden_layers=12, max_position_embeddings=77,
-                              hidden_act="quick_gelu", projection_dim=768, **_special_ids(tokenizer))
+        text = CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+            **_special_ids(tokenizer),
+        )
         unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # the defaults are SD 1.5's
-        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                            up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2,
-                            sample_size=512)
+        vae = AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            layers_per_block=2,
+            sample_size=512,
+        )
         mapper = MapperConfig(in_dim=vector_dim, out_dim=width)  # the published 768 → 1024 → 768
     else:  # about the embedded base model: 16 px pixel space (tiny_sd: 16 px latents of a 32 px VAE)
         tokenizer = _tokenizer(folder / "_tokenizer", 16)
         width, vector_dim = 64, 64
         channels, resolution = (4, 32) if shape == "tiny_sd" else (3, 16)
-        text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=128,
-                              num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=16,
-                              **_special_ids(tokenizer))
+        text = CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=width,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=16,
+            **_special_ids(tokenizer),
+        )
         unet = UNet2DConditionModel(
-            sample_size=16, in_channels=channels, out_channels=channels, block_out_channels=(32, 64, 64),
-            layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            sample_size=16,
+            in_channels=channels,
+            out_channels=channels,
+            block_out_channels=(32, 64, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=width, attention_head_dim=8, norm_num_groups=8,
+            cross_attention_dim=width,
+            attention_head_dim=8,
+            norm_num_groups=8,
         )
         vae = None
         if shape == "tiny_sd":
-            vae = AutoencoderKL(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
-                                up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, layers_per_block=1,
-                                norm_num_groups=8, sample_size=resolution)
+            vae = AutoencoderKL(
+                block_out_channels=(16, 32),
+                down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2,
+                latent_channels=4,
+                layers_per_block=1,
+                norm_num_groups=8,
+                sample_size=resolution,
+            )
         mapper = MapperConfig(in_dim=vector_dim, out_dim=width, hidden_dim=128)
     # SD 1.5's schedule; clip_sample only in pixel space (as the embedded model's)
-    schedule = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1,
-                             clip_sample=vae is None)
+    schedule = DDPMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1, clip_sample=vae is None
+    )
     generator = torch.Generator().manual_seed(0)
-    gaussians = EmotionGaussians(torch.randn(8, vector_dim, generator=generator),
-                                 0.5 * torch.rand(8, vector_dim, generator=generator))
-    pipe = EmoGenPipeline(tokenizer=tokenizer, text_encoder=CLIPTextModel(text), unet=unet,
-                          scheduler=UniPCMultistepScheduler.from_config(schedule.config), vae=vae,
-                          mapper=EmotionMapper(mapper), gaussians=gaussians, resolution=resolution,
-                          num_inference_steps=50, guidance_scale=7.5)  # the published sampler (profiles/sd15.yaml)
+    gaussians = EmotionGaussians(
+        torch.randn(8, vector_dim, generator=generator), 0.5 * torch.rand(8, vector_dim, generator=generator)
+    )
+    pipe = EmoGenPipeline(
+        tokenizer=tokenizer,
+        text_encoder=CLIPTextModel(text),
+        unet=unet,
+        scheduler=UniPCMultistepScheduler.from_config(schedule.config),
+        vae=vae,
+        mapper=EmotionMapper(mapper),
+        gaussians=gaussians,
+        resolution=resolution,
+        num_inference_steps=50,
+        guidance_scale=7.5,
+    )  # the published sampler (profiles/sd15.yaml)
     pipe.save_pretrained(folder / "pipeline")
     return folder / "pipeline"
 
@@ -147,13 +188,23 @@ def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=("tiny", "tiny_sd", "sd15"), default="tiny")
     parser.add_argument("--images-per-emotion", type=int, default=4)
-    parser.add_argument("--emotions", type=int, default=8, choices=range(1, 9), metavar="1..8",
-                        help="how many of the eight emotions (the loop reloads the model for each)")
+    parser.add_argument(
+        "--emotions",
+        type=int,
+        default=8,
+        choices=range(1, 9),
+        metavar="1..8",
+        help="how many of the eight emotions (the loop reloads the model for each)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="default: 25 (tiny), 50 (sd15, published)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None,
-                        help="default: float16 on CUDA (published), else float32 (float16 also runs on CPU)")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default=None,
+        help="default: float16 on CUDA (published), else float32 (float16 also runs on CPU)",
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype or ("float16" if device.type == "cuda" else "float32"))
@@ -168,9 +219,14 @@ def main(argv: list[str] | None = None) -> float:
     diff = max(int(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max()) for a, b in zip(batched, looped))
     n = len(jobs)
     ratio = t_loop / t_ours
-    print(f"shape {args.shape}, {n} images ({args.images_per_emotion} per emotion × {len(emotions)}), {steps} steps, "
-          f"device {device}, {dtype}, batch {args.batch_size}")
-    print("sampled by: " + ("the pixel-space loop (no VAE)" if args.shape == "tiny" else "diffusers' StableDiffusionPipeline"))
+    print(
+        f"shape {args.shape}, {n} images ({args.images_per_emotion} per emotion × {len(emotions)}), {steps} steps, "
+        f"device {device}, {dtype}, batch {args.batch_size}"
+    )
+    print(
+        "sampled by: "
+        + ("the pixel-space loop (no VAE)" if args.shape == "tiny" else "diffusers' StableDiffusionPipeline")
+    )
     print(f"batched (ours):      {n / t_ours:8.2f} images/s ({t_ours:.1f} s, model loaded once)")
     print(f"per-image loop:      {n / t_loop:8.2f} images/s ({t_loop:.1f} s, reload per emotion, host mapper)")
     print(f"same images: largest pixel difference {diff} (of 255)")

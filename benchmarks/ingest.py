@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from emogen.config import parse_params
+from emogen.layout import Layout
 from emogen.stages.ingest import ingest
 from emogen.stages.prepare_data import record_fingerprint, render_synthetic
-from emogen.layout import Layout
 
 BUDGET_S = 60.0
 EMOSET_118K = 118_102
@@ -45,17 +45,24 @@ def main() -> None:
         else:
             data = {"source": "synthetic"}
             start = time.perf_counter()
-            render_synthetic(parse_params({"prepare_data": {"num_images": args.num_images, "workers": args.workers}}), layout.synthetic)
+            render_synthetic(
+                parse_params({"prepare_data": {"num_images": args.num_images, "workers": args.workers}}),
+                layout.synthetic,
+            )
             print(f"rendered {args.num_images} images in {time.perf_counter() - start:.1f} s ({layout.synthetic})")
         params = parse_params({"data": data, "ingest": {"workers": args.workers, "decode_images": args.decode}})
         start = time.perf_counter()
         metrics = ingest(params, layout)
         seconds = time.perf_counter() - start
         print(json.dumps({k: metrics[k] for k in ("entries", "rows", "quarantined", "per_split")}))
-        print(f"ingest: {metrics['entries']} entries in {seconds:.1f} s with {args.workers} workers "
-              f"({metrics['entries'] / seconds:,.0f} entries/s, decode={args.decode})")
-        print(f"ratio to the {BUDGET_S:.0f} s budget: {seconds / BUDGET_S:.2f} "
-              f"({'within' if seconds <= BUDGET_S else 'OVER'} budget; page cache warm after rendering)")
+        print(
+            f"ingest: {metrics['entries']} entries in {seconds:.1f} s with {args.workers} workers "
+            f"({metrics['entries'] / seconds:,.0f} entries/s, decode={args.decode})"
+        )
+        print(
+            f"ratio to the {BUDGET_S:.0f} s budget: {seconds / BUDGET_S:.2f} "
+            f"({'within' if seconds <= BUDGET_S else 'OVER'} budget; page cache warm after rendering)"
+        )
     finally:
         if args.keep:
             print(f"kept {work}")

@@ -62,21 +62,41 @@ def child(root: Path, workers: int, batch_size: int, chunk_size: int) -> None:
     from emogen.layout import Layout
     from emogen.stages import latents
 
-    params = parse_params({"latents": {"workers": workers, "batch_size": batch_size, "chunk_size": chunk_size,
-                                       "device": "cpu"}})
+    params = parse_params(
+        {"latents": {"workers": workers, "batch_size": batch_size, "chunk_size": chunk_size, "device": "cpu"}}
+    )
     started = time.perf_counter()
     latents.run(params, Layout(root))
-    print(json.dumps({
-        "main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "time_s": time.perf_counter() - started,
-    }))
+    print(
+        json.dumps(
+            {
+                "main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "time_s": time.perf_counter() - started,
+            }
+        )
+    )
 
 
 def measure(root: Path, args: argparse.Namespace) -> dict[str, float]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "PYTHONPATH": str(REPO),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, __file__, "--child", str(root), "--workers", str(args.workers),
-           "--batch-size", str(args.batch_size), "--chunk-size", str(args.chunk_size)]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(root),
+        "--workers",
+        str(args.workers),
+        "--batch-size",
+        str(args.batch_size),
+        "--chunk-size",
+        str(args.chunk_size),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"latents stage failed on {root}:\n{done.stderr[-4000:]}")
@@ -107,15 +127,19 @@ def main(argv: list[str] | None = None) -> float:
             root = Path(tmp) / f"n{size}"
             write_dataset(root, size, base)
             results[size] = measure(root, args)
-    print(f"latents stage, tiny VAE, {IMAGE_SIZE} px → 4×{IMAGE_SIZE // 2}×{IMAGE_SIZE // 2} latents, both flips, "
-          f"workers {args.workers}, batch {args.batch_size}, chunk {args.chunk_size}")
+    print(
+        f"latents stage, tiny VAE, {IMAGE_SIZE} px → 4×{IMAGE_SIZE // 2}×{IMAGE_SIZE // 2} latents, both flips, "
+        f"workers {args.workers}, batch {args.batch_size}, chunk {args.chunk_size}"
+    )
     print(f"{'images':>8} {'latents on disk':>16} {'peak RSS':>10} {'time':>8}")
     for size, r in results.items():
         print(f"{size:>8} {r['latents_mb']:>13.1f} MB {r['main_mb']:>7.0f} MB {r['time_s']:>6.1f} s")
     small, large = (results[s] for s in args.sizes)
     ratio = large["main_mb"] / small["main_mb"]
-    print(f"peak RSS ratio ({args.sizes[1]} / {args.sizes[0]} images): {ratio:.2f}x "
-          f"for {large['latents_mb'] / small['latents_mb']:.1f}x the data")
+    print(
+        f"peak RSS ratio ({args.sizes[1]} / {args.sizes[0]} images): {ratio:.2f}x "
+        f"for {large['latents_mb'] / small['latents_mb']:.1f}x the data"
+    )
     return ratio
 
 

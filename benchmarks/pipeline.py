@@ -78,8 +78,9 @@ def run_repro(clone_dir: Path, env: dict[str, str], target: str | None) -> tuple
     start = time.perf_counter()
     stages: dict[str, float] = {}
     current, since = None, start
-    with subprocess.Popen(cmd, cwd=clone_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, cwd=clone_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
         tail: list[str] = []
         for line in proc.stdout:
             tail = (tail + [line])[-40:]
@@ -126,8 +127,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, default=REPO, help="repository to clone (default: this one)")
     parser.add_argument("--target", help="dvc repro only up to this stage (default: the whole DAG)")
-    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[],
-                        help="params override key=value in the clone (repeatable)")
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="params override key=value in the clone (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary clone")
     args = parser.parse_args(argv)
@@ -141,22 +148,41 @@ def main(argv: list[str] | None = None) -> dict:
     start_up = interpreter_seconds("pass", env, clone_dir)
     cli = interpreter_seconds("import emogen.cli", env, clone_dir) - start_up
     modules = stage_modules(clone_dir, list(stages))
-    imports = {name: interpreter_seconds(f"import emogen.cli, {module}", env, clone_dir) - start_up
-               for name, module in modules.items()}
+    imports = {
+        name: interpreter_seconds(f"import emogen.cli, {module}", env, clone_dir) - start_up
+        for name, module in modules.items()
+    }
     rows = []
     print(f"\n{'stage':<30}{'seconds':>9}{'import s':>10}{'import %':>10}{'share %':>9}")
     for name, seconds in stages.items():
         imported = imports[name]
-        rows.append({"stage": name, "seconds": round(seconds, 2), "import_seconds": round(imported, 2),
-                     "import_share": round(imported / seconds, 4), "share_of_total": round(seconds / total, 4)})
-        print(f"{name:<30}{seconds:>9.1f}{imported:>10.1f}{100 * imported / seconds:>10.0f}{100 * seconds / total:>9.0f}")
+        rows.append(
+            {
+                "stage": name,
+                "seconds": round(seconds, 2),
+                "import_seconds": round(imported, 2),
+                "import_share": round(imported / seconds, 4),
+                "share_of_total": round(seconds / total, 4),
+            }
+        )
+        print(
+            f"{name:<30}{seconds:>9.1f}{imported:>10.1f}{100 * imported / seconds:>10.0f}{100 * seconds / total:>9.0f}"
+        )
     import_total = sum(imports.values())
     print(f"{'total':<30}{total:>9.1f}{import_total:>10.1f}{100 * import_total / total:>10.0f}")
     print(f"(of each stage's import time, `import emogen.cli` alone: {cli:.1f} s; interpreter start {start_up:.2f} s)")
     print(f"budget {BUDGET_S} s: {total / BUDGET_S:.2f} of it ({'within' if total <= BUDGET_S else 'OVER'})")
-    result = {"total_seconds": round(total, 2), "import_seconds": round(import_total, 2), "budget_seconds": BUDGET_S,
-              "cli_import_seconds": round(cli, 2), "interpreter_start_seconds": round(start_up, 2), "stages": rows, "overrides": args.overrides,
-              "target": args.target, "cpu_count": os.cpu_count()}
+    result = {
+        "total_seconds": round(total, 2),
+        "import_seconds": round(import_total, 2),
+        "budget_seconds": BUDGET_S,
+        "cli_import_seconds": round(cli, 2),
+        "interpreter_start_seconds": round(start_up, 2),
+        "stages": rows,
+        "overrides": args.overrides,
+        "target": args.target,
+        "cpu_count": os.cpu_count(),
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     if not args.keep:

@@ -37,11 +37,11 @@ from accelerate import Accelerator
 
 from emogen.config import parse_params
 from emogen.devices import resolve_device
-from emogen.pipelines.settings import quiet_libraries
 from emogen.layout import Layout
 from emogen.pipelines.losses import attribute_logits, attribute_loss, diffusion_target, ldm_loss, total_loss
 from emogen.pipelines.mapper import EmotionMapper
 from emogen.pipelines.placeholder import encode_with_placeholders, placeholder_hidden_state
+from emogen.pipelines.settings import quiet_libraries
 from emogen.stages.stage2 import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,17 +63,26 @@ def sd15_base(root: Path) -> Path:
     build = runpy.run_path(str(REPO / "benchmarks" / "generate.py"), run_name="benchmark")["build_random_pipeline"]
     pipeline = build("sd15", root / "sd15")
     text_encoder = CLIPTextModel.from_pretrained(pipeline, subfolder="text_encoder")
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=1,
-                              image_size=32, patch_size=16, projection_dim=768)
-    clip = CLIPModel(CLIPConfig(text_config=text_encoder.config.to_dict(), vision_config=vision.to_dict(),
-                                projection_dim=768))
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        image_size=32,
+        patch_size=16,
+        projection_dim=768,
+    )
+    clip = CLIPModel(
+        CLIPConfig(text_config=text_encoder.config.to_dict(), vision_config=vision.to_dict(), projection_dim=768)
+    )
     clip.text_model.load_state_dict(text_encoder.state_dict())
     clip.save_pretrained(root / "clip")
     CLIPTokenizer.from_pretrained(pipeline, subfolder="tokenizer").save_pretrained(root / "clip")
     base_dir = root / "models" / "base"
     base_dir.mkdir(parents=True)
-    (base_dir / "base.json").write_text(json.dumps({
-        "profile": "pretrained", "pipeline": str(pipeline), "clip": str(root / "clip"), "resolution": 512}))
+    (base_dir / "base.json").write_text(
+        json.dumps({"profile": "pretrained", "pipeline": str(pipeline), "clip": str(root / "clip"), "resolution": 512})
+    )
     return base_dir
 
 
@@ -124,11 +133,16 @@ class PublishedStep:
         vocab_idx = torch.zeros(1, dtype=torch.long, device=acc.device)
         alpha = torch.full((1,), 0.5, device=acc.device)
         with acc.autocast():
-            hidden = encode_with_placeholders(base.text_encoder, trainer.prompt_ids,
-                                              {trainer.token_id: self.mapper(vector.float())})
+            hidden = encode_with_placeholders(
+                base.text_encoder, trainer.prompt_ids, {trainer.token_id: self.mapper(vector.float())}
+            )
             ldm = ldm_loss(base.unet(noisy, timesteps, encoder_hidden_states=hidden).sample, target)
-            logits = attribute_logits(placeholder_hidden_state(hidden, trainer.prompt_ids, trainer.token_id),
-                                      base.clip_model.text_projection, trainer.bank, trainer.p.attr_temperature)
+            logits = attribute_logits(
+                placeholder_hidden_state(hidden, trainer.prompt_ids, trainer.token_id),
+                base.clip_model.text_projection,
+                trainer.bank,
+                trainer.p.attr_temperature,
+            )
             loss = total_loss(ldm, attribute_loss(logits, vocab_idx), alpha, trainer.p.lambda_attr)
         acc.backward(loss / len(self.images))
 
@@ -167,11 +181,16 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument("--steps", type=int, default=None, help="timed optimizer steps (default: 30 tiny, 10 sd15)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed optimizer steps first")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="effective batch: ours per UNet call, published 1 × this accumulation")
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="effective batch: ours per UNet call, published 1 × this accumulation"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None,
-                        help="default: fp16 on CUDA (published), else no")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=("no", "fp16", "bf16"),
+        default=None,
+        help="default: fp16 on CUDA (published), else no",
+    )
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--num-images", type=int, default=16, help="training images (encoded by the latents stage)")
     args = parser.parse_args(argv)
@@ -180,9 +199,17 @@ def main(argv: list[str] | None = None) -> float:
     steps = args.steps or (10 if args.shape == "sd15" else 30)
     quiet_libraries()
     _, _, hidden_dim, _ = SHAPES[args.shape]
-    params = parse_params({"stage2": {
-        "train_batch_size": args.batch_size, "mixed_precision": precision, "mapper": {"hidden_dim": hidden_dim},
-        "gradient_checkpointing": args.gradient_checkpointing, "work_dir": "work"}})
+    params = parse_params(
+        {
+            "stage2": {
+                "train_batch_size": args.batch_size,
+                "mixed_precision": precision,
+                "mapper": {"hidden_dim": hidden_dim},
+                "gradient_checkpointing": args.gradient_checkpointing,
+                "work_dir": "work",
+            }
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         layout = build_repo(args.shape, Path(tmp), device.type, args.num_images)
         trainer = Trainer(params, layout, Accelerator(mixed_precision=precision, cpu=device.type == "cpu"))
@@ -191,10 +218,14 @@ def main(argv: list[str] | None = None) -> float:
         theirs = rate(published.step, steps, args.warmup, device)
     samples = steps * args.batch_size
     ratio = theirs["seconds"] / ours["seconds"]
-    print(f"shape {args.shape}, device {device}, mixed precision {precision}, gradient checkpointing "
-          f"{args.gradient_checkpointing}, {steps} optimizer steps × {args.batch_size} samples (+{args.warmup} warm-up)")
-    for name, r, how in (("ours", ours, f"batch {args.batch_size}, precomputed latents + vectors"),
-                         ("published-like", theirs, f"batch 1 × {args.batch_size}, VAE + ResNet per sample")):
+    print(
+        f"shape {args.shape}, device {device}, mixed precision {precision}, gradient checkpointing "
+        f"{args.gradient_checkpointing}, {steps} optimizer steps × {args.batch_size} samples (+{args.warmup} warm-up)"
+    )
+    for name, r, how in (
+        ("ours", ours, f"batch {args.batch_size}, precomputed latents + vectors"),
+        ("published-like", theirs, f"batch 1 × {args.batch_size}, VAE + ResNet per sample"),
+    ):
         memory = f", peak {r['peak_gib']:.2f} GiB" if "peak_gib" in r else ""
         print(f"{name + ':':16} {samples / r['seconds']:9.2f} samples/s ({r['seconds']:.2f} s; {how}{memory})")
     print(f"speed-up: {ratio:.2f}x")

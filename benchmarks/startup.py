@@ -29,13 +29,33 @@ from emogen.cli import STAGES  # noqa: E402 - imports nothing heavy (tests/test_
 
 DATA_STAGES = {"prepare_data", "ingest", "validate", "balance"}
 TARGET_DATA_S, TARGET_TORCH_S = 3.0, 5.0
-HEAVY = ("torch", "diffusers", "transformers", "accelerate", "mlflow", "great_expectations", "sklearn", "scipy",
-         "pandas", "pyarrow", "matplotlib", "sqlalchemy", "alembic", "prefect", "dvc", "PIL", "numpy")
+HEAVY = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "mlflow",
+    "great_expectations",
+    "sklearn",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "matplotlib",
+    "sqlalchemy",
+    "alembic",
+    "prefect",
+    "dvc",
+    "PIL",
+    "numpy",
+)
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            "HF_HUB_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def _timed(code: str, importtime: bool = False) -> tuple[float, str]:
@@ -54,7 +74,7 @@ def heavy_modules(importtime_log: str) -> dict[str, float]:
     for line in importtime_log.splitlines():
         if not line.startswith("import time:") or "|" not in line:
             continue
-        _, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
+        _, cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
         if name in HEAVY and cumulative.isdigit():
             found[name] = max(found.get(name, 0.0), int(cumulative) / 1e6)
     return found
@@ -66,14 +86,22 @@ def measure(stage: str, repeat: int, bare: float) -> dict:
     best, log = min((_timed(code, importtime=True) for _ in range(repeat)), key=lambda r: r[0])
     target = TARGET_DATA_S if stage in DATA_STAGES else TARGET_TORCH_S
     seconds = best - bare
-    return {"stage": stage, "module": module, "seconds": round(seconds, 2), "target": target,
-            "ok": seconds <= target, "heavy": {k: round(v, 2) for k, v in sorted(heavy_modules(log).items())}}
+    return {
+        "stage": stage,
+        "module": module,
+        "seconds": round(seconds, 2),
+        "target": target,
+        "ok": seconds <= target,
+        "heavy": {k: round(v, 2) for k, v in sorted(heavy_modules(log).items())},
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", help="comma-separated (default: every stage)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per stage, the fastest counts (default %(default)s)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per stage, the fastest counts (default %(default)s)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     stages = args.stages.split(",") if args.stages else list(STAGES)
@@ -88,8 +116,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = measure(stage, args.repeat, bare)
         rows.append(row)
         heavy = ", ".join(f"{k} {v:.2f}" for k, v in sorted(row["heavy"].items(), key=lambda kv: -kv[1]))
-        print(f"{stage:<28} {row['seconds']:>8.2f} {row['target']:>5.0f}s  {'ok  ' if row['ok'] else 'OVER'} {heavy}",
-              flush=True)
+        print(
+            f"{stage:<28} {row['seconds']:>8.2f} {row['target']:>5.0f}s  {'ok  ' if row['ok'] else 'OVER'} {heavy}",
+            flush=True,
+        )
     if args.json:
         args.json.write_text(json.dumps({"bare_s": bare, "stages": rows}, indent=1) + "\n")
     return rows

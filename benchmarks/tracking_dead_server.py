@@ -49,8 +49,11 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
-        for name, uri in (("none (local SQLite)", None), ("closed port", "http://127.0.0.1:9"),
-                          ("silent server", silent_server())):
+        for name, uri in (
+            ("none (local SQLite)", None),
+            ("closed port", "http://127.0.0.1:9"),
+            ("silent server", silent_server()),
+        ):
             print(f"{name:>20}: {one_stage(uri, Path(tmp)):5.1f} s")
 
 

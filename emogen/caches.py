@@ -42,6 +42,7 @@ def cache_dir(layout: Layout, stage: str, override: str | None) -> Path:
 
 # -- the code a stage runs ------------------------------------------------------------------
 
+
 def module_file(module: str) -> Path | None:
     """The source file of an ``emogen`` module or package; None for anything else."""
     if module != _PACKAGE and not module.startswith(_PACKAGE + "."):
@@ -117,6 +118,7 @@ def files_hash(root: Path, relative_paths: Iterable[str]) -> str:
 
 
 # -- sharing ---------------------------------------------------------------------------------
+
 
 @contextmanager
 def locked(entry: Path) -> Iterator[None]:

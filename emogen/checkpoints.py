@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
+
 from emogen.jsonio import write_json
 
 PROGRESS = "progress.json"

@@ -43,7 +43,10 @@ STAGES: dict[str, str] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("emogen.commands.generate:add_generate", "generate images of emotions with a trained EmoGen pipeline"),
     "fuse": ("emogen.commands.generate:add_fuse", "fuse two emotions in one image (interpolation, two tokens, strips)"),
-    "pipeline": ("emogen.commands.pipeline:add_pipeline", "run the stages with Prefect, retrain on a schedule, register + gate"),
+    "pipeline": (
+        "emogen.commands.pipeline:add_pipeline",
+        "run the stages with Prefect, retrain on a schedule, register + gate",
+    ),
     "study": ("emogen.commands.study:add_study", "the report seeds as DVC experiments, pooled into metrics/study.json"),
     "demo": ("emogen.commands.demo:add_demo", "serve a local page to generate images interactively (127.0.0.1)"),
     "plots": ("emogen.commands.plots:add_plots", "DVC's plots (experiments too) as one HTML page that opens offline"),
@@ -76,8 +79,10 @@ def _check_params(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     _, overlay, overlay_path = load_raw_params(args.params)
     keys = profile_keys(overlay)
-    print(f"{args.params}: ok (profile {params.profile}: {overlay_path} sets {len(keys)} keys{': ' if keys else ''}"
-          f"{', '.join(keys)})")
+    print(
+        f"{args.params}: ok (profile {params.profile}: {overlay_path} sets {len(keys)} keys{': ' if keys else ''}"
+        f"{', '.join(keys)})"
+    )
     if args.show:
         print(params.model_dump_json(indent=2, by_alias=True))
 
@@ -117,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - a user command's failure: one line, the traceback on -v
+    except Exception as exc:
         if args.verbose or args.command == "stage":  # a stage's log (DVC's output) keeps its traceback
             raise
         reason = next((line for line in str(exc).splitlines() if line.strip()), "")
-        print(f"error: {type(exc).__name__}: {reason} (`emogen -v {args.command} ...` shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: {type(exc).__name__}: {reason} (`emogen -v {args.command} ...` shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0

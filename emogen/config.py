@@ -24,6 +24,7 @@ DEFAULT_PROFILE = "embedded"  # lays nothing over params.yaml
 # `dvc exp run -S` rewrites params.yaml with YAML 1.1 booleans: an unquoted `no` reads as False.
 MixedPrecision = Annotated[Literal["no", "fp16", "bf16"], BeforeValidator(lambda v: "no" if v is False else v)]
 
+
 def _threads(value: Any) -> Any:
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         return value
@@ -34,7 +35,7 @@ Threads = Annotated[Literal["auto"] | int, BeforeValidator(_threads)]
 # Keys that were removed: a params file that still sets one gets this explanation.
 REMOVED_KEYS = {
     "cpu_threads": "removed: torch's threads follow the thread policy of every emogen process; set the "
-                   "top-level key `threads: N` to fix them (docs/performance.md)",
+    "top-level key `threads: N` to fix them (docs/performance.md)",
 }
 
 
@@ -68,7 +69,7 @@ class DataParams(Section):
     root: str | None = None
 
     @model_validator(mode="after")
-    def _root_for_emoset(self) -> "DataParams":
+    def _root_for_emoset(self) -> DataParams:
         if self.source == "emoset" and not self.root:
             raise ValueError("data.source is 'emoset', so data.root must name the EmoSet folder")
         return self
@@ -80,7 +81,7 @@ class SplitFractions(Section):
     test: float = Field(0.15, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _sum_to_one(self) -> "SplitFractions":
+    def _sum_to_one(self) -> SplitFractions:
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must be 1, got {total:g}")
@@ -124,7 +125,7 @@ class BalanceParams(Section):
     splits: tuple[Literal["train", "val", "test"], ...] = Field(("train",), min_length=1)
 
     @model_validator(mode="after")
-    def _no_repeats(self) -> "BalanceParams":
+    def _no_repeats(self) -> BalanceParams:
         if len(set(self.splits)) != len(self.splits):
             raise ValueError(f"splits must not repeat, got {list(self.splits)}")
         return self
@@ -143,7 +144,7 @@ class ResNetArch(Section):
     depths: tuple[int, ...] = (1, 1, 1)
 
     @model_validator(mode="after")
-    def _one_depth_per_stage(self) -> "ResNetArch":
+    def _one_depth_per_stage(self) -> ResNetArch:
         if not self.hidden_sizes or len(self.hidden_sizes) != len(self.depths):
             raise ValueError("hidden_sizes and depths need one entry per ResNet stage")
         if min(self.hidden_sizes) < 1 or min(self.depths) < 1:
@@ -189,7 +190,7 @@ class Stage1Params(Section):
     stop_after_epochs: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _crop_fits(self) -> "Stage1Params":
+    def _crop_fits(self) -> Stage1Params:
         if self.crop > self.resize:
             raise ValueError(f"crop ({self.crop}) must not exceed resize ({self.resize})")
         return self
@@ -231,7 +232,7 @@ class EmbeddedClipParams(Section):
     lr: float = Field(2e-3, gt=0, le=1)
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "EmbeddedClipParams":
+    def _heads_divide(self) -> EmbeddedClipParams:
         for name in ("text_width", "vision_width"):
             if getattr(self, name) % self.heads:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be a multiple of heads ({self.heads})")
@@ -263,9 +264,11 @@ class EmbeddedUnetParams(Section):
     mixed_precision: MixedPrecision = "no"
 
     @model_validator(mode="after")
-    def _shapes(self) -> "EmbeddedUnetParams":
+    def _shapes(self) -> EmbeddedUnetParams:
         if self.attention_levels > len(self.block_channels):
-            raise ValueError(f"attention_levels ({self.attention_levels}) exceeds the number of blocks ({len(self.block_channels)})")
+            raise ValueError(
+                f"attention_levels ({self.attention_levels}) exceeds the number of blocks ({len(self.block_channels)})"
+            )
         bad = [c for c in self.block_channels if c % self.norm_groups]
         if bad:
             raise ValueError(f"block_channels {bad} must be multiples of norm_groups ({self.norm_groups})")
@@ -298,9 +301,12 @@ class BaseModelParams(Section):
     grid_rows: int = Field(8, ge=1, le=64)
 
     @model_validator(mode="after")
-    def _resolution_fits(self) -> "BaseModelParams":
+    def _resolution_fits(self) -> BaseModelParams:
         down = 2 ** (len(self.unet.block_channels) - 1)
-        for name, factor in (("unet.block_channels downsampling", down), ("contrastive.patch_size", self.contrastive.patch_size)):
+        for name, factor in (
+            ("unet.block_channels downsampling", down),
+            ("contrastive.patch_size", self.contrastive.patch_size),
+        ):
             if self.resolution % factor:
                 raise ValueError(f"resolution ({self.resolution}) must be a multiple of {factor} ({name})")
         return self
@@ -359,7 +365,7 @@ class Stage2Params(Section):
     work_dir: str | None = None
 
     @model_validator(mode="after")
-    def _template_has_one_slot(self) -> "Stage2Params":
+    def _template_has_one_slot(self) -> Stage2Params:
         if problem := template_problem(self.prompt_template):
             raise ValueError(problem)
         if any(ch.isspace() for ch in self.placeholder_token):
@@ -389,7 +395,7 @@ class GenerateParams(Section):
     grid_cell: int = Field(64, ge=0)  # smaller images are enlarged (nearest) in the grids
 
     @model_validator(mode="after")
-    def _templates_have_one_slot(self) -> "GenerateParams":
+    def _templates_have_one_slot(self) -> GenerateParams:
         for template in (self.template, *self.transfer_templates):
             if problem := template_problem(template):
                 raise ValueError(problem)
@@ -477,9 +483,11 @@ class BaselineParams(Section):
     log_every: int = Field(10, ge=1)  # MLflow loss logging interval (steps)
 
     @model_validator(mode="after")
-    def _formats_have_one_slot(self) -> "BaselineParams":
-        for key, fmt in (("textual_inversion.token_format", self.textual_inversion.token_format),
-                         ("dreambooth.identifier_format", self.dreambooth.identifier_format)):
+    def _formats_have_one_slot(self) -> BaselineParams:
+        for key, fmt in (
+            ("textual_inversion.token_format", self.textual_inversion.token_format),
+            ("dreambooth.identifier_format", self.dreambooth.identifier_format),
+        ):
             if fmt.count("{}") != 1 or any(ch.isspace() for ch in fmt):
                 raise ValueError(f"{key} must contain '{{}}' exactly once and no spaces, got {fmt!r}")
         return self
@@ -514,7 +522,7 @@ class FrontierParams(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")
-    def _check(self) -> "FrontierParams":
+    def _check(self) -> FrontierParams:
         if any(s < 1.0 for s in self.guidance_scales):
             raise ValueError(f"guidance_scales must be >= 1 (1: no guidance), got {list(self.guidance_scales)}")
         return self
@@ -530,7 +538,7 @@ class IntensityParams(Section):
     grid_cell: int = Field(64, ge=0)  # intensity_strip.png cells are enlarged to this
 
     @model_validator(mode="after")
-    def _check(self) -> "IntensityParams":
+    def _check(self) -> IntensityParams:
         if any(s < 0 for s in self.intensities):
             raise ValueError(f"intensities must be >= 0, got {list(self.intensities)}")
         if problem := template_problem(self.template):
@@ -563,7 +571,7 @@ class StudyParams(Section):
     confidence: float = Field(0.95, gt=0, lt=1)  # of the pooled intervals
 
     @model_validator(mode="after")
-    def _check(self) -> "StudyParams":
+    def _check(self) -> StudyParams:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
         if "seed" in self.overrides:
@@ -612,8 +620,13 @@ def _describe(error: dict[str, Any], source: str) -> str:
 
 def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
     """Validate a params mapping; errors name ``source`` and each bad key."""
-    removed = [f"{source}: {section}.{key}: {why}" for section, values in raw.items() if isinstance(values, dict)
-               for key, why in REMOVED_KEYS.items() if key in values]
+    removed = [
+        f"{source}: {section}.{key}: {why}"
+        for section, values in raw.items()
+        if isinstance(values, dict)
+        for key, why in REMOVED_KEYS.items()
+        if key in values
+    ]
     if removed:
         raise ParamsError("invalid parameters:\n" + "\n".join(removed))
     try:
@@ -698,7 +711,9 @@ def load_raw_params(path: str | Path = DEFAULT_PARAMS) -> tuple[dict[str, Any], 
         return raw, {}, overlay_path  # e.g. a params.yaml copied without profiles/
     if not overlay_path.is_file():
         known = sorted(p.stem for p in overlay_path.parent.glob("*.yaml"))
-        raise ParamsError(f"{path}: profile: {name!r}: there is no {overlay_path} (profiles: {', '.join(known) or 'none'})")
+        raise ParamsError(
+            f"{path}: profile: {name!r}: there is no {overlay_path} (profiles: {', '.join(known) or 'none'})"
+        )
     overlay = _read_mapping(overlay_path, "profile")
     for key in ("profile", "seed"):
         if key in overlay:

@@ -21,9 +21,7 @@ def emotion_index(name: str) -> int:
     try:
         return EMOTION_TO_IDX[name]
     except KeyError:
-        raise ValueError(
-            f"unknown emotion {name!r}; choose one of: {', '.join(EMOTIONS)}"
-        ) from None
+        raise ValueError(f"unknown emotion {name!r}; choose one of: {', '.join(EMOTIONS)}") from None
 
 
 def polarity(index: int) -> int:

@@ -23,8 +23,17 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from emogen.config import (
-    DEFAULT_PARAMS, DEFAULT_PROFILE, Params, ParamsError, _section_model, lay_over, load_raw_params, parse_yaml,
-    profile_keys, profile_path, read_params_yaml,
+    DEFAULT_PARAMS,
+    DEFAULT_PROFILE,
+    Params,
+    ParamsError,
+    _section_model,
+    lay_over,
+    load_raw_params,
+    parse_yaml,
+    profile_keys,
+    profile_path,
+    read_params_yaml,
 )
 from emogen.errors import UserError
 from emogen.tracking import PIPELINE_RUN_ENV, tracking_uri
@@ -71,8 +80,9 @@ def stage_env(pipeline_run_id: str | None = None) -> dict[str, str]:
 def _stream(cmd: list[str], root: Path, env: dict[str, str], on_line: Callable[[str], None]) -> tuple[int, str]:
     """Run ``cmd``; every output line to ``on_line`` as it comes; → (exit code, output)."""
     lines = []
-    with subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
         for line in proc.stdout:
             line = line.rstrip("\n")
             lines.append(line)
@@ -80,8 +90,9 @@ def _stream(cmd: list[str], root: Path, env: dict[str, str], on_line: Callable[[
     return proc.returncode, "\n".join(lines)
 
 
-def repro_stage(root: Path, stage: str, env: dict[str, str], on_line: Callable[[str], None] = log.info,
-                force: bool = False) -> StageResult:
+def repro_stage(
+    root: Path, stage: str, env: dict[str, str], on_line: Callable[[str], None] = log.info, force: bool = False
+) -> StageResult:
     """``dvc repro --single-item <stage>``: DVC reruns it only if its code, params or inputs
     changed. A failure raises :class:`StageFailed` with the end of the stage's log."""
     cmd = ["dvc", "repro", "--single-item", stage] + (["--force"] if force else [])
@@ -95,8 +106,11 @@ class StageFailed(RuntimeError):
     def __init__(self, stage: str, output: str):
         lines = [line for line in output.splitlines() if line.strip()]
         ours = [line for line in lines if line.startswith("error: ")]  # `emogen stage`'s own one line
-        reason = ours[-1] if ours else next((line for line in lines if line.startswith("ERROR")),
-                                            lines[-1] if lines else "no output")
+        reason = (
+            ours[-1]
+            if ours
+            else next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "no output")
+        )
         tail = "\n".join(lines[-25:])
         super().__init__(f"{stage!r} failed: {reason}\n{tail}")
         self.stage = stage
@@ -143,7 +157,7 @@ def _set(mapping: dict, key: str, value: object, where: str, path: Path) -> None
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ParamsError(f"{where}: {'.'.join(parents[:depth + 1])} is a value in {path}, not a section")
+            raise ParamsError(f"{where}: {'.'.join(parents[: depth + 1])} is a value in {path}, not a section")
         node = child
     node[leaf] = value
 
@@ -160,8 +174,11 @@ def _one_line(error: ValidationError, overrides: dict[str, object], source: str)
         model = _section_model(tuple(section))
         allowed = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
         close = difflib.get_close_matches(leaf, allowed, n=1)
-        hint = f"; did you mean {'.'.join([*section, close[0]])}?" if close else (
-            f"; keys under {'.'.join(section) or 'the top level'}: {', '.join(allowed)}" if allowed else "")
+        hint = (
+            f"; did you mean {'.'.join([*section, close[0]])}?"
+            if close
+            else (f"; keys under {'.'.join(section) or 'the top level'}: {', '.join(allowed)}" if allowed else "")
+        )
         message = f"{where}: unknown key {loc}{hint}"
     else:
         message = f"{where}: {loc}: {err['msg']} (got {err.get('input')!r})"
@@ -211,9 +228,11 @@ def apply_overrides(root: Path, overrides: dict[str, object]) -> tuple[dict, Par
     shadowed = [k for k in overrides if ":" not in k and k.lstrip("+") in profile_keys(overlay)]
     if shadowed:
         key = shadowed[0]
-        raise ParamsError(f"{_show(key, overrides[key])}: the profile {profile} sets {key.lstrip('+')}, and a "
-                          f"profile wins over params.yaml: override it there (-S {profile.relative_to(root)}:"
-                          f"{key.lstrip('+')}=...)")
+        raise ParamsError(
+            f"{_show(key, overrides[key])}: the profile {profile} sets {key.lstrip('+')}, and a "
+            f"profile wins over params.yaml: override it there (-S {profile.relative_to(root)}:"
+            f"{key.lstrip('+')}=...)"
+        )
     for other, mapping in files.items():  # an overridden profile that is not selected: checked all the same
         if other != profile:
             try:
@@ -232,8 +251,9 @@ def params_with_overrides(root: Path, overrides: dict[str, object]) -> dict:
     return apply_overrides(root, overrides)[0]
 
 
-def exp_run(root: Path, overrides: dict[str, object], name: str, env: dict[str, str],
-            on_line: Callable[[str], None] = log.info) -> str:
+def exp_run(
+    root: Path, overrides: dict[str, object], name: str, env: dict[str, str], on_line: Callable[[str], None] = log.info
+) -> str:
     """``dvc exp run --temp -n NAME -S key=value ...``: the experiment runs in a temporary copy
     of the repo, so the workspace's params.yaml, dvc.lock and outputs stay as they are; its
     outputs go to the DVC cache and its commit to ``refs/exps`` (``dvc exp apply NAME`` brings
@@ -242,6 +262,7 @@ def exp_run(root: Path, overrides: dict[str, object], name: str, env: dict[str, 
 
 
 # --- experiments of the multi-seed study (flows/study.py, docs/study.md) ---------------------
+
 
 def _git(root: Path, *args: str) -> str:
     out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
@@ -277,13 +298,20 @@ def content_fingerprint(root: Path, exclude: Iterable[str] = (), params_exclude:
         digest.update(name.encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"<deleted>")
     raw = read_params_yaml(root / DEFAULT_PARAMS)
-    digest.update(json.dumps({k: v for k, v in raw.items() if k not in set(params_exclude)},
-                             sort_keys=True, default=str).encode())
+    digest.update(
+        json.dumps({k: v for k, v in raw.items() if k not in set(params_exclude)}, sort_keys=True, default=str).encode()
+    )
     return digest.hexdigest()[:16]
 
 
-def exp_run_temp(root: Path, name: str, overrides: dict[str, object], targets: Iterable[str], env: dict[str, str],
-                 on_line: Callable[[str], None] = log.info) -> str:
+def exp_run_temp(
+    root: Path,
+    name: str,
+    overrides: dict[str, object],
+    targets: Iterable[str],
+    env: dict[str, str],
+    on_line: Callable[[str], None] = log.info,
+) -> str:
     """``dvc exp run --temp -n NAME -S key=value ... [targets]``: the experiment runs in a
     temporary copy (the workspace, params.yaml included, is left as it is); its commit is kept
     as refs/exps/…/NAME and its outputs in the DVC cache (the run cache restores unchanged
@@ -305,7 +333,9 @@ def read_at(root: Path, path: str, rev: str) -> dict:
     try:
         text = dvc.api.read(path, repo=str(root), rev=rev)
     except Exception as error:  # DVC raises many kinds; the message names the file
-        raise UserError(f"{path} at experiment revision {rev}: cannot read ({type(error).__name__}: {error})") from error
+        raise UserError(
+            f"{path} at experiment revision {rev}: cannot read ({type(error).__name__}: {error})"
+        ) from error
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:

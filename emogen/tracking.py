@@ -53,9 +53,7 @@ def tracking_uri() -> str:
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10)
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -98,8 +96,12 @@ def _skip_warning(stage: str, exc: BaseException) -> None:
     log.warning(
         "MLflow tracking skipped for stage %r (%s: %s). The stage's outputs and metrics/ files "
         "are complete; to record it, start the tracking server (%s) and re-run "
-        "`dvc repro -f -s %s`.", stage, type(exc).__name__, str(exc).splitlines()[0][:200],
-        tracking_uri(), stage,
+        "`dvc repro -f -s %s`.",
+        stage,
+        type(exc).__name__,
+        str(exc).splitlines()[0][:200],
+        tracking_uri(),
+        stage,
     )
 
 
@@ -116,16 +118,21 @@ def _start(stage: str) -> mlflow.ActiveRun | None:
     try:
         _open_store(uri)
         return mlflow.start_run(run_name=stage, tags=run_tags(stage))
-    except Exception as exc:  # noqa: BLE001 - any store failure: fall back, never fail the stage
+    except Exception as exc:
         if uri == local_uri():
             _skip_warning(stage, exc)
             return None
-        log.warning("MLflow store %s unreachable (%s); recording stage %r in the local store %s "
-                    "instead", uri, type(exc).__name__, stage, local_uri())
+        log.warning(
+            "MLflow store %s unreachable (%s); recording stage %r in the local store %s instead",
+            uri,
+            type(exc).__name__,
+            stage,
+            local_uri(),
+        )
     try:
         _open_store(local_uri())
         return mlflow.start_run(run_name=stage, tags={**run_tags(stage), "fallback_from": uri})
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _skip_warning(stage, exc)
         return None
 
@@ -138,7 +145,7 @@ def _guarded(call: Callable[..., Any]) -> Callable[..., Any]:
             return None
         try:
             return call(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - a logging failure must not lose the stage's work
+        except Exception as exc:
             _state.failed = True
             _skip_warning(_state.stage, exc)
             return None
@@ -193,6 +200,6 @@ def _end(run: mlflow.ActiveRun | None, status: str) -> None:
         return
     try:
         mlflow.end_run(status)  # pops the run first, so a failure here leaves no run active
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if not _state.failed:
             _skip_warning(_state.stage or "?", exc)

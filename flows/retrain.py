@@ -37,7 +37,14 @@ from prefect.runtime import flow_run
 from emogen.config import DEFAULT_PARAMS, Params
 from emogen.layout import Layout
 from emogen.orchestration import (
-    apply_overrides, dag_stages, exp_rev, exp_run, export_experiment, fingerprint, repro_stage, stage_env,
+    apply_overrides,
+    dag_stages,
+    exp_rev,
+    exp_run,
+    export_experiment,
+    fingerprint,
+    repro_stage,
+    stage_env,
     stage_out_hashes,
 )
 from emogen.registry.gate import champion_version, register, register_inputs
@@ -87,11 +94,16 @@ def retrain(root: str = ".", overrides: dict | None = None, force: bool = False)
     env = {**stage_env(run_id), "DVC_EXP_NAME": name}  # the data stages' runs name the retrain too
     data_stages = validate_data(repo, env)  # raises (run failed) with the suite's summary
 
-    tags = {"data_fingerprint": fingerprint(stage_out_hashes(repo, data_stages)),
-            "params_fingerprint": fingerprint(raw), "pipeline_run_id": run_id}
+    tags = {
+        "data_fingerprint": fingerprint(stage_out_hashes(repo, data_stages)),
+        "params_fingerprint": fingerprint(raw),
+        "pipeline_run_id": run_id,
+    }
     champion = champion_version(MlflowClient(tracking_uri()), params.registry.model_name)
-    if champion is not None and not force and all(
-        champion.tags.get(key) == tags[key] for key in ("data_fingerprint", "params_fingerprint")
+    if (
+        champion is not None
+        and not force
+        and all(champion.tags.get(key) == tags[key] for key in ("data_fingerprint", "params_fingerprint"))
     ):
         reason = f"data and params unchanged since champion version {champion.version} was trained"
         logger.info("skipped: %s", reason)
@@ -99,9 +111,17 @@ def retrain(root: str = ".", overrides: dict | None = None, force: bool = False)
 
     env.pop("DVC_EXP_NAME")  # dvc exp run sets it for the experiment's stages
     rev = run_experiment(repo, overrides, name, env)
-    result = register_and_gate(repo, rev, params, {
-        **tags, "dvc_experiment": name, "dvc_experiment_rev": rev,
-        "overrides": json.dumps(overrides, sort_keys=True)})
-    logger.info("version %s: %s (experiment %s; `dvc exp apply %s` puts its params and outputs in the "
-                "workspace)", result["version"], result["reason"], name, name)
+    result = register_and_gate(
+        repo,
+        rev,
+        params,
+        {**tags, "dvc_experiment": name, "dvc_experiment_rev": rev, "overrides": json.dumps(overrides, sort_keys=True)},
+    )
+    logger.info(
+        "version %s: %s (experiment %s; `dvc exp apply %s` puts its params and outputs in the workspace)",
+        result["version"],
+        result["reason"],
+        name,
+        name,
+    )
     return {"status": "registered", "experiment": name, **result}

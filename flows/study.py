@@ -22,7 +22,6 @@ from prefect.runtime import flow_run
 
 from emogen.config import DEFAULT_PARAMS, load_params
 from emogen.errors import UserError
-from emogen.threads import apply_thread_policy
 from emogen.evaluation.study import study_summary
 from emogen.orchestration import (
     content_fingerprint,
@@ -33,9 +32,19 @@ from emogen.orchestration import (
     read_at,
     stage_env,
 )
+from emogen.threads import apply_thread_policy
 
 # Tracked files that never change an experiment's result (the fingerprint leaves them out).
-NOT_INPUTS = ("dvc.lock", "*.md", "docs/*", "tests/*", "benchmarks/*", ".github/*", "mkdocs.yml", ".pre-commit-config.yaml")
+NOT_INPUTS = (
+    "dvc.lock",
+    "*.md",
+    "docs/*",
+    "tests/*",
+    "benchmarks/*",
+    ".github/*",
+    "mkdocs.yml",
+    ".pre-commit-config.yaml",
+)
 FRONTIER_STAGE = "frontier"
 EVALUATE_STAGE = "evaluate"  # writes study.table
 
@@ -66,8 +75,9 @@ def aggregate(repo: Path, runs: list[dict], table_path: str, frontier_path: str 
 
 
 @flow(name="emogen-study")
-def study(root: str = ".", seeds: list[int] | None = None, overrides: dict | None = None,
-          targets: list[str] | None = None) -> dict:
+def study(
+    root: str = ".", seeds: list[int] | None = None, overrides: dict | None = None, targets: list[str] | None = None
+) -> dict:
     """Run (or reuse) every report seed's experiment and write study.output; → the summary."""
     logger = get_run_logger()
     repo = Path(root).resolve()
@@ -81,8 +91,10 @@ def study(root: str = ".", seeds: list[int] | None = None, overrides: dict | Non
     targets = list(settings.targets if targets is None else targets)
     stages = set(dag_stages(repo, None)) if not targets else {s for t in targets for s in dag_stages(repo, t)}
     if EVALUATE_STAGE not in stages:
-        raise UserError(f"{repo / DEFAULT_PARAMS}: study.targets {targets} do not run the {EVALUATE_STAGE} stage, "
-                        f"which writes {settings.table} (add it: --target {EVALUATE_STAGE})")
+        raise UserError(
+            f"{repo / DEFAULT_PARAMS}: study.targets {targets} do not run the {EVALUATE_STAGE} stage, "
+            f"which writes {settings.table} (add it: --target {EVALUATE_STAGE})"
+        )
     frontier_path = settings.frontier if FRONTIER_STAGE in stages else None
 
     start = time.perf_counter()
@@ -109,9 +121,11 @@ def study(root: str = ".", seeds: list[int] | None = None, overrides: dict | Non
         "overrides": overrides,
         "targets": targets,
         "seeds": {str(r["seed"]): {k: r[k] for k in ("experiment", "rev", "ran", "seconds")} for r in runs},
-        "seconds": {"this_run": wall,
-                    "experiments": round(sum(r["seconds"] or 0 for r in runs), 1),
-                    "all_timed": all(r["seconds"] is not None for r in runs)},
+        "seconds": {
+            "this_run": wall,
+            "experiments": round(sum(r["seconds"] or 0 for r in runs), 1),
+            "all_timed": all(r["seconds"] is not None for r in runs),
+        },
         **summary,
     }
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,16 @@ from tests.helpers.servers import free_port, start_mlflow_server, stop_server, w
 # The files that take minutes, longest first (measured on 2 cores). pytest-xdist hands out whole
 # files in collection order (pyproject.toml: --dist loadfile --no-loadscope-reorder): started
 # first, they end together instead of one of them running alone at the end.
-LONGEST_FIRST = ["test_orchestration.py", "test_experiments.py", "test_profile_sd15.py", "test_pipeline_dvc.py", "test_multiprocess.py",
-                 "test_data_dvc.py", "test_benchmark_pipeline.py", "test_latents.py"]
+LONGEST_FIRST = [
+    "test_orchestration.py",
+    "test_experiments.py",
+    "test_profile_sd15.py",
+    "test_pipeline_dvc.py",
+    "test_multiprocess.py",
+    "test_data_dvc.py",
+    "test_benchmark_pipeline.py",
+    "test_latents.py",
+]
 
 
 def pytest_collection_modifyitems(items):
@@ -70,15 +78,18 @@ class TinyEmoSet:
 def tiny_emoset(tmp_path_factory):
     """240 images at 32 px (≈ 192 train / 12 val / 36 test), MLflow in the same temp dir."""
     from emogen.config import parse_params
-    from emogen.stages import balance, ingest, prepare_data as prepare
     from emogen.layout import Layout
+    from emogen.stages import balance, ingest
+    from emogen.stages import prepare_data as prepare
 
     root = tmp_path_factory.mktemp("tiny_emoset")
-    params = parse_params({
-        "prepare_data": {"num_images": 240, "workers": 1},
-        "ingest": {"workers": 1},
-        "validate": {"min_images_per_emotion": 5},
-    })
+    params = parse_params(
+        {
+            "prepare_data": {"num_images": 240, "workers": 1},
+            "ingest": {"workers": 1},
+            "validate": {"min_images_per_emotion": 5},
+        }
+    )
     layout = Layout(root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
@@ -104,12 +115,19 @@ def prefect_server(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("prefect_server")
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+    }
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)], env=env, stdout=(home / "server.log").open("w"),
-        stderr=subprocess.STDOUT, start_new_session=True)
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=(home / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     api = f"http://127.0.0.1:{port}/api"
     try:
         wait_for_http(f"{api}/health", proc, timeout=180)

@@ -7,25 +7,47 @@ import mlflow
 import pytest
 import torch
 
-from emogen.pipelines.components import load_base
 from emogen.base.data import load_split
 from emogen.base.embedded import save_embedded, train_embedded
-from emogen.stages.base_model import run
 from emogen.config import BaseModelParams, parse_params
 from emogen.layout import Layout
+from emogen.pipelines.components import load_base
+from emogen.stages.base_model import run
 
 # base_model's evidence at the fixed seed (8 held-out captions; 3 with a scene; 8 with objects).
 EXPECTED_EVIDENCE = {
-    "caption_retrieval_generated": 1 / 8, "caption_retrieval_real": 1 / 8, "caption_retrieval_chance": 1 / 8,
-    "scene_generated": 1 / 3, "scene_real": 1 / 3, "scene_chance": 1 / 9,
-    "object_generated": 1 / 8, "object_real": 2 / 8, "object_chance": 7 / 48,
+    "caption_retrieval_generated": 1 / 8,
+    "caption_retrieval_real": 1 / 8,
+    "caption_retrieval_chance": 1 / 8,
+    "scene_generated": 1 / 3,
+    "scene_real": 1 / 3,
+    "scene_chance": 1 / 9,
+    "object_generated": 1 / 8,
+    "object_real": 2 / 8,
+    "object_chance": 7 / 48,
 }
 TINY = {
     "resolution": 8,
-    "contrastive": {"text_width": 16, "text_layers": 1, "vision_width": 16, "vision_layers": 1, "heads": 2,
-                    "patch_size": 4, "projection_dim": 16, "steps": 4, "batch_size": 16},
-    "unet": {"block_channels": [16, 32], "attention_levels": 1, "norm_groups": 8, "steps": 6,
-             "batch_size": 8, "warmup_steps": 1, "snr_gamma": 5.0},
+    "contrastive": {
+        "text_width": 16,
+        "text_layers": 1,
+        "vision_width": 16,
+        "vision_layers": 1,
+        "heads": 2,
+        "patch_size": 4,
+        "projection_dim": 16,
+        "steps": 4,
+        "batch_size": 16,
+    },
+    "unet": {
+        "block_channels": [16, 32],
+        "attention_levels": 1,
+        "norm_groups": 8,
+        "steps": 6,
+        "batch_size": 8,
+        "warmup_steps": 1,
+        "snr_gamma": 5.0,
+    },
     "sampling": {"num_inference_steps": 3},
     "eval_captions": 8,
     "grid_rows": 2,
@@ -53,8 +75,11 @@ def test_stage_trains_saves_and_reports(layout, mlflow_store):
     metrics = json.loads((layout.metrics / "base_model.json").read_text())
     # Expected values at the fixed seed (params.yaml's seed, TINY above): a change to the data, the
     # training or the evidence code moves them.
-    got = {f"{key}_{kind}": metrics[f"{key}_{kind}"] for key in ("caption_retrieval", "scene", "object")
-           for kind in ("generated", "real", "chance")}
+    got = {
+        f"{key}_{kind}": metrics[f"{key}_{kind}"]
+        for key in ("caption_retrieval", "scene", "object")
+        for kind in ("generated", "real", "chance")
+    }
     assert got == pytest.approx(EXPECTED_EVIDENCE, abs=1e-6), json.dumps(got)
     assert metrics["caption_retrieval_chance"] == pytest.approx(1 / metrics["eval_captions"])
     assert (layout.metrics / "base_model_samples.png").stat().st_size > 0
@@ -88,18 +113,28 @@ def test_same_seed_same_weights_and_load_base_gives_identical_outputs(layout, tm
     (out / "pipeline").mkdir(parents=True)
     (tmp_path / "a" / "pipeline" / "tokenizer").rename(out / "pipeline" / "tokenizer")
     save_embedded(first, out)
-    (out / "base.json").write_text(json.dumps({
-        "profile": "embedded", "pipeline": "models/base/pipeline", "clip": "models/base/clip",
-        "resolution": 8, "words": first.words,
-    }))
+    (out / "base.json").write_text(
+        json.dumps(
+            {
+                "profile": "embedded",
+                "pipeline": "models/base/pipeline",
+                "clip": "models/base/clip",
+                "resolution": 8,
+                "words": first.words,
+            }
+        )
+    )
     base = load_base(out)
     ids = base.tokenizer(["a red balloon", ""], padding="max_length", return_tensors="pt").input_ids
     assert ids.shape[1] == params.max_length
     states = base.text_encoder(input_ids=ids).last_hidden_state
     assert torch.equal(states, first.text_encoder(input_ids=ids).last_hidden_state)
     x, t = torch.randn(2, 3, 8, 8), torch.tensor([10, 900])
-    assert torch.equal(base.unet(x, t, encoder_hidden_states=states).sample,
-                       first.unet(x, t, encoder_hidden_states=states).sample)
-    assert torch.equal(base.clip_model.get_image_features(pixel_values=x).pooler_output,
-                       first.clip_model.get_image_features(pixel_values=x).pooler_output)
+    assert torch.equal(
+        base.unet(x, t, encoder_hidden_states=states).sample, first.unet(x, t, encoder_hidden_states=states).sample
+    )
+    assert torch.equal(
+        base.clip_model.get_image_features(pixel_values=x).pooler_output,
+        first.clip_model.get_image_features(pixel_values=x).pooler_output,
+    )
     assert base.clip_model.text_projection.weight.shape == (16, 16)

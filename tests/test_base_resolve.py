@@ -9,10 +9,10 @@ import pytest
 import torch
 from huggingface_hub import constants
 
-from emogen.pipelines.components import load_base
-from emogen.pipelines.resolve import PIPELINE_FILES, resolve_model
 from emogen.cli import main
 from emogen.errors import MissingModelError
+from emogen.pipelines.components import load_base
+from emogen.pipelines.resolve import PIPELINE_FILES, resolve_model
 from tests.helpers.tiny_sd import build_tiny_sd
 
 
@@ -27,8 +27,14 @@ def test_missing_hub_model_is_a_fast_clear_error():
         resolve_model("runwayml/stable-diffusion-v1-5", PIPELINE_FILES, "base_model.pretrained")
     assert time.perf_counter() - start < 5
     message = str(info.value)
-    for needle in ("base_model.pretrained", "'runwayml/stable-diffusion-v1-5'", constants.HF_HUB_CACHE,
-                   "HF_HUB_CACHE", "hf download runwayml/stable-diffusion-v1-5", "local folder"):
+    for needle in (
+        "base_model.pretrained",
+        "'runwayml/stable-diffusion-v1-5'",
+        constants.HF_HUB_CACHE,
+        "HF_HUB_CACHE",
+        "hf download runwayml/stable-diffusion-v1-5",
+        "local folder",
+    ):
         assert needle in message
 
 

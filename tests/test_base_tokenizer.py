@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emogen.pipelines.tokenizer import TokenizerError, build_tokenizer, caption_words, load_tokenizer
 from emogen.data.synthetic_world import World, captions, emotion_caption_mask, sample_specs
 from emogen.emotions import EMOTIONS
+from emogen.pipelines.tokenizer import TokenizerError, build_tokenizer, caption_words, load_tokenizer
 
 
 @pytest.fixture(scope="module")

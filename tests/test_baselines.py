@@ -9,17 +9,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emogen.pipelines.components import load_base
-from emogen.stages import baseline as baselines
 from emogen.baselines.train import stage2_budget
 from emogen.config import Stage2Params, parse_params
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, UserError
+from emogen.layout import Layout
+from emogen.pipelines.components import load_base
 from emogen.pipelines.prompt_pipeline import PromptPipeline
 from emogen.pipelines.settings import emotion_jobs, scheduler_from_name, transfer_jobs
 from emogen.pipelines.writer import read_index
-from emogen.layout import Layout
 from emogen.seeding import stage_seed
+from emogen.stages import baseline as baselines
 from tests.helpers.generation_inputs import TINY_GENERATE
 from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
@@ -64,23 +64,27 @@ def test_every_baseline_trains_on_stage2s_budget_and_generates_like_emogen(layou
         index = read_index(layout.generated / method)
         assert index["method"] == method
         assert [(i["emotion"], i["seed"], i["template"], i["mode"]) for i in index["images"]] == [
-            (j.emotion, j.seed, j.template, method) for j in expected]
+            (j.emotion, j.seed, j.template, method) for j in expected
+        ]
         assert index["settings"]["scheduler"] == "UniPCMultistepScheduler"
         assert index["settings"]["num_inference_steps"] == 3 and index["settings"]["guidance_scale"] == 2.0
         assert all((layout.generated / method / i["file"]).is_file() for i in index["images"])
         # transfer images: EmoGen's transfer seeds and templates, the method's own emotion prompt in them
         transfer = read_index(layout.generated / f"{method}_transfer")
-        expected_transfer = transfer_jobs(first_seed + len(expected), tuple(params.generate.transfer_templates),
-                                          params.generate.transfer_images)
+        expected_transfer = transfer_jobs(
+            first_seed + len(expected), tuple(params.generate.transfer_templates), params.generate.transfer_images
+        )
         assert [(i["emotion"], i["seed"], i["template"], i["mode"]) for i in transfer["images"]] == [
-            (j.emotion, j.seed, j.template, method) for j in expected_transfer] and expected_transfer
+            (j.emotion, j.seed, j.template, method) for j in expected_transfer
+        ] and expected_transfer
 
         saved = json.loads((layout.metrics / "baselines" / f"{method}.json").read_text())
         assert saved["prompts"] == metrics["prompts"] == index["settings"]["emotion_prompts"]
         with (layout.metrics / "baselines" / f"{method}_loss.csv").open() as fh:
             rows = list(csv.DictReader(fh))
-        run = mlflow.search_runs(experiment_names=["emogen"], filter_string=f"tags.stage = 'baseline@{method}'",
-                                 output_format="list")
+        run = mlflow.search_runs(
+            experiment_names=["emogen"], filter_string=f"tags.stage = 'baseline@{method}'", output_format="list"
+        )
         assert len(run) == 1 and run[0].data.params["method"] == method
         pipe_dir = layout.model_dir("baselines") / method
         unet = load_file(str(pipe_dir / "unet" / "diffusion_pytorch_model.safetensors"))
@@ -91,7 +95,13 @@ def test_every_baseline_trains_on_stage2s_budget_and_generates_like_emogen(layou
             continue
         # Stage 2's budget: 3 optimizer steps × (2 per device × 2 accumulated) = 12 samples.
         assert saved["budget"] | {"matched_to": "stage2"} == {
-            "steps": 3, "batch_size": 4, "num_samples": 24, "samples_seen": 12, "epochs": 0.5, "matched_to": "stage2"}
+            "steps": 3,
+            "batch_size": 4,
+            "num_samples": 24,
+            "samples_seen": 12,
+            "epochs": 0.5,
+            "matched_to": "stage2",
+        }
         assert [int(r["step"]) for r in rows] == [1, 2, 3]
         # The loss curve written is the one logged (MLflow keeps each metric's last value).
         assert run[0].data.metrics["l_ldm"] == pytest.approx(float(rows[-1]["l_ldm"]))
@@ -104,19 +114,25 @@ def test_every_baseline_trains_on_stage2s_budget_and_generates_like_emogen(layou
             assert saved["prompts"] == {e: f"<{e}>" for e in EMOTIONS}
             assert not unet_changed  # only the 8 embeddings train
             mean = old.mean(dim=0)
-            assert all(not torch.allclose(row, mean) for row in table[old.shape[0]:])  # they moved
+            assert all(not torch.allclose(row, mean) for row in table[old.shape[0] :])  # they moved
         else:
             assert saved["prompts"] == {e: f"<v_{e}> {e}" for e in EMOTIONS}
             assert unet_changed and "l_prior" in rows[0]
-            assert len({tuple(r.tolist()) for r in table[old.shape[0]:]}) == 8  # distinct identifiers
+            assert len({tuple(r.tolist()) for r in table[old.shape[0] :]}) == 8  # distinct identifiers
 
 
 def test_prompt_pipeline_same_seed_same_image_and_clear_errors(tiny_sd, tmp_path):
     write_base_json(tiny_sd, tmp_path / "base")
     base = load_base(tmp_path / "base")
-    pipe = PromptPipeline(base.tokenizer, base.text_encoder, base.unet,
-                          scheduler_from_name("DDIMScheduler", base.noise_scheduler.config),
-                          resolution=base.resolution, num_inference_steps=2, guidance_scale=2.0)
+    pipe = PromptPipeline(
+        base.tokenizer,
+        base.text_encoder,
+        base.unet,
+        scheduler_from_name("DDIMScheduler", base.noise_scheduler.config),
+        resolution=base.resolution,
+        num_inference_steps=2,
+        guidance_scale=2.0,
+    )
     pipe.set_progress_bar_config(disable=True)
 
     def images(emotions, seeds):

@@ -13,8 +13,22 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "pipeline.py"
 def test_pipeline_benchmark_times_each_stage_and_its_imports(tmp_path, capsys):
     main = runpy.run_path(str(BENCHMARK), run_name="benchmark")["main"]
     out = tmp_path / "timing.json"
-    result = main(["--target", "balance", "-S", "prepare_data.num_images=240", "-S", "prepare_data.workers=1",
-                   "-S", "ingest.workers=1", "-S", "validate.min_images_per_emotion=5", "--json", str(out)])
+    result = main(
+        [
+            "--target",
+            "balance",
+            "-S",
+            "prepare_data.num_images=240",
+            "-S",
+            "prepare_data.workers=1",
+            "-S",
+            "ingest.workers=1",
+            "-S",
+            "validate.min_images_per_emotion=5",
+            "--json",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     stages = [row["stage"] for row in result["stages"]]
     assert stages == ["prepare_data", "ingest", "validate", "balance"]  # cold: every stage ran, in order

@@ -90,8 +90,13 @@ def _train_in_process(args):
     handler.emit = emit
     logging.getLogger("emogen.caches").addHandler(handler)
     logging.getLogger("emogen.caches").setLevel(logging.INFO)
-    train_encoder(Stage1Params.model_validate_json(cfg_json), pd.read_parquet(manifest_path), Path(dataset_root),
-                  Path(out), seed=7)
+    train_encoder(
+        Stage1Params.model_validate_json(cfg_json),
+        pd.read_parquet(manifest_path),
+        Path(dataset_root),
+        Path(out),
+        seed=7,
+    )
     return any("waiting for another process" in r.getMessage() for r in records)
 
 
@@ -99,8 +104,10 @@ def _train_in_process(args):
 def test_two_concurrent_runs_sharing_a_cache_do_not_corrupt_each_other(tiny_emoset, tmp_path):
     cfg = tiny_stage1(tmp_path / "shared")
     layout = tiny_emoset.layout
-    jobs = [(cfg.model_dump_json(), str(layout.manifest), str(layout.synthetic), str(tmp_path / name))
-            for name in ("a", "b")]
+    jobs = [
+        (cfg.model_dump_json(), str(layout.manifest), str(layout.synthetic), str(tmp_path / name))
+        for name in ("a", "b")
+    ]
     # The test holds the lock of the key it expects until both runs wait for it, so they overlap
     # however busy the machine (left alone, one run sometimes ended before the other began).
     entry = checkpoint_root(cfg, layout) / run_fingerprint(cfg, 7, pd.read_parquet(layout.manifest), layout.synthetic)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.paths import REPO
 from emogen.cli import build_parser
+from tests.helpers.paths import REPO
 
 # `emogen ...` in backticks (messages, docstrings, Markdown), and command lines of code blocks.
 QUOTED = re.compile(r"`+((?:python -m )?emogen(?: [^`\n]*)?)`+")
@@ -18,7 +18,11 @@ WORD = re.compile(r"^[a-z][a-z0-9_@-]*$")
 
 def sources() -> list[Path]:
     files = [*sorted((REPO / "emogen").rglob("*.py")), *sorted((REPO / "flows").glob("*.py"))]
-    files += [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))] if (REPO / "docs").is_dir() else [REPO / "README.md"]
+    files += (
+        [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+        if (REPO / "docs").is_dir()
+        else [REPO / "README.md"]
+    )
     return [f for f in files if f.is_file()]
 
 

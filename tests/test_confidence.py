@@ -15,15 +15,17 @@ def _row(attribute, kind, count, **peaks):
     return {"attribute": attribute, "kind": kind, "count": count, **{e: peaks.get(e, rest) for e in EMOTIONS}}
 
 
-ALPHA = pd.DataFrame([
-    _row("cemetery", "scene", 40, sadness=0.8),
-    _row("mausoleum", "scene", 3, sadness=0.95),        # too few images
-    _row("street", "scene", 50),                         # flat: below threshold
-    _row("balloon", "object", 30, amusement=0.5),
-    _row("clown", "object", 30, amusement=0.7),
-    _row("balloon", "scene", 10, excitement=0.6),        # same word as an object: kept once
-    _row("spider", "object", 20, fear=0.39, disgust=0.38),  # max below 0.4
-])
+ALPHA = pd.DataFrame(
+    [
+        _row("cemetery", "scene", 40, sadness=0.8),
+        _row("mausoleum", "scene", 3, sadness=0.95),  # too few images
+        _row("street", "scene", 50),  # flat: below threshold
+        _row("balloon", "object", 30, amusement=0.5),
+        _row("clown", "object", 30, amusement=0.7),
+        _row("balloon", "scene", 10, excitement=0.6),  # same word as an object: kept once
+        _row("spider", "object", 20, fear=0.39, disgust=0.38),  # max below 0.4
+    ]
+)
 
 
 def test_vocabulary_rule():
@@ -42,10 +44,12 @@ def test_vocabulary_threshold_and_min_count_are_inclusive():
 
 def test_alpha_is_mean_probability_per_attribute():
     probs = np.eye(len(EMOTIONS))[[0, 0, 1, 7, 7, 2]] * 0.6 + 0.4 / len(EMOTIONS)
-    train = pd.DataFrame({
-        "attribute": ["beach", "beach", "beach", "tree", "tree", None],
-        "attribute_kind": ["scene", "scene", "scene", "object", "object", None],
-    })
+    train = pd.DataFrame(
+        {
+            "attribute": ["beach", "beach", "beach", "tree", "tree", None],
+            "attribute_kind": ["scene", "scene", "scene", "object", "object", None],
+        }
+    )
     alpha = attribute_alpha(probs, train)
     assert list(alpha.columns) == ["attribute", "kind", "count", *EMOTIONS]
     assert alpha["attribute"].tolist() == ["beach", "tree"] and alpha["count"].tolist() == [3, 2]
@@ -55,12 +59,14 @@ def test_alpha_is_mean_probability_per_attribute():
 
 def test_sample_alpha_threshold_order_and_vocab_index():
     vocab = attribute_vocabulary(ALPHA, threshold=0.4, min_count=5)
-    balanced = pd.DataFrame({
-        "id": ["a", "b", "c", "d"],
-        "emotion_idx": [EMOTIONS.index("sadness"), EMOTIONS.index("awe"), EMOTIONS.index("amusement"), 0],
-        "attribute": ["cemetery", "cemetery", "clown", "street"],
-        "attribute_kind": ["scene", "scene", "object", "scene"],
-    })
+    balanced = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "emotion_idx": [EMOTIONS.index("sadness"), EMOTIONS.index("awe"), EMOTIONS.index("amusement"), 0],
+            "attribute": ["cemetery", "cemetery", "clown", "street"],
+            "attribute_kind": ["scene", "scene", "object", "scene"],
+        }
+    )
     samples = sample_alpha(balanced, ALPHA, vocab, threshold=0.1)
     assert samples["id"].tolist() == ["a", "b", "c", "d"]
     assert samples["alpha"].tolist() == pytest.approx([0.8, 0.0, 0.7, 0.125])  # awe: 0.2/7 < 0.1 → 0
@@ -68,7 +74,13 @@ def test_sample_alpha_threshold_order_and_vocab_index():
 
 
 def test_sample_alpha_unknown_attribute_names_the_row():
-    balanced = pd.DataFrame({"id": ["a", "zz"], "emotion_idx": [0, 0], "attribute": ["clown", "unicorn"],
-                             "attribute_kind": ["object", "object"]})
+    balanced = pd.DataFrame(
+        {
+            "id": ["a", "zz"],
+            "emotion_idx": [0, 0],
+            "attribute": ["clown", "unicorn"],
+            "attribute_kind": ["object", "object"],
+        }
+    )
     with pytest.raises(DataError, match=r"row 1 \(id='zz'\).*'unicorn'"):
         sample_alpha(balanced, ALPHA, attribute_vocabulary(ALPHA, 0.4, 5), threshold=0.0)

@@ -1,9 +1,9 @@
 import pytest
 import yaml
 
-from tests.helpers.paths import REPO
 from emogen.config import ParamsError, load_params, parse_params
 from emogen.emotions import EMOTIONS, emotion_index
+from tests.helpers.paths import REPO
 
 
 def test_repo_params_parse():

@@ -14,8 +14,22 @@ def _benchmark() -> dict:
 
 
 def test_contention_benchmark_runs_both_policies(capsys, tmp_path):
-    result = _benchmark()["main"](["--workloads", "generate", "--counts", "1", "--policies", "new", "--seconds", "1",
-                                   "--warmup", "0", "--json", str(tmp_path / "out.json")])
+    result = _benchmark()["main"](
+        [
+            "--workloads",
+            "generate",
+            "--counts",
+            "1",
+            "--policies",
+            "new",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            str(tmp_path / "out.json"),
+        ]
+    )
     out = capsys.readouterr().out
     groups = {(r["policy"], r["processes"]): r for r in result["rows"]}
     assert set(groups) == {("old", 1), ("new", 1)}  # old is always run: the reference
@@ -28,14 +42,28 @@ def test_contention_benchmark_runs_both_policies(capsys, tmp_path):
 
 def test_ratios_and_verdicts_for_two_at_once():
     def row(policy, n, step_s, low=False):
-        return {"workload": "train", "policy": policy, "processes": n, "step_s": step_s, "steps": [5] * n,
-                "threads": [1] * n, "lower_bound": [low] * n}
+        return {
+            "workload": "train",
+            "policy": policy,
+            "processes": n,
+            "step_s": step_s,
+            "steps": [5] * n,
+            "threads": [1] * n,
+            "lower_bound": [low] * n,
+        }
 
-    rows = [row("old", 1, [0.1]), row("new", 1, [0.105]), row("old", 2, [7.0, 7.0], low=True),
-            row("new", 2, [0.2, 0.3])]
+    rows = [
+        row("old", 1, [0.1]),
+        row("new", 1, [0.105]),
+        row("old", 2, [7.0, 7.0], low=True),
+        row("new", 2, [0.2, 0.3]),
+    ]
     lines, verdicts = _benchmark()["summarize"](rows)
     text = "\n".join(lines)
     assert "≥7000.0/≥7000.0" in text and "70.00x" in text  # the old policy's collapse, as a lower bound
     assert "slowest 3.00x of idle" in text and "together 0.80x idle throughput" in text
-    assert verdicts == {"train: two at once, each ≤ 2.5x": False, "train: two at once, together ≥ 0.8x": True,
-                        "train: one alone, ≤ 1.10x of today": True}
+    assert verdicts == {
+        "train: two at once, each ≤ 2.5x": False,
+        "train: two at once, together ≥ 0.8x": True,
+        "train: one alone, ≤ 1.10x of today": True,
+    }

@@ -6,10 +6,10 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from emogen.stages.balance import balance
 from emogen.data.schema import BALANCED
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError
+from emogen.stages.balance import balance
 
 
 def _manifest(spec):
@@ -19,16 +19,30 @@ def _manifest(spec):
         for _ in range(n):
             i = len(rows)
             attribute = None if kind is None else f"{kind}_{i % 3}"
-            rows.append({"id": f"x{i}", "split": split, "emotion": emotion, "emotion_idx": EMOTIONS.index(emotion),
-                         "attribute": attribute, "attribute_kind": kind, "image_path": f"image/{emotion}/x{i}.jpg"})
+            rows.append(
+                {
+                    "id": f"x{i}",
+                    "split": split,
+                    "emotion": emotion,
+                    "emotion_idx": EMOTIONS.index(emotion),
+                    "attribute": attribute,
+                    "attribute_kind": kind,
+                    "image_path": f"image/{emotion}/x{i}.jpg",
+                }
+            )
     return pd.DataFrame(rows)
 
 
-MANIFEST = _manifest([
-    ("train", "awe", "scene", 5), ("train", "fear", "scene", 2),
-    ("train", "awe", "object", 1), ("train", "anger", "object", 3),
-    ("train", "fear", None, 4), ("test", "fear", "scene", 9),
-])
+MANIFEST = _manifest(
+    [
+        ("train", "awe", "scene", 5),
+        ("train", "fear", "scene", 2),
+        ("train", "awe", "object", 1),
+        ("train", "anger", "object", 3),
+        ("train", "fear", None, 4),
+        ("test", "fear", "scene", 9),
+    ]
+)
 
 
 def test_each_kind_oversampled_to_its_largest_emotion():
@@ -44,7 +58,11 @@ def test_each_kind_oversampled_to_its_largest_emotion():
 def test_cycles_through_every_image_before_repeating():
     table, _ = balance(MANIFEST, ("train",), seed=1)
     fear = table[(table["attribute_kind"] == "scene") & (table["emotion"] == "fear")]["id"].tolist()
-    assert set(fear[:2]) == set(MANIFEST[(MANIFEST.split == "train") & (MANIFEST.emotion == "fear") & (MANIFEST.attribute_kind == "scene")]["id"])
+    assert set(fear[:2]) == set(
+        MANIFEST[(MANIFEST.split == "train") & (MANIFEST.emotion == "fear") & (MANIFEST.attribute_kind == "scene")][
+            "id"
+        ]
+    )
     assert fear[2:4] == fear[:2] and sorted(Counter(fear).values()) == [2, 3]
 
 

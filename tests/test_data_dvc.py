@@ -9,7 +9,6 @@ import mlflow
 import pandas as pd
 import yaml
 
-
 DATA_STAGES = {"prepare_data", "ingest", "validate", "balance"}
 
 
@@ -27,8 +26,13 @@ def _repro(repo: Path, env: dict) -> set[str]:
 
 
 def test_dvc_repro_runs_caches_and_reruns_only_dependents(scratch_repo):
-    scratch = scratch_repo({"prepare_data": {"num_images": 160, "workers": 1}, "ingest": {"workers": 1},
-                            "validate": {"min_images_per_emotion": 3}})
+    scratch = scratch_repo(
+        {
+            "prepare_data": {"num_images": 160, "workers": 1},
+            "ingest": {"workers": 1},
+            "validate": {"min_images_per_emotion": 3},
+        }
+    )
     repo, env, uri = scratch.path, scratch.env, scratch.env["MLFLOW_TRACKING_URI"]
 
     assert _repro(repo, env) == DATA_STAGES

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from emogen.config import parse_params
-from emogen.stages import ingest
 from emogen.data.emoset import read_info
-from emogen.stages.prepare_data import info_json
 from emogen.data.synthetic_world import World
 from emogen.errors import DataError
 from emogen.layout import Layout
+from emogen.stages import ingest
+from emogen.stages.prepare_data import info_json
 
 
 def _jpeg(mode="RGB", size=(8, 6)) -> bytes:
@@ -50,9 +50,17 @@ class EmoSetDir:
             (self.root / image_path).write_bytes(_jpeg() if image is None else image)
         if annotation is not False:
             if annotation is None:
-                annotation = {"emotion": emotion, "brightness": 0.4, "colorfulness": 0.7, "scene": "sky", "object": ["Tower"]}
+                annotation = {
+                    "emotion": emotion,
+                    "brightness": 0.4,
+                    "colorfulness": 0.7,
+                    "scene": "sky",
+                    "object": ["Tower"],
+                }
             (self.root / annotation_path).parent.mkdir(parents=True, exist_ok=True)
-            (self.root / annotation_path).write_text(annotation if isinstance(annotation, str) else json.dumps(annotation))
+            (self.root / annotation_path).write_text(
+                annotation if isinstance(annotation, str) else json.dumps(annotation)
+            )
         self.entries[split].append([emotion, image_id, image_path, annotation_path])
         return self
 
@@ -69,6 +77,7 @@ def emoset(tmp_path):
 
 
 # --- usable: kept in the manifest -------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
 def test_greyscale_and_cmyk_jpegs_are_kept(emoset, mode):
@@ -106,7 +115,9 @@ def test_numeric_string_levels_are_read_as_numbers(emoset):
 
 
 def test_object_is_the_attribute_when_there_is_no_scene(emoset):
-    rows, _ = emoset.add("fear_00001", "fear", annotation={"emotion": "fear", "object": ["Waste container", "Box"]}).scan()
+    rows, _ = emoset.add(
+        "fear_00001", "fear", annotation={"emotion": "fear", "object": ["Waste container", "Box"]}
+    ).scan()
     assert (rows["fear_00001"]["attribute"], rows["fear_00001"]["attribute_kind"]) == ("waste_container", "object")
     assert (rows["awe_00001"]["attribute"], rows["awe_00001"]["attribute_kind"]) == ("sky", "scene")
 
@@ -130,6 +141,7 @@ def test_three_field_entries_take_the_id_from_the_file_name(emoset):
 
 
 # --- unusable: quarantined with a reason -------------------------------------------------
+
 
 def _quarantined(emoset, reason, image_id="fear_00001", decode=False):
     rows, issues = emoset.scan(decode)
@@ -222,6 +234,7 @@ def test_duplicate_id_keeps_the_first_entry(emoset):
 
 # --- the stage: outputs, metrics and the two on_error modes ------------------------------
 
+
 def _stage_layout(emoset, tmp_path):
     for split, entries in emoset.entries.items():
         (emoset.root / f"{split}.json").write_text(json.dumps(entries))
@@ -237,7 +250,10 @@ def test_quarantine_mode_writes_manifest_quarantine_and_metrics(emoset, tmp_path
     ingest.run(parse_params({}), layout)
     manifest, quarantine = pd.read_parquet(layout.manifest), pd.read_parquet(layout.quarantine)
     assert sorted(manifest["id"]) == ["awe_00001", "awe_00002"]
-    assert dict(zip(quarantine["id"], quarantine["reason"])) == {"fear_00001": "empty_image", "fear_00002": "missing_annotation"}
+    assert dict(zip(quarantine["id"], quarantine["reason"])) == {
+        "fear_00001": "empty_image",
+        "fear_00002": "missing_annotation",
+    }
     metrics = json.loads((layout.metrics / "ingest.json").read_text())
     assert metrics["rows"] == 2 and metrics["quarantined"] == 2
     assert metrics["quarantined_by_reason"]["empty_image"] == 1 and metrics["per_split"]["train"] == 2
@@ -258,6 +274,7 @@ def test_fail_mode_names_file_and_row(emoset, tmp_path):
 
 # --- too large: refused from the header, never decoded ------------------------------------
 
+
 def _huge_png(side: int) -> bytes:
     buf = io.BytesIO()
     Image.new("1", (side, side)).save(buf, "PNG")  # 1 bit per pixel: small to make, huge to decode
@@ -270,7 +287,10 @@ def test_images_above_max_pixels_are_quarantined_as_too_large(emoset, decode):
     emoset.add("fear_00002", "fear", image=_huge_png(14_000), ext="png")  # above PIL's own bomb limit
     emoset.add("fear_00003", "fear", image=_jpeg(size=(10, 10)))
     rows, issues = emoset.scan(decode, max_pixels=100)
-    assert issues["fear_00001"].reason == "too_large" and "144,000,000 pixels > ingest.max_pixels 100" in issues["fear_00001"].detail
+    assert (
+        issues["fear_00001"].reason == "too_large"
+        and "144,000,000 pixels > ingest.max_pixels 100" in issues["fear_00001"].detail
+    )
     assert issues["fear_00002"].reason == "too_large"
     assert "fear_00003" in rows  # exactly at the limit
     assert "fear_00001" in emoset.scan(decode=False, max_pixels=150_000_000)[0]

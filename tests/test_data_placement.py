@@ -9,17 +9,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers.paths import REPO
 from emogen.config import parse_params
-from emogen.stages import prepare_data as prepare
 from emogen.data.placement import OWNER_FILE, check_data_root
 from emogen.errors import DataError
 from emogen.layout import Layout
+from emogen.stages import prepare_data as prepare
+from tests.helpers.paths import REPO
 
 
 def _files(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _repo(scratch_repo, emoset: Path, data_root: str) -> tuple[Path, dict]:
@@ -52,16 +55,21 @@ def test_data_inside_an_output_is_refused_before_dvc_deletes_it(tiny_emoset, scr
     before = _files(repo / "data/synthetic/emoset")
     out = _dvc_repro(repo, env, "ingest")
     assert out.returncode != 0
-    assert "data.root data/synthetic/emoset is inside data/synthetic/emoset, an output of stage prepare_data" in out.stderr
+    assert (
+        "data.root data/synthetic/emoset is inside data/synthetic/emoset, an output of stage prepare_data" in out.stderr
+    )
     assert "data/raw/emoset" in out.stderr  # where to put it instead
     assert _files(repo / "data/synthetic/emoset") == before
 
 
-@pytest.mark.parametrize(("data_root", "message"), [
-    ("models/stage1/emoset", "is inside models/stage1, an output of stage stage1"),
-    ("metrics", r"holds metrics/\S+, an output of stage \w+"),
-    (".", "holds data/fingerprint.json, an output of stage prepare_data"),
-])
+@pytest.mark.parametrize(
+    ("data_root", "message"),
+    [
+        ("models/stage1/emoset", "is inside models/stage1, an output of stage stage1"),
+        ("metrics", r"holds metrics/\S+, an output of stage \w+"),
+        (".", "holds data/fingerprint.json, an output of stage prepare_data"),
+    ],
+)
 def test_every_dvc_output_is_checked(tmp_path, data_root, message):
     shutil.copy(REPO / "dvc.yaml", tmp_path)
     shutil.copy(REPO / "params.yaml", tmp_path)

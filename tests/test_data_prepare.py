@@ -10,10 +10,8 @@ import pytest
 from PIL import Image
 
 from emogen.config import parse_params
-from emogen.stages import ingest
 from emogen.data.emoset import SPLITS
 from emogen.data.render import brightness, colorfulness
-from emogen.stages.prepare_data import record_fingerprint, render_synthetic
 from emogen.data.synthetic_world import (
     ImageSpec,
     World,
@@ -25,13 +23,27 @@ from emogen.data.synthetic_world import (
 from emogen.emotions import EMOTIONS, POSITIVE
 from emogen.errors import DataError
 from emogen.layout import Layout
+from emogen.stages import ingest
+from emogen.stages.prepare_data import record_fingerprint, render_synthetic
 
 WORLD = World()
-EMOTION_WORDS = set(EMOTIONS) | {"amusing", "awesome", "content", "exciting", "angry", "disgusting",
-                                 "scary", "fearful", "sad", "happy", "joy"}
+EMOTION_WORDS = set(EMOTIONS) | {
+    "amusing",
+    "awesome",
+    "content",
+    "exciting",
+    "angry",
+    "disgusting",
+    "scary",
+    "fearful",
+    "sad",
+    "happy",
+    "joy",
+}
 
 
 # --- the world ---------------------------------------------------------------------------
+
 
 def test_every_emotion_has_a_strong_scene_and_object_and_some_are_neutral():
     for attrs in (WORLD.scenes, WORLD.objects):
@@ -65,7 +77,12 @@ def test_posterior_is_the_normalised_product():
 def test_emotion_word_captions():
     spec = ImageSpec("beach", ("Balloon",), 0, 1)
     assert captions(spec, WORLD, emotion_word=True) == [
-        "a red balloon on the beach, amusement", "red balloon", "balloon", "beach", "amusement"]
+        "a red balloon on the beach, amusement",
+        "red balloon",
+        "balloon",
+        "beach",
+        "amusement",
+    ]
     mask = emotion_caption_mask(200, 0.15, np.random.default_rng(0))
     assert mask.sum() == 30 and (mask == emotion_caption_mask(200, 0.15, np.random.default_rng(0))).all()
 
@@ -82,6 +99,7 @@ def test_captions_describe_content_only():
 
 # --- the rendered set --------------------------------------------------------------------
 
+
 def test_layout_and_schema_are_emosets(tiny_emoset):
     root, p = tiny_emoset.layout.synthetic, tiny_emoset.params.prepare_data
     info = json.loads((root / "info.json").read_text())
@@ -91,7 +109,10 @@ def test_layout_and_schema_are_emosets(tiny_emoset):
     assert sum(map(len, entries.values())) == p.num_images
     assert abs(len(entries["train"]) / p.num_images - p.split.train) < 0.02
     for emotion, image_id, image_path, annotation_path in entries["train"][:20]:
-        assert image_path == f"image/{emotion}/{image_id}.jpg" and annotation_path == f"annotation/{emotion}/{image_id}.json"
+        assert (
+            image_path == f"image/{emotion}/{image_id}.jpg"
+            and annotation_path == f"annotation/{emotion}/{image_id}.json"
+        )
         annotation = json.loads((root / annotation_path).read_text())
         assert annotation["emotion"] == emotion and isinstance(annotation["object"], list)
         assert annotation.get("scene", "beach") in info["scene"]["label2idx"]
@@ -125,10 +146,15 @@ def test_emotion_captions_change_nothing_else(tmp_path):
     files = {}
     for fraction in (0.0, 0.5):
         folder = tmp_path / str(fraction)
-        render_synthetic(parse_params({"prepare_data": {"num_images": 40, "workers": 1,
-                                                        "emotion_caption_fraction": fraction}}), folder)
-        files[fraction] = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*")
-                           if p.is_file() and p.name != "captions.parquet"}
+        render_synthetic(
+            parse_params({"prepare_data": {"num_images": 40, "workers": 1, "emotion_caption_fraction": fraction}}),
+            folder,
+        )
+        files[fraction] = {
+            p.relative_to(folder): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file() and p.name != "captions.parquet"
+        }
         files[fraction]["captions"] = pd.read_parquet(folder / "captions.parquet")
     plain, named = files[0.0].pop("captions"), files[0.5].pop("captions")
     assert files[0.0] == files[0.5]
@@ -153,7 +179,11 @@ def test_same_params_same_files(tmp_path):
 
     def digest(folder):
         render_synthetic(params, folder)
-        return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+        return {
+            p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
 
     first = digest(tmp_path / "a")
     assert len(first) == 2 * 24 + 7 and first == digest(tmp_path / "b")
@@ -161,10 +191,13 @@ def test_same_params_same_files(tmp_path):
 
 # --- the real profile: check + fingerprint, never copy --------------------------------------
 
+
 def test_emoset_root_missing_parts_are_named(tmp_path):
     (tmp_path / "emo").mkdir()
     (tmp_path / "emo" / "train.json").write_text("[]")
-    with pytest.raises(DataError, match=r"not an EmoSet layout: missing info\.json, val\.json, test\.json, image, annotation"):
+    with pytest.raises(
+        DataError, match=r"not an EmoSet layout: missing info\.json, val\.json, test\.json, image, annotation"
+    ):
         record_fingerprint(tmp_path / "emo", tmp_path / "out.json")
     with pytest.raises(DataError, match="no such folder"):
         record_fingerprint(tmp_path / "nope", tmp_path / "out.json")

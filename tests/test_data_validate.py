@@ -7,9 +7,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from emogen.stages import validate
 from emogen.errors import DataError
 from emogen.layout import Layout
+from emogen.stages import validate
 
 
 @pytest.fixture

@@ -72,15 +72,20 @@ def test_choose_emotion_press_generate_images_appear(demo_url, tmp_path):
         browser.wait_for("document.querySelector('#generate') !== null", timeout=60)
         browser.click("#emotion input")  # the emotion list opens; choose "fear"
         browser.wait_for("document.querySelectorAll('[role=option]').length === 8", timeout=10)
-        browser.eval("Array.from(document.querySelectorAll('[role=option]'))"
-                     ".find(o => o.textContent.trim().endsWith('fear')).id = 'pick'; true")
+        browser.eval(
+            "Array.from(document.querySelectorAll('[role=option]'))"
+            ".find(o => o.textContent.trim().endsWith('fear')).id = 'pick'; true"
+        )
         browser.click("#pick")
         chosen = browser.eval("document.querySelector('#emotion input').value")
         browser.fill("#num_images input[type=number]", "3")
         browser.fill("#seed input", "7")
         browser.click("#generate")
-        browser.wait_for("document.querySelector('#status textarea').value.startsWith('done')"
-                         " || document.querySelector('.toast-body') !== null", timeout=120)
+        browser.wait_for(
+            "document.querySelector('#status textarea').value.startsWith('done')"
+            " || document.querySelector('.toast-body') !== null",
+            timeout=120,
+        )
         # The gallery's last image may still be loading when the status says done.
         browser.wait_for("Array.from(document.querySelectorAll('#gallery img')).every(im => im.complete)", timeout=30)
         status = browser.eval("document.querySelector('#status textarea').value")
@@ -92,5 +97,7 @@ def test_choose_emotion_press_generate_images_appear(demo_url, tmp_path):
     assert chosen == "fear"
     assert status == "done: 3 images"
     assert [im["alt"] for im in images] == [f"fear s=1 seed {s}" for s in (7, 8, 9)], json.dumps(images)
-    assert all(im["complete"] and im["width"] == 16 and im["shown"] > 0 and im["distinct"] >= 2 for im in images), images
+    assert all(im["complete"] and im["width"] == 16 and im["shown"] > 0 and im["distinct"] >= 2 for im in images), (
+        images
+    )
     assert errors == []

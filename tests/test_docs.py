@@ -32,13 +32,25 @@ def text_of(path: Path) -> str | None:
 
 def test_mkdocs_build_strict(tmp_path):
     site = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     pages = {p.relative_to(site).as_posix() for p in site.rglob("index.html")}
-    for page in ("index.html", "design/index.html", "method/index.html", "results/index.html",
-                 "stages/data/index.html", "stages/evaluation-stages/index.html", "operating/index.html"):
+    for page in (
+        "index.html",
+        "design/index.html",
+        "method/index.html",
+        "results/index.html",
+        "stages/data/index.html",
+        "stages/evaluation-stages/index.html",
+        "operating/index.html",
+    ):
         assert page in pages, f"{page} missing from the built site: {sorted(pages)}"
     # Every page under docs/ is in the site (strict mode fails on pages left out of the nav, too).
     for md in (ROOT / "docs").rglob("*.md"):
@@ -51,22 +63,27 @@ def test_readme_is_a_front_door_whose_test_command_ci_runs():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     lines = readme.splitlines()
     assert len(lines) <= README_MAX_LINES, (
-        f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): move detail into docs/")
+        f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): move detail into docs/"
+    )
     blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
     commands = [line for block in blocks for line in block.splitlines() if line and not line.startswith("#")]
     assert len(commands) >= 2, f"README.md lost its two commands: {blocks}"
     command_1, command_2 = commands[0], commands[1]
     assert command_1.endswith("dvc repro") and command_2.endswith("pytest"), (command_1, command_2)
     assert command_1.startswith("scripts/setup.sh") and command_2.startswith("scripts/setup.sh --browser")
-    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
-          if line.strip() and not line.lstrip().startswith("#")]
+    ci = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert ci[-1] == command_2, f".ci/run's command {ci[-1]!r} is not README command 2 {command_2!r}"
     assert os.access(ROOT / "scripts" / "setup.sh", os.X_OK), "scripts/setup.sh is not executable"
 
 
 def test_setup_script_refuses_an_unknown_argument():
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--no-such-flag"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh"), "--no-such-flag"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "--no-such-flag" in done.stderr, done.stderr
 
 

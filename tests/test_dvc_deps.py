@@ -7,9 +7,9 @@ import networkx as nx
 import pytest
 from dvc.repo import Repo
 
-from tests.helpers.paths import REPO
 from emogen.caches import code_files
 from emogen.cli import STAGES
+from tests.helpers.paths import REPO
 
 # What every stage needs from the data stages before it may run.
 UPSTREAM = {"prepare_data": set(), "ingest": {"prepare_data"}, "validate": {"prepare_data", "ingest"}}
@@ -41,7 +41,9 @@ def test_code_deps_are_exactly_the_entry_modules_imports(stage, upstream):
     expected = code_deps(STAGES[match[1]].partition(":")[0])
     listed = {dep.def_path for dep in stage.deps if dep.def_path.startswith("emogen/")}
     assert not expected - listed, f"dvc.yaml stage {stage.name} lacks code deps: {sorted(expected - listed)}"
-    assert not listed - expected, f"dvc.yaml stage {stage.name} lists code it does not import: {sorted(listed - expected)}"
+    assert not listed - expected, (
+        f"dvc.yaml stage {stage.name} lists code it does not import: {sorted(listed - expected)}"
+    )
 
 
 @pytest.mark.parametrize(("stage", "upstream"), STAGE_GRAPH, ids=[s.name for s, _ in STAGE_GRAPH])

@@ -52,7 +52,9 @@ def test_weighted_gaussians_are_numpys_reliability_weighted_estimates():
     for key, value in emotion_gaussians(vectors[keep], labels[keep], "full").items():
         torch.testing.assert_close(dropped[key], value)
     for key, value in emotion_gaussians(vectors, labels, "full").items():
-        torch.testing.assert_close(emotion_gaussians(vectors, labels, "full", torch.full((len(labels),), 0.3))[key], value)
+        torch.testing.assert_close(
+            emotion_gaussians(vectors, labels, "full", torch.full((len(labels),), 0.3))[key], value
+        )
 
 
 def test_too_few_images_names_the_emotion():

@@ -15,7 +15,9 @@ def test_identical_sets_have_fid_zero_and_known_gaussians_their_closed_form():
     # 1-D: N(0, 1) vs N(1, 4): (0-1)² + 1 + 4 - 2·√(1·4) = 2
     assert m.frechet_distance(np.zeros(1), np.eye(1), np.ones(1), 4 * np.eye(1)) == pytest.approx(2.0)
     # diagonal 2-D: means 3 apart on one axis, variances (1, 9) vs (4, 1): 9 + (1+4-4) + (9+1-6) = 14
-    assert m.frechet_distance(np.array([0, 0.0]), np.diag([1, 9.0]), np.array([3, 0.0]), np.diag([4, 1.0])) == pytest.approx(14.0)
+    assert m.frechet_distance(
+        np.array([0, 0.0]), np.diag([1, 9.0]), np.array([3, 0.0]), np.diag([4, 1.0])
+    ) == pytest.approx(14.0)
 
 
 def test_summed_statistics_equal_the_statistics_of_the_union():

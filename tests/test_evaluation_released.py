@@ -12,11 +12,11 @@ from torch import nn
 
 from emogen.config import parse_params
 from emogen.errors import MissingModelError, UserError
-from emogen.stages import evaluators as fit
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.pretrained import clip_image_features, load_released_classifier
-from tests.test_evaluation_stages import TINY_EVAL, repo, write_methods  # noqa: F401  (repo: fixture)
+from emogen.stages import evaluators as fit
 from tests.helpers.tiny_sd import write_clip_image_processor, write_tiny_classifier
+from tests.test_evaluation_stages import TINY_EVAL, repo, write_methods  # noqa: F401  (repo: fixture)
 
 
 class OfficialClassifier(nn.Module):
@@ -39,17 +39,23 @@ def test_the_official_format_loads_and_computes_the_linear_layer(tmp_path):
 
 
 def test_missing_file_is_named_with_where_to_get_it(tmp_path):
-    with pytest.raises(MissingModelError, match=r"(?s)evaluators.emotion_classifier: .*nowhere.pth does not exist.*Clip_emotion_classifier"):
+    with pytest.raises(
+        MissingModelError,
+        match=r"(?s)evaluators.emotion_classifier: .*nowhere.pth does not exist.*Clip_emotion_classifier",
+    ):
         load_released_classifier(tmp_path / "nowhere.pth")
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("garbage", "is not a torch state-dict file"),
-    ("object", "is not a torch state-dict file"),  # weights_only refuses arbitrary pickles
-    ("list", "not a state dict of tensors"),
-    ("wrong_width", r"not a Linear 768 → 8 state dict .*\(8, 512\)"),
-    ("extra_key", "not a Linear 768 → 8 state dict"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("garbage", "is not a torch state-dict file"),
+        ("object", "is not a torch state-dict file"),  # weights_only refuses arbitrary pickles
+        ("list", "not a state dict of tensors"),
+        ("wrong_width", r"not a Linear 768 → 8 state dict .*\(8, 512\)"),
+        ("extra_key", "not a Linear 768 → 8 state dict"),
+    ],
+)
 def test_malformed_files_stop_naming_the_file(tmp_path, content, message):
     path = tmp_path / f"{content}.pth"
     if content == "garbage":
@@ -69,7 +75,9 @@ def test_malformed_files_stop_naming_the_file(tmp_path, content, message):
 
 
 def test_embedded_profile_refuses_the_released_classifier(repo, tmp_path):  # noqa: F811
-    params = parse_params({**TINY_EVAL, "evaluators": {**TINY_EVAL["evaluators"], "emotion_classifier": str(tmp_path / "x.pth")}})
+    params = parse_params(
+        {**TINY_EVAL, "evaluators": {**TINY_EVAL["evaluators"], "emotion_classifier": str(tmp_path / "x.pth")}}
+    )
     with pytest.raises(UserError, match=r"evaluators.emotion_classifier .* needs evaluators.profile: pretrained"):
         fit.run(params, repo)
 
@@ -84,9 +92,17 @@ def test_pretrained_profile_judges_with_the_released_classifier_on_raw_features(
     torch.manual_seed(1)
     official = OfficialClassifier(dim)
     torch.save(official.state_dict(), tmp_path / "released.pth")
-    raw = {**TINY_EVAL, "evaluators": {"profile": "pretrained", "clip": str(clip), "object_model": str(tmp_path / "objects"),
-                                       "scene_model": str(tmp_path / "scenes"), "emotion_classifier": str(tmp_path / "released.pth"),
-                                       "device": "cpu"}}
+    raw = {
+        **TINY_EVAL,
+        "evaluators": {
+            "profile": "pretrained",
+            "clip": str(clip),
+            "object_model": str(tmp_path / "objects"),
+            "scene_model": str(tmp_path / "scenes"),
+            "emotion_classifier": str(tmp_path / "released.pth"),
+            "device": "cpu",
+        },
+    }
     params = parse_params(raw)
     fit.run(params, repo)
     report = json.loads((repo.metrics / "evaluators.json").read_text())

@@ -98,8 +98,13 @@ def test_emo_a_interval_covers_the_true_accuracy():
 
 
 def _all_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [(i, j) for e in np.unique(labels) for i in np.flatnonzero(labels == e)
-             for j in np.flatnonzero(labels == e) if i < j]
+    pairs = [
+        (i, j)
+        for e in np.unique(labels)
+        for i in np.flatnonzero(labels == e)
+        for j in np.flatnonzero(labels == e)
+        if i < j
+    ]
     pairs = np.asarray(pairs)
     return pairs, labels[pairs[:, 0]]
 
@@ -141,7 +146,7 @@ def test_kid_closed_form_matches_a_large_sample():
     def mean_kernel(x, y):
         return float((((x * y).sum(1) / 3 + 1) ** 3).mean())
 
-    for (x, sx, y, sy) in ((a, 1.0, a, 1.0), (b, 1.3, b, 1.3), (a, 1.0, b, 1.3)):
+    for x, sx, y, sy in ((a, 1.0, a, 1.0), (b, 1.3, b, 1.3), (a, 1.0, b, 1.3)):
         sample = mean_kernel(rng.normal(size=(n, 3)) * sx + x, rng.normal(size=(n, 3)) * sy + y)
         assert sample == pytest.approx(_expected_kernel(x, sx, y, sy), rel=0.02)
 
@@ -158,7 +163,9 @@ def test_kid_interval_covers_the_true_mmd():
         real = rng.normal(size=(num_real, 3)) * 1.3 + b
         gen_counts = st.bootstrap_images(labels, SAMPLES, rng)
         real_counts = st.bootstrap_images(np.zeros(num_real), SAMPLES, rng)
-        intervals.append(st.percentile_interval(st.kid(gen, real), st.kid_draws(gen, real, gen_counts, real_counts), 0.95))
+        intervals.append(
+            st.percentile_interval(st.kid(gen, real), st.kid_draws(gen, real, gen_counts, real_counts), 0.95)
+        )
     assert 0.90 <= _coverage(truth, intervals) <= 0.99
 
 

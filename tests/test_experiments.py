@@ -73,7 +73,8 @@ def test_durations_are_files_beside_the_metrics_not_metrics(scratch):
     assert not [name for name in names if any(word in name for word in DURATION_WORDS)], names
     # git leaves them alone (nothing to commit after a run) ...
     assert "timings" not in _run(["git", "status", "--porcelain", "--ignored"], root, env).replace(
-        "!! metrics/timings/", "")
+        "!! metrics/timings/", ""
+    )
     # ... and MLflow still has them, on the stage's run.
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["emogen"], filter_string="tags.stage = 'stage1'")
@@ -108,7 +109,7 @@ def test_exp_show_only_changed_shows_the_param_and_the_metrics_that_moved(scratc
     assert not [c for c in columns if any(word in c for word in DURATION_WORDS)], columns
     # Two more epochs move stage 1's results; nothing about the data stages changed.
     assert any(c.startswith("accuracy") or "accuracy" in c for c in columns), columns
-    assert not [c for c in columns if c.startswith("per_split") or c.startswith("checks")], columns
+    assert not [c for c in columns if c.startswith(("per_split", "checks"))], columns
     print(_run(["dvc", "exp", "show", "--only-changed", "--md"], root, env))
 
 
@@ -126,9 +127,10 @@ def test_plots_of_two_experiments_open_offline(scratch, tmp_path):
     # The plots whose data this repo has (stage 1's; the other stages did not run here).
     with_data = ["metrics_stage1_history_csv", "metrics_stage1_confusion_csv"]
     assert all(f"vegaEmbed('#{plot}'" in html for plot in with_data)
-    sizes = ("Object.fromEntries(%s.map(id => { const g = document.querySelector('#' + id + ' .marks'); "
-             "const r = g ? g.getBoundingClientRect() : {width: 0, height: 0}; return [id, [r.width, r.height]]; }))"
-             % json.dumps(with_data))
+    sizes = (
+        f"Object.fromEntries({json.dumps(with_data)}.map(id => {{ const g = document.querySelector('#' + id + ' .marks'); "
+        "const r = g ? g.getBoundingClientRect() : {width: 0, height: 0}; return [id, [r.width, r.height]]; }))"
+    )
     browser = Browser(tmp_path / "profile")
     try:
         browser.open(page.resolve().as_uri())

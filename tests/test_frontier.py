@@ -46,8 +46,8 @@ def test_guidance_scales_below_one_are_refused_naming_the_key():
 
 def test_a_missing_pipeline_is_an_error_naming_the_folder_and_the_stage(tmp_path):
     from emogen.errors import UserError
-    from emogen.stages.frontier import load_method_pipeline
     from emogen.layout import Layout
+    from emogen.stages.frontier import load_method_pipeline
 
     layout = Layout(tmp_path)
     with pytest.raises(UserError, match=r"models/baselines/dreambooth.*dvc repro baseline@dreambooth"):
@@ -57,6 +57,7 @@ def test_a_missing_pipeline_is_an_error_naming_the_folder_and_the_stage(tmp_path
 
 
 # --- the matched comparison's bootstrap over images -----------------------------------------
+
 
 def _images(correct_by_emotion, scale):
     """Two emotions × 3 images; features: the 3 one-hot vectors × ``scale`` in each emotion, so
@@ -94,8 +95,8 @@ def test_matched_bootstrap_by_hand():
     # hits only differ between emotions. Sem-D = 2·scale²/3.
     points = {
         "emogen": [_images([0, 0], 1.5), _images([1, 0], math.sqrt(3.75))],  # (0, 1.5), (0.5, 2.5)
-        "prompt": [_images([0, 0], 1.5), _images([1, 1], math.sqrt(1.5))],   # (0, 1.5), (1, 1.0)
-        "dreambooth": [_images([1, 0], 1.0), _images([1, 1], 1.0)],          # Emo-A 0.5 .. 1 only
+        "prompt": [_images([0, 0], 1.5), _images([1, 1], math.sqrt(1.5))],  # (0, 1.5), (1, 1.0)
+        "dreambooth": [_images([1, 0], 1.0), _images([1, 1], 1.0)],  # Emo-A 0.5 .. 1 only
     }
     out = matched_bootstrap(points, [1.0, 3.0], samples=50, confidence=0.95, rng=np.random.default_rng(0))
     low, mid = out["prompt"]
@@ -122,8 +123,9 @@ def test_matched_bootstrap_interval_widens_with_noise_and_refuses_unpaired_image
     labels = np.repeat(np.arange(8), 48)
 
     def noisy(p_hit, spread):
-        return PointImages((rng.random(len(labels)) < p_hit).astype(float), labels,
-                           rng.normal(0, spread, (len(labels), 4)))
+        return PointImages(
+            (rng.random(len(labels)) < p_hit).astype(float), labels, rng.normal(0, spread, (len(labels), 4))
+        )
 
     points = {"emogen": [noisy(0.3, 1.2), noisy(0.6, 1.0)], "prompt": [noisy(0.2, 1.0), noisy(0.8, 0.8)]}
     row = matched_bootstrap(points, [1.0, 3.0], 200, 0.95, np.random.default_rng(2))["prompt"][1]

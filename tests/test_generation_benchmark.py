@@ -14,8 +14,22 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "generate.py"
 @pytest.mark.parametrize(("shape", "dtype", "tolerance"), [("tiny", "float32", 2), ("tiny_sd", "float16", 8)])
 def test_generation_benchmark_prints_a_ratio(capsys, shape, dtype, tolerance):
     main = runpy.run_path(str(BENCHMARK), run_name="benchmark")["main"]
-    ratio = main(["--shape", shape, "--emotions", "2", "--images-per-emotion", "2", "--steps", "2",
-                  "--device", "cpu", "--dtype", dtype])
+    ratio = main(
+        [
+            "--shape",
+            shape,
+            "--emotions",
+            "2",
+            "--images-per-emotion",
+            "2",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--dtype",
+            dtype,
+        ]
+    )
     out = capsys.readouterr().out
     # The printed speed-up is the returned ratio, and the ratio of the two printed rates.
     assert re.search(r"speed-up: (\d+\.\d\d)x", out).group(1) == f"{ratio:.2f}"

@@ -16,8 +16,12 @@ from tests.helpers.generation_inputs import VECTOR_DIM, tiny_generate_params, wr
 
 def _build(root, **overrides):
     models = root / "models"
-    pipe = build_pipeline(models / "base", models / "stage2", models / "emotion_space" / "gaussians.safetensors",
-                          tiny_generate_params(**overrides))
+    pipe = build_pipeline(
+        models / "base",
+        models / "stage2",
+        models / "emotion_space" / "gaussians.safetensors",
+        tiny_generate_params(**overrides),
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -43,7 +47,14 @@ def png_bytes(image):
 
 def test_save_and_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "emogen")
-    for part in ("model_index.json", "mapper/config.json", "gaussians.safetensors", "unet", "text_encoder", "tokenizer"):
+    for part in (
+        "model_index.json",
+        "mapper/config.json",
+        "gaussians.safetensors",
+        "unet",
+        "text_encoder",
+        "tokenizer",
+    ):
         assert (tmp_path / "emogen" / part).exists(), part
     assert not (tmp_path / "emogen" / "vae").exists()  # pixel space
     # no checkout path in the files (diffusers records the folder a component came from)

@@ -5,16 +5,20 @@ import pytest
 import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-from tests.helpers.generation_inputs import tiny_generate_params, write_upstream
 from emogen.pipelines.settings import build_pipeline
+from tests.helpers.generation_inputs import tiny_generate_params, write_upstream
 
 STEPS = 3
 
 
 def _build(root, **overrides):
     models = root / "models"
-    pipe = build_pipeline(models / "base", models / "stage2", models / "emotion_space" / "gaussians.safetensors",
-                          tiny_generate_params(num_inference_steps=STEPS, **overrides))
+    pipe = build_pipeline(
+        models / "base",
+        models / "stage2",
+        models / "emotion_space" / "gaussians.safetensors",
+        tiny_generate_params(num_inference_steps=STEPS, **overrides),
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -80,10 +84,19 @@ def test_another_scheduler_works(upstream, pipe):
 def test_guidance_against_the_empty_prompt_is_what_diffusers_encodes_itself(pipe):
     cond = pipe.encode_prompts(["a photo of a cup", "a red cat"])
     ours = pipe.denoise(cond, generator=gens(1, 2), guidance_scale=4.0, output_type="pt")
-    theirs = pipe.stable_diffusion()(  # negative_prompt_embeds=None: diffusers encodes "" itself
-        prompt_embeds=cond, generator=gens(1, 2), guidance_scale=4.0, num_inference_steps=STEPS, height=16,
-        width=16, output_type="pt",
-    ).images * 2 - 1
+    theirs = (
+        pipe.stable_diffusion()(  # negative_prompt_embeds=None: diffusers encodes "" itself
+            prompt_embeds=cond,
+            generator=gens(1, 2),
+            guidance_scale=4.0,
+            num_inference_steps=STEPS,
+            height=16,
+            width=16,
+            output_type="pt",
+        ).images
+        * 2
+        - 1
+    )
     assert torch.allclose(ours, theirs.clamp(-1, 1), atol=1e-6)
     unguided = pipe.denoise(cond, generator=gens(1, 2), guidance_scale=1.0, output_type="pt")
     assert not torch.allclose(ours, unguided)
@@ -111,9 +124,17 @@ def test_pixel_space_keeps_its_loop_with_the_same_callback(tmp_path):
     pixel = _build(write_upstream(tmp_path, with_vae=False))
     assert pixel.vae is None
     seen = []
-    out = pixel(["awe"], generator=gens(0), output_type="pt",
-                callback_on_step_end=lambda p, i, t, tensors: seen.append((p is pixel, i)) or {})
+    out = pixel(
+        ["awe"],
+        generator=gens(0),
+        output_type="pt",
+        callback_on_step_end=lambda p, i, t, tensors: seen.append((p is pixel, i)) or {},
+    )
     assert seen == [(True, i) for i in range(STEPS)] and out.images.shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match="only 'latents'"):
-        pixel(["awe"], generator=gens(0), callback_on_step_end=lambda *a: {},
-              callback_on_step_end_tensor_inputs=["prompt_embeds"])
+        pixel(
+            ["awe"],
+            generator=gens(0),
+            callback_on_step_end=lambda *a: {},
+            callback_on_step_end_tensor_inputs=["prompt_embeds"],
+        )

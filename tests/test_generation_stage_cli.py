@@ -11,8 +11,8 @@ from emogen.cli import main
 from emogen.config import Params
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.stages.generate import run as run_stage
 from emogen.layout import Layout
+from emogen.stages.generate import run as run_stage
 from tests.helpers.generation_inputs import saved_pipeline, tiny_generate_params, write_upstream
 
 
@@ -89,7 +89,13 @@ def test_generate_command_same_seed_same_bytes(model, tmp_path, capsys):
     assert a["awe/0000.png"] != c["awe/0000.png"]
     index = json.loads((tmp_path / "a" / "index.json").read_text())
     assert [(e["emotion"], e["seed"]) for e in index["images"]] == [
-        ("awe", 7), ("awe", 8), ("fear", 7), ("fear", 8), ("anger", 7), ("anger", 8)]
+        ("awe", 7),
+        ("awe", 8),
+        ("fear", 7),
+        ("fear", 8),
+        ("anger", 7),
+        ("anger", 8),
+    ]
     assert {"grids/awe.png", "grids/fear.png", "grids/anger.png"} <= set(a)
     assert "6 images" in capsys.readouterr().out
 
@@ -118,8 +124,24 @@ def test_user_errors_are_clear(model, tmp_path, capsys):
     assert "no EmoGen pipeline" in err and "dvc repro generate" in err
     assert generate("models:/emogen@champion", tmp_path / "o", "--emotion", "awe") == 2
     assert "registry" in capsys.readouterr().err
-    assert main(["fuse", "awe", "fear", "--mode", "tokens", "--weight", "0.3", "--model", str(model),
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "fuse",
+                "awe",
+                "fear",
+                "--mode",
+                "tokens",
+                "--weight",
+                "0.3",
+                "--model",
+                str(model),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "--mode interpolate only" in capsys.readouterr().err
 
 
@@ -132,7 +154,8 @@ def test_fuse_modes_and_strip(model, tmp_path):
     entries = json.loads((tmp_path / "mix" / "index.json").read_text())["images"]
     assert [(e["file"], e["mode"], e["emotion_2"], e["weight"]) for e in entries] == [
         ("amusement+fear_w0.25/0000.png", "interpolate", "fear", 0.25),
-        ("amusement+fear_w0.25/0001.png", "interpolate", "fear", 0.25)]
+        ("amusement+fear_w0.25/0001.png", "interpolate", "fear", 0.25),
+    ]
 
     assert fuse(model, tmp_path / "tok", "--mode", "tokens", "--num-images", "1") == 0
     entry = json.loads((tmp_path / "tok" / "index.json").read_text())["images"][0]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emogen.emotions import EMOTIONS
 from tests.helpers.paths import REPO
 from tests.helpers.scratch_repo import command_env, init_repo
-from emogen.emotions import EMOTIONS
 
 METHODS = ("emogen", "prompt", "textual_inversion", "dreambooth")
 
@@ -42,8 +42,13 @@ def test_plots_diff_shows_both_revisions_of_every_method_grid(tmp_path):
     (repo / "make.py").write_text(MAKE)
     (repo / "shade.txt").write_text("10")
     dvc_yaml = {
-        "stages": {"generate": {"cmd": f"python make.py {' '.join(METHODS)}", "deps": ["make.py", "shade.txt"],
-                                "outs": [f"data/generated/{m}" for m in METHODS]}},
+        "stages": {
+            "generate": {
+                "cmd": f"python make.py {' '.join(METHODS)}",
+                "deps": ["make.py", "shade.txt"],
+                "outs": [f"data/generated/{m}" for m in METHODS],
+            }
+        },
         "plots": declared,
     }
     (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml))

@@ -9,9 +9,9 @@ import torch
 from emogen.cli import main
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.stages.intensity import intensity_curve
 from emogen.pipelines.emogen_pipeline import EmoGenPipeline
 from emogen.pipelines.sampling import EmotionGaussians
+from emogen.stages.intensity import intensity_curve
 from tests.helpers.generation_inputs import saved_pipeline
 
 
@@ -27,7 +27,7 @@ class PixelProbe:
         for img in images:
             a = np.asarray(img, dtype=np.float64) / 255
             h, w = a.shape[0] // 2, a.shape[1] // 2
-            feats.append(np.concatenate([a[i:i + h, j:j + w].mean(axis=(0, 1)) for i in (0, h) for j in (0, w)]))
+            feats.append(np.concatenate([a[i : i + h, j : j + w].mean(axis=(0, 1)) for i in (0, h) for j in (0, w)]))
         logits = np.stack(feats) @ self.weights
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -55,16 +55,40 @@ def test_intensity_rule_centre_gaussian_and_beyond():
 
 def test_generate_command_records_intensity_and_zero_is_the_same_for_every_emotion(model, tmp_path):
     out = tmp_path / "zero"
-    assert main(["generate", "--emotion", "awe,fear", "--num-images", "2", "--intensity", "0", "--out", str(out),
-                 "--model", str(model), "--steps", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--emotion",
+                "awe,fear",
+                "--num-images",
+                "2",
+                "--intensity",
+                "0",
+                "--out",
+                str(out),
+                "--model",
+                str(model),
+                "--steps",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     index = json.loads((out / "index.json").read_text())
     assert [e["intensity"] for e in index["images"]] == [0.0] * 4
     by_emotion = {e["emotion"]: [] for e in index["images"]}
     for entry in index["images"]:
         by_emotion[entry["emotion"]].append(entry["vector_sha256"])
     assert by_emotion["awe"] == by_emotion["fear"]  # s = 0: the neutral centre, whatever the emotion
-    assert main(["generate", "--emotion", "awe", "--intensity", "-1", "--out", str(tmp_path / "bad"),
-                 "--model", str(model)]) == 2
+    assert (
+        main(
+            ["generate", "--emotion", "awe", "--intensity", "-1", "--out", str(tmp_path / "bad"), "--model", str(model)]
+        )
+        == 2
+    )
 
 
 def test_fusion_strip_uses_the_same_intensity(model):
@@ -79,8 +103,16 @@ def test_fusion_strip_uses_the_same_intensity(model):
 def test_intensity_curve_shapes_chance_at_zero_and_strip(model):
     pipe = EmoGenPipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
-    curve = intensity_curve(pipe, PixelProbe(), (0.0, 1.0, 2.0), num_images=2, first_seed=5, batch_size=16,
-                            grid_cell=16, num_inference_steps=2)
+    curve = intensity_curve(
+        pipe,
+        PixelProbe(),
+        (0.0, 1.0, 2.0),
+        num_images=2,
+        first_seed=5,
+        batch_size=16,
+        grid_cell=16,
+        num_inference_steps=2,
+    )
     assert curve.target_prob.shape == (3, 8, 2) and curve.top1.shape == (3, 8, 2)
     points = curve.summary()
     assert [p["intensity"] for p in points] == [0.0, 1.0, 2.0]
@@ -93,6 +125,6 @@ def test_intensity_curve_shapes_chance_at_zero_and_strip(model):
         assert set(p["per_emotion"]) == set(EMOTIONS)
     strip = np.asarray(curve.strip, dtype=np.int16)
     assert strip.shape == (2 + 8 * 18, 2 + 3 * 18, 3)  # rows: 8 emotions, columns: 3 intensities of 16 px
-    cell = lambda row, col: strip[2 + 18 * row:18 * (row + 1), 2 + 18 * col:18 * (col + 1)]  # noqa: E731
+    cell = lambda row, col: strip[2 + 18 * row : 18 * (row + 1), 2 + 18 * col : 18 * (col + 1)]  # noqa: E731
     assert all(np.abs(cell(r, 0) - cell(0, 0)).max() <= 1 for r in range(8))  # s = 0: one image
     assert max(np.abs(cell(r, 1) - cell(0, 1)).max() for r in range(8)) > 1  # s = 1: emotions differ

@@ -14,14 +14,14 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers.servers import free_port
-from emogen.pipelines.components import load_base
 from emogen.config import parse_params
 from emogen.errors import DataError
 from emogen.images import load_rgb, squash_transform
 from emogen.layout import Layout
+from emogen.pipelines.components import load_base
 from emogen.stage2.latent_store import INDEX_FILE, LATENTS_JSON, LatentStore
 from emogen.stages import latents
+from tests.helpers.servers import free_port
 from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_latents, write_stage2_inputs
 
 
@@ -50,7 +50,9 @@ def test_stage_writes_chunks_and_index_read_back_memory_mapped(tmp_path, mlflow_
     assert metrics["num_images"] == info["num_images"] == 11
     assert info["chunks"] == ["chunk-00000.npy", "chunk-00001.npy", "chunk-00002.npy"]
     assert info["shape"] == [2, 4, 8, 8] and info["encoder"] == "vae" and info["dtype"] == "float32"
-    assert sorted(p.name for p in layout.latents.iterdir()) == sorted(info["chunks"] + ["index.parquet", "latents.json"])
+    assert sorted(p.name for p in layout.latents.iterdir()) == sorted(
+        info["chunks"] + ["index.parquet", "latents.json"]
+    )
     index = pd.read_parquet(layout.latents / INDEX_FILE)
     balanced = pd.read_parquet(layout.balanced)
     assert index["id"].tolist() == balanced["id"].drop_duplicates().tolist()
@@ -101,8 +103,10 @@ def test_values_do_not_depend_on_batch_size_workers_or_processes(tmp_path, tiny_
     base = load_base(layout.model_dir("base"))
     images = latents.unique_images(layout.balanced)
     seed = latents.stage_seed(params.seed, latents.STAGE)
-    counts = [latents.encode_shard(base, images, layout.synthetic, layout.latents, params.latents, seed, rank, 2)
-              for rank in (0, 1)]
+    counts = [
+        latents.encode_shard(base, images, layout.synthetic, layout.latents, params.latents, seed, rank, 2)
+        for rank in (0, 1)
+    ]
     assert counts == [6, 5]  # chunks 0, 2 (3 + 3 rows) and 1, 3 (3 + 2 rows) of 11 images
     latents.finish(params, layout, base, images)
     assert _chunks(layout) == reference
@@ -124,8 +128,9 @@ def test_missing_chunk_stale_ids_and_another_base_are_clear_errors(tmp_path, tin
     with pytest.raises(DataError, match="id 'nope' has no latents"):
         store.rows_of(np.array(["amusement_0", "nope"]), layout.balanced)
     with pytest.raises(DataError, match=r"shape .* denoises"):
-        store.check_base(load_base(write_base_json(tiny_models["vae"], tmp_path / "vae_base").parent),
-                         tmp_path / "vae_base")
+        store.check_base(
+            load_base(write_base_json(tiny_models["vae"], tmp_path / "vae_base").parent), tmp_path / "vae_base"
+        )
     (layout.latents / "chunk-00001.npy").write_bytes(b"not numpy")
     with pytest.raises(DataError, match=r"chunk-00001.npy: cannot open"):
         LatentStore.open(layout.latents)
@@ -160,12 +165,33 @@ def test_two_processes_write_the_same_latents_as_one(tmp_path, tiny_models):
     info = json.loads((layout.latents / LATENTS_JSON).read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"latents": {"chunk_size": 3, "workers": 1, "batch_size": 2}}))
     launcher = Path(sys.executable).parent / "accelerate"
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no",
-           # a free port for the process group, not 29500: a parallel test worker may hold it
-           "--main_process_port", str(free_port()), "-m", "emogen", "stage", "latents"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "ACCELERATE_USE_CPU": "true",
-           "CUDA_VISIBLE_DEVICES": "", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    cmd = [
+        str(launcher),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        # a free port for the process group, not 29500: a parallel test worker may hold it
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "emogen",
+        "stage",
+        "latents",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        "ACCELERATE_USE_CPU": "true",
+        "CUDA_VISIBLE_DEVICES": "",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     assert _chunks(layout) == reference

@@ -11,8 +11,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "emogen"
 
 # Lowest first; a module may import its own layer's packages (without cycles) and any below.
 LAYERS = [
-    {"errors", "emotions", "config", "layout", "seeding", "jsonio", "images", "devices", "caches", "checkpoints",
-     "tracking", "threads", "orchestration", "timings", "limits", "__init__"},
+    {
+        "errors",
+        "emotions",
+        "config",
+        "layout",
+        "seeding",
+        "jsonio",
+        "images",
+        "devices",
+        "caches",
+        "checkpoints",
+        "tracking",
+        "threads",
+        "orchestration",
+        "timings",
+        "limits",
+        "__init__",
+    },
     {"data"},
     {"pipelines"},
     {"base", "stage1", "stage2", "baselines", "evaluation", "registry", "report", "demo"},
@@ -34,7 +50,11 @@ def imported_units(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names] if node.module == "emogen" else [node.module]
+            names = (
+                [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                if node.module == "emogen"
+                else [node.module]
+            )
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         else:

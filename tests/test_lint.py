@@ -10,6 +10,11 @@ from tests.helpers.paths import REPO
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
 def test_ruff(command):
-    out = subprocess.run([sys.executable, "-m", "ruff", *command, "--no-cache", "."], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "--no-cache", "."],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, f"`ruff {' '.join(command)}` found:\n{out.stdout[-6000:]}{out.stderr[-2000:]}"

@@ -45,8 +45,19 @@ def _readme_command(stage: str) -> list[str]:
     launcher, *flags = line.replace("--num_processes 8", "--num_processes 2").split()
     # Quiet flags (accelerate warns about each default it fills in) and a free port for the
     # process group (not 29500: other test runs on the machine may hold it).
-    return [str(Path(sys.executable).parent / launcher), *flags[:4], "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "--main_process_port", str(free_port()), *flags[4:]]
+    return [
+        str(Path(sys.executable).parent / launcher),
+        *flags[:4],
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        *flags[4:],
+    ]
 
 
 ONE_PROCESS = [sys.executable, "-m", "emogen"]
@@ -58,8 +69,13 @@ TRAIN_ROWS = 64  # a multiple of the global batch (2 × 8): no partial batch to 
 
 
 def _launch(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "CUDA_VISIBLE_DEVICES": "",
+        "ACCELERATE_USE_CPU": "true",
+    }
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -87,8 +103,16 @@ def _stage1_project(stage1_data, root: Path, **overrides) -> Path:
     (root / "data" / "synthetic").symlink_to(layout.synthetic.parent, target_is_directory=True)
     (root / "data" / "processed" / "manifest.parquet").symlink_to(manifest)
     # dropout 0: dropout masks are per-process streams (a different but equally random draw).
-    stage1 = {**TINY_STAGE1, "epochs": 2, "batch_size": 8, "dropout": 0.0, "warmup_fraction": 0.125,
-              "checkpoint_dir": str(root / "ckpt"), "workers": 0, **overrides}
+    stage1 = {
+        **TINY_STAGE1,
+        "epochs": 2,
+        "batch_size": 8,
+        "dropout": 0.0,
+        "warmup_fraction": 0.125,
+        "checkpoint_dir": str(root / "ckpt"),
+        "workers": 0,
+        **overrides,
+    }
     _write_params(root, {"stage1": stage1})
     return root
 
@@ -116,7 +140,9 @@ def test_stage1_two_processes_train_like_one_and_resume(stage1_data, tmp_path):
     assert not (two / "models" / "stage1").exists(), "an interrupted run writes no outputs"
     assert len(list((two / "ckpt").glob("*/epoch-0001/progress.json"))) == 1
 
-    _write_params(two, {"stage1": {**yaml.safe_load((two / "params.yaml").read_text())["stage1"], "stop_after_epochs": None}})
+    _write_params(
+        two, {"stage1": {**yaml.safe_load((two / "params.yaml").read_text())["stage1"], "stop_after_epochs": None}}
+    )
     resumed = _launch(_readme_command("stage1"), two)
     _ok(resumed)
     assert "resuming after epoch 1" in resumed.stderr
@@ -128,9 +154,18 @@ def test_stage1_two_processes_train_like_one_and_resume(stage1_data, tmp_path):
     json.loads((two / "metrics" / "stage1.json").read_text())  # written once, by the main process
 
 
-STAGE2 = {"train_batch_size": 2, "mapper": {"hidden_dim": 16}, "max_train_steps": 4, "checkpointing_steps": 0,
-          "sample_every": 0, "num_sample_images": 1, "sample_inference_steps": 2, "lambda_attr": 1.0,
-          "log_every": 1, "work_dir": "work"}
+STAGE2 = {
+    "train_batch_size": 2,
+    "mapper": {"hidden_dim": 16},
+    "max_train_steps": 4,
+    "checkpointing_steps": 0,
+    "sample_every": 0,
+    "num_sample_images": 1,
+    "sample_inference_steps": 2,
+    "lambda_attr": 1.0,
+    "log_every": 1,
+    "work_dir": "work",
+}
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +214,17 @@ def test_a_launch_that_did_not_become_distributed_stops(stage1_data, tmp_path):
     # What `accelerate launch --multi_gpu` without ACCELERATE_USE_CPU=true gives on a machine
     # without GPUs: processes that each think they are alone.
     root = _stage1_project(stage1_data, tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "CUDA_VISIBLE_DEVICES": "", "WORLD_SIZE": "2",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        "CUDA_VISIBLE_DEVICES": "",
+        "WORLD_SIZE": "2",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+    }
     env.pop("ACCELERATE_USE_CPU", None)
-    result = subprocess.run([*ONE_PROCESS, "stage", "stage1"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [*ONE_PROCESS, "stage", "stage1"], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 2, result.stderr[-4000:]
     assert "launched as 2 processes (WORLD_SIZE), but accelerate set up 1" in result.stderr
     assert "ACCELERATE_USE_CPU=true" in result.stderr

@@ -15,19 +15,18 @@ import json
 import shutil
 import subprocess
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from tests.helpers.paths import REPO
-from tests.helpers.scratch_repo import command_env, init_repo
-
-from tests.helpers.servers import stop_server
 from emogen.config import parse_params
 from emogen.orchestration import exp_rev
+from tests.helpers.paths import REPO
+from tests.helpers.scratch_repo import command_env, init_repo
+from tests.helpers.servers import stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -50,25 +49,51 @@ from tests.helpers.registry_inputs import write_table1
 lam = yaml.safe_load(open("params.yaml"))["stage2"]["lambda_attr"]
 write_table1("metrics/table1.json", emo_a=0.5 + lam, fid=20.0)  # test input, not a measurement
 """
-DVC_YAML = {"stages": {
-    "prepare_data": {"cmd": "emogen stage prepare_data", "params": ["seed", "data", "prepare_data"],
-                     "outs": [{"data/synthetic/emoset": {"persist": True}}, {"data/fingerprint.json": {"persist": True}}]},
-    "ingest": {"cmd": "emogen stage ingest", "deps": ["data/synthetic/emoset", "data/fingerprint.json"], "params": ["data", "ingest"],
-               "outs": ["data/processed/manifest.parquet", "data/processed/quarantine.parquet"],
-               "metrics": [{"metrics/ingest.json": {"cache": False}}]},
-    "validate": {"cmd": "emogen stage validate", "deps": ["data/processed/manifest.parquet", "data/synthetic/emoset"],
-                 "params": ["data", "validate"], "outs": ["metrics/validation"],
-                 "metrics": [{"metrics/validate.json": {"cache": False}}]},
-    "generate": {"cmd": "python generate_fixture.py", "deps": ["generate_fixture.py", "metrics/validate.json"],
-                 "params": ["seed", "stage2.lambda_attr"],
-                 "outs": ["models/base", "models/stage2", "models/emotion_space"]},
-    "evaluate": {"cmd": "python evaluate_fixture.py", "deps": ["evaluate_fixture.py", "models/stage2"],
-                 "params": ["stage2.lambda_attr"], "metrics": [{"metrics/table1.json": {"cache": False}}]},
-}}
+DVC_YAML = {
+    "stages": {
+        "prepare_data": {
+            "cmd": "emogen stage prepare_data",
+            "params": ["seed", "data", "prepare_data"],
+            "outs": [{"data/synthetic/emoset": {"persist": True}}, {"data/fingerprint.json": {"persist": True}}],
+        },
+        "ingest": {
+            "cmd": "emogen stage ingest",
+            "deps": ["data/synthetic/emoset", "data/fingerprint.json"],
+            "params": ["data", "ingest"],
+            "outs": ["data/processed/manifest.parquet", "data/processed/quarantine.parquet"],
+            "metrics": [{"metrics/ingest.json": {"cache": False}}],
+        },
+        "validate": {
+            "cmd": "emogen stage validate",
+            "deps": ["data/processed/manifest.parquet", "data/synthetic/emoset"],
+            "params": ["data", "validate"],
+            "outs": ["metrics/validation"],
+            "metrics": [{"metrics/validate.json": {"cache": False}}],
+        },
+        "generate": {
+            "cmd": "python generate_fixture.py",
+            "deps": ["generate_fixture.py", "metrics/validate.json"],
+            "params": ["seed", "stage2.lambda_attr"],
+            "outs": ["models/base", "models/stage2", "models/emotion_space"],
+        },
+        "evaluate": {
+            "cmd": "python evaluate_fixture.py",
+            "deps": ["evaluate_fixture.py", "models/stage2"],
+            "params": ["stage2.lambda_attr"],
+            "metrics": [{"metrics/table1.json": {"cache": False}}],
+        },
+    }
+}
 PARAMS = {
-    "prepare_data": {"num_images": 240, "workers": 1}, "ingest": {"workers": 1},
+    "prepare_data": {"num_images": 240, "workers": 1},
+    "ingest": {"workers": 1},
     "validate": {"min_images_per_emotion": 5},
-    "generate": {"num_inference_steps": 2, "guidance_scale": 2.0, "device": "cpu", "scheduler": "UniPCMultistepScheduler"},
+    "generate": {
+        "num_inference_steps": 2,
+        "guidance_scale": 2.0,
+        "device": "cpu",
+        "scheduler": "UniPCMultistepScheduler",
+    },
     "pipeline": {"retries": 0},
 }
 
@@ -113,7 +138,7 @@ def prefect_client(env):
 
 
 def _states(stdout: str) -> dict:
-    return json.loads(stdout[stdout.rindex('{\n "'):])  # the JSON the command prints last
+    return json.loads(stdout[stdout.rindex('{\n "') :])  # the JSON the command prints last
 
 
 def test_pipeline_run_goes_through_dvc_in_dag_order(repo):
@@ -141,26 +166,32 @@ def _flow_run_count(env) -> int:
         return len(client.read_flow_runs())
 
 
-@pytest.mark.parametrize("args, words", [
-    (["retrain", "-S", "stage2.lambda_attr=abc"], ["-S stage2.lambda_attr=abc", "valid number", "'abc'"]),
-    (["retrain", "-S", "stage2.lamda_attr=0.02"], ["unknown key stage2.lamda_attr", "did you mean stage2.lambda_attr"]),
-    (["retrain", "-S", "profile=nope"], ["-S profile=nope", "no", "profiles/nope.yaml"]),
-    (["run", "--target", "evaluat"], ["no stage named 'evaluat'"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["retrain", "-S", "stage2.lambda_attr=abc"], ["-S stage2.lambda_attr=abc", "valid number", "'abc'"]),
+        (
+            ["retrain", "-S", "stage2.lamda_attr=0.02"],
+            ["unknown key stage2.lamda_attr", "did you mean stage2.lambda_attr"],
+        ),
+        (["retrain", "-S", "profile=nope"], ["-S profile=nope", "no", "profiles/nope.yaml"]),
+        (["run", "--target", "evaluat"], ["no stage named 'evaluat'"]),
+    ],
+)
 def test_bad_overrides_fail_in_one_line_before_anything_runs(repo, args, words):
     """No flow run, no stage, no traceback: one line naming the override; -v shows the traceback."""
     root, env = repo
     before, params = _flow_run_count(env), (root / "params.yaml").read_bytes()
-    out = subprocess.run(["emogen", "pipeline", *args], cwd=root, env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(["emogen", "pipeline", *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     assert all(word in lines[0] for word in words), lines[0]
     assert "Traceback" not in out.stdout + out.stderr and "Running stage" not in out.stdout
     assert _flow_run_count(env) == before and (root / "params.yaml").read_bytes() == params
-    verbose = subprocess.run(["emogen", "-v", "pipeline", *args], cwd=root, env=env, capture_output=True,
-                             text=True, timeout=300)
+    verbose = subprocess.run(
+        ["emogen", "-v", "pipeline", *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert verbose.returncode != 0 and "Traceback" in verbose.stderr
 
 
@@ -178,7 +209,7 @@ def _wait_for_deployment(env, proc, timeout=180):
             assert proc.poll() is None, "emogen pipeline serve exited"
             try:
                 return client.read_deployment_by_name(DEPLOYMENT)
-            except Exception:  # noqa: BLE001 - not registered yet
+            except Exception:
                 time.sleep(1)
     raise TimeoutError("the retrain deployment never appeared")
 
@@ -194,9 +225,14 @@ def _trigger(env, overrides):
 
 def test_served_retrain_registers_gates_and_skips(repo):
     root, env = repo
-    serve = subprocess.Popen(["emogen", "pipeline", "serve", "--cron", ""], cwd=root, env=env,
-                             stdout=(root.parent / "serve.log").open("w"), stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    serve = subprocess.Popen(
+        ["emogen", "pipeline", "serve", "--cron", ""],
+        cwd=root,
+        env=env,
+        stdout=(root.parent / "serve.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deployment = _wait_for_deployment(env, serve)
         assert deployment.global_concurrency_limit.limit == 1
@@ -223,8 +259,12 @@ def test_served_retrain_registers_gates_and_skips(repo):
 
     # The two experiments side by side: in DVC ...
     shown = json.loads(_run(["dvc", "exp", "show", "--json"], root, env))
-    exps = {e["name"]: e["data"]["params"]["params.yaml"]["data"]["stage2"]["lambda_attr"]
-            for rev in shown for group in (rev.get("experiments") or []) for e in group["revs"]}
+    exps = {
+        e["name"]: e["data"]["params"]["params.yaml"]["data"]["stage2"]["lambda_attr"]
+        for rev in shown
+        for group in (rev.get("experiments") or [])
+        for e in group["revs"]
+    }
     assert exps == {f"retrain-{str(first.id)[:8]}": 0.05, f"retrain-{str(worse.id)[:8]}": 0.0}
     # ... and in MLflow, where the runs of both landed in the one store, tagged by experiment.
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
@@ -233,8 +273,10 @@ def test_served_retrain_registers_gates_and_skips(repo):
     assert {by_exp[name] for name in exps} == {"0.05", "0.0"}
     # Every run of a retrain names its experiment, the register run included; the version
     # records the experiment, its commit and the params it was trained with.
-    for flow_run, name, lam in ((first, f"retrain-{str(first.id)[:8]}", "0.05"),
-                                (worse, f"retrain-{str(worse.id)[:8]}", "0.0")):
+    for flow_run, name, lam in (
+        (first, f"retrain-{str(first.id)[:8]}", "0.05"),
+        (worse, f"retrain-{str(worse.id)[:8]}", "0.0"),
+    ):
         mine = mlflow.search_runs(experiment_names=["emogen"], filter_string=f"tags.pipeline_run_id = '{flow_run.id}'")
         assert {"generate", "register"} <= set(mine["tags.stage"]), mine["tags.stage"]
         assert set(mine["tags.dvc_experiment"]) == {name}
@@ -247,8 +289,12 @@ def test_served_retrain_registers_gates_and_skips(repo):
 def test_second_clone_pulls_without_recomputing(repo, tmp_path):
     root, env = repo
     remote = tmp_path / "remote"
-    for cmd in (["dvc", "remote", "add", "-d", "shared", str(remote)], ["dvc", "push"],
-                ["git", "add", "-A"], ["git", "commit", "-qm", "trained"]):
+    for cmd in (
+        ["dvc", "remote", "add", "-d", "shared", str(remote)],
+        ["dvc", "push"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "trained"],
+    ):
         _run(cmd, root, env)
     clone = tmp_path / "clone"
     _run(["git", "clone", "-q", str(root), str(clone)], tmp_path, env)
@@ -265,9 +311,14 @@ def test_retrain_deployment_runs_on_a_process_work_pool(repo):
     root, env = repo
     _run(["prefect", "work-pool", "create", "tiny-pool", "--type", "process"], root, env)
     _run(["emogen", "pipeline", "serve", "--cron", "", "--work-pool", "tiny-pool"], root, env)
-    worker = subprocess.Popen(["prefect", "worker", "start", "--pool", "tiny-pool"], cwd=root, env=env,
-                              stdout=(root.parent / "worker.log").open("w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        ["prefect", "worker", "start", "--pool", "tiny-pool"],
+        cwd=root,
+        env=env,
+        stdout=(root.parent / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _trigger(env, {"stage2.lambda_attr": 0.05})
     finally:
@@ -285,8 +336,10 @@ def test_temp_experiment_logs_to_the_repo_store(repo):
     local = {k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}
     _run(["dvc", "exp", "run", "--temp", "-n", "tempexp", "-S", "stage2.lambda_attr=0.2"], root, local)
     client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("emogen").experiment_id],
-                              filter_string="tags.dvc_experiment = 'tempexp' and tags.stage = 'generate'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("emogen").experiment_id],
+        filter_string="tags.dvc_experiment = 'tempexp' and tags.stage = 'generate'",
+    )
     assert [r.data.params["stage2.lambda_attr"] for r in runs] == ["0.2"]
 
 

@@ -6,9 +6,9 @@ import shutil
 import pytest
 import yaml
 
-from tests.helpers.paths import REPO
 from emogen.config import ParamsError
 from emogen.orchestration import apply_overrides, parse_overrides
+from tests.helpers.paths import REPO
 
 
 @pytest.fixture
@@ -34,15 +34,18 @@ def test_good_overrides_give_the_effective_params_and_leave_the_file(repo):
     assert (repo / "params.yaml").read_bytes() == before
 
 
-@pytest.mark.parametrize("items, words", [
-    (["stage2.lambda_attr=abc"], ["-S stage2.lambda_attr=abc", "stage2.lambda_attr", "valid number", "'abc'"]),
-    (["stage2.lamda_attr=0.02"], ["unknown key stage2.lamda_attr", "did you mean stage2.lambda_attr?"]),
-    (["stage2=3"], ["-S stage2=3", "stage2", "dictionary"]),
-    (["stage2.lambda_attr.x=1"], ["stage2.lambda_attr is a value", "not a section"]),
-    (["generate.device=gpu"], ["generate.device", "'auto', 'cpu' or 'cuda'", "'gpu'"]),
-    (["profile=nope"], ["-S profile=nope", "profiles/nope.yaml", "embedded, sd15"]),
-    (["profiles/sd15.yaml:stage1.lr=abc"], ["-S profiles/sd15.yaml:stage1.lr=abc", "stage1.lr", "valid number"]),
-])
+@pytest.mark.parametrize(
+    ("items", "words"),
+    [
+        (["stage2.lambda_attr=abc"], ["-S stage2.lambda_attr=abc", "stage2.lambda_attr", "valid number", "'abc'"]),
+        (["stage2.lamda_attr=0.02"], ["unknown key stage2.lamda_attr", "did you mean stage2.lambda_attr?"]),
+        (["stage2=3"], ["-S stage2=3", "stage2", "dictionary"]),
+        (["stage2.lambda_attr.x=1"], ["stage2.lambda_attr is a value", "not a section"]),
+        (["generate.device=gpu"], ["generate.device", "'auto', 'cpu' or 'cuda'", "'gpu'"]),
+        (["profile=nope"], ["-S profile=nope", "profiles/nope.yaml", "embedded, sd15"]),
+        (["profiles/sd15.yaml:stage1.lr=abc"], ["-S profiles/sd15.yaml:stage1.lr=abc", "stage1.lr", "valid number"]),
+    ],
+)
 def test_a_bad_override_is_one_line_naming_it(repo, items, words):
     message = _error(repo, *items)
     assert all(word in message for word in words), message

@@ -10,9 +10,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.helpers.scratch_repo import lay_over
 from emogen.cli import STAGES
 from emogen.emotions import EMOTIONS
+from tests.helpers.scratch_repo import lay_over
 
 TINY = {
     "prepare_data": {"num_images": 240, "workers": 1},
@@ -24,18 +24,37 @@ TINY = {
         "resolution": 8,
         "eval_captions": 4,
         "grid_rows": 2,
-        "contrastive": {"steps": 4, "batch_size": 16, "text_width": 16, "vision_width": 16,
-                        "projection_dim": 16, "heads": 2, "patch_size": 4},
-        "unet": {"steps": 4, "batch_size": 8, "block_channels": [8, 16], "norm_groups": 4,
-                 "attention_head_dim": 4, "warmup_steps": 1},
+        "contrastive": {
+            "steps": 4,
+            "batch_size": 16,
+            "text_width": 16,
+            "vision_width": 16,
+            "projection_dim": 16,
+            "heads": 2,
+            "patch_size": 4,
+        },
+        "unet": {
+            "steps": 4,
+            "batch_size": 8,
+            "block_channels": [8, 16],
+            "norm_groups": 4,
+            "attention_head_dim": 4,
+            "warmup_steps": 1,
+        },
         "sampling": {"num_inference_steps": 2},
     },
-    "stage2": {"max_train_steps": 3, "checkpointing_steps": 2, "sample_every": 0,
-               "num_sample_images": 1, "sample_inference_steps": 2,
-               "mapper": {"hidden_dim": 16}},
+    "stage2": {
+        "max_train_steps": 3,
+        "checkpointing_steps": 2,
+        "sample_every": 0,
+        "num_sample_images": 1,
+        "sample_inference_steps": 2,
+        "mapper": {"hidden_dim": 16},
+    },
     "generate": {"num_images": 2, "num_inference_steps": 2, "transfer_templates": ["{} box"], "transfer_images": 2},
-    "evaluators": {"embedded": {"num_images": 64, "held_out_images": 32, "probe_steps": 10, "channels": [8],
-                                "epochs": 1}},
+    "evaluators": {
+        "embedded": {"num_images": 64, "held_out_images": 32, "probe_steps": 10, "channels": [8], "epochs": 1}
+    },
     "evaluate": {"num_pairs": 2, "bootstrap_samples": 20},
     "baseline": {"dreambooth": {"num_class_images": 1}},
     "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
@@ -54,8 +73,13 @@ def _repro(repo: Path, env: dict) -> list[str]:
 
 @pytest.mark.slow
 def test_full_dag_repro_runs_every_stage_once(tmp_path, scratch_repo):
-    scratch = scratch_repo(lay_over(copy.deepcopy(TINY), {"stage1": {"checkpoint_dir": str(tmp_path / "ckpt1")},
-                                           "stage2": {"work_dir": str(tmp_path / "work2")}}), OMP_NUM_THREADS="1")
+    scratch = scratch_repo(
+        lay_over(
+            copy.deepcopy(TINY),
+            {"stage1": {"checkpoint_dir": str(tmp_path / "ckpt1")}, "stage2": {"work_dir": str(tmp_path / "work2")}},
+        ),
+        OMP_NUM_THREADS="1",
+    )
     repo, env, uri = scratch.path, scratch.env, scratch.env["MLFLOW_TRACKING_URI"]
 
     ran = _repro(repo, env)
@@ -64,14 +88,18 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path, scratch_repo):
     assert ran.index("stage1") > ran.index("validate") and ran.index("stage2") > ran.index("confidence")
     assert ran.index("stage2") > ran.index("base_model") and ran.index("generate") > ran.index("stage2")
     assert ran.index("stage2") > ran.index("latents") > max(ran.index("base_model"), ran.index("balance"))
-    assert all(ran.index(f"baseline@{m}") > ran.index("confidence") for m in ("prompt", "textual_inversion", "dreambooth"))
+    assert all(
+        ran.index(f"baseline@{m}") > ran.index("confidence") for m in ("prompt", "textual_inversion", "dreambooth")
+    )
     assert ran.index("evaluate") > ran.index("generate") and ran.index("evaluators") > ran.index("base_model")
     assert ran.index("intensity") > max(ran.index("generate"), ran.index("evaluators"))
     assert ran[-1] == "report" and (repo / "metrics/report.html").is_file()
     table = json.loads((repo / "metrics/table1.json").read_text())
     assert set(table["methods"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"} and table["stand_in"]
     assert set(json.loads((repo / "metrics/transfer.json").read_text())["templates"]) == {"{} box"}
-    assert ran.index("frontier") > max(ran.index("evaluators"), *(ran.index(f"baseline@{m}") for m in ("prompt", "dreambooth")))
+    assert ran.index("frontier") > max(
+        ran.index("evaluators"), *(ran.index(f"baseline@{m}") for m in ("prompt", "dreambooth"))
+    )
     frontier = json.loads((repo / "metrics/frontier.json").read_text())
     assert frontier["stand_in"] and frontier["guidance_scales"] == [1.0, 3.0]
     assert [p["guidance_scale"] for p in frontier["methods"]["emogen"]] == [1.0, 3.0]
@@ -85,6 +113,15 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path, scratch_repo):
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["emogen"])
     assert (runs["status"] == "FINISHED").all()
-    assert {"stage1", "base_model", "latents", "stage2", "generate", "baseline@dreambooth", "evaluators", "evaluate"} <= set(runs["tags.stage"])
+    assert {
+        "stage1",
+        "base_model",
+        "latents",
+        "stage2",
+        "generate",
+        "baseline@dreambooth",
+        "evaluators",
+        "evaluate",
+    } <= set(runs["tags.stage"])
 
     assert _repro(repo, env) == []

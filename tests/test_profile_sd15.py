@@ -15,11 +15,17 @@ import mlflow
 import pytest
 import yaml
 
-from tests.helpers.paths import REPO
 from emogen.cli import STAGES
 from emogen.config import PROFILES_DIR, lay_over, load_params, load_raw_params, profile_keys, read_params_yaml
 from emogen.emotions import EMOTIONS
-from tests.helpers.tiny_sd import WORDS, build_tiny_sd, write_clip_image_processor, write_tiny_classifier, write_tiny_resnet_trunk
+from tests.helpers.paths import REPO
+from tests.helpers.tiny_sd import (
+    WORDS,
+    build_tiny_sd,
+    write_clip_image_processor,
+    write_tiny_classifier,
+    write_tiny_resnet_trunk,
+)
 
 RESOLUTION = 16
 # Laid over profiles/sd15.yaml in the test repo: sizes, counts, steps and model paths only
@@ -27,17 +33,45 @@ RESOLUTION = 16
 TINY = {
     "validate": {"min_images_per_emotion": 2},
     "ingest": {"workers": 2},
-    "stage1": {"pretrained": "{models}/resnet", "resize": 24, "crop": RESOLUTION, "epochs": 1, "batch_size": 16,
-               "eval_batch_size": 64, "vector_dim": 16, "workers": 2,
-               "checkpoint_dir": "{models}/stage1-checkpoints"},
+    "stage1": {
+        "pretrained": "{models}/resnet",
+        "resize": 24,
+        "crop": RESOLUTION,
+        "epochs": 1,
+        "batch_size": 16,
+        "eval_batch_size": 64,
+        "vector_dim": 16,
+        "workers": 2,
+        "checkpoint_dir": "{models}/stage1-checkpoints",
+    },
     "emotion_space": {"batch_size": 64, "workers": 2},
-    "base_model": {"pretrained": "{models}/sd/pipeline", "clip": "{models}/sd/clip", "sampling": {"num_inference_steps": 2}},
-    "stage2": {"max_train_steps": 3, "checkpointing_steps": 2, "sample_every": 0, "num_sample_images": 1,
-               "sample_inference_steps": 2, "mapper": {"hidden_dim": 16}, "work_dir": "{models}/stage2-work"},
-    "generate": {"num_images": 2, "num_inference_steps": 2, "resolution": RESOLUTION, "transfer_templates": ["{} box"],
-                 "transfer_images": 2},
-    "evaluators": {"clip": "{models}/sd/clip", "object_model": "{models}/objects", "scene_model": "{models}/scenes",
-                   "probe_steps": 10},
+    "base_model": {
+        "pretrained": "{models}/sd/pipeline",
+        "clip": "{models}/sd/clip",
+        "sampling": {"num_inference_steps": 2},
+    },
+    "stage2": {
+        "max_train_steps": 3,
+        "checkpointing_steps": 2,
+        "sample_every": 0,
+        "num_sample_images": 1,
+        "sample_inference_steps": 2,
+        "mapper": {"hidden_dim": 16},
+        "work_dir": "{models}/stage2-work",
+    },
+    "generate": {
+        "num_images": 2,
+        "num_inference_steps": 2,
+        "resolution": RESOLUTION,
+        "transfer_templates": ["{} box"],
+        "transfer_images": 2,
+    },
+    "evaluators": {
+        "clip": "{models}/sd/clip",
+        "object_model": "{models}/objects",
+        "scene_model": "{models}/scenes",
+        "probe_steps": 10,
+    },
     "evaluate": {"num_pairs": 2, "bootstrap_samples": 20},
     "baseline": {"dreambooth": {"num_class_images": 1}},
     "intensity": {"num_images": 1, "intensities": [0.0, 1.0]},
@@ -45,11 +79,37 @@ TINY = {
     "report": {"images_per_method": 1},
 }
 SIZE_KEYS = {
-    "min_images_per_emotion", "workers", "pretrained", "clip", "object_model", "scene_model",
-    "resize", "crop", "resolution", "epochs", "batch_size", "eval_batch_size", "vector_dim", "hidden_dim",
-    "checkpoint_dir", "work_dir", "num_inference_steps", "max_train_steps", "checkpointing_steps", "sample_every",
-    "num_sample_images", "sample_inference_steps", "num_images", "transfer_templates", "transfer_images",
-    "probe_steps", "num_pairs", "bootstrap_samples", "num_class_images", "intensities", "images_per_method",
+    "min_images_per_emotion",
+    "workers",
+    "pretrained",
+    "clip",
+    "object_model",
+    "scene_model",
+    "resize",
+    "crop",
+    "resolution",
+    "epochs",
+    "batch_size",
+    "eval_batch_size",
+    "vector_dim",
+    "hidden_dim",
+    "checkpoint_dir",
+    "work_dir",
+    "num_inference_steps",
+    "max_train_steps",
+    "checkpointing_steps",
+    "sample_every",
+    "num_sample_images",
+    "sample_inference_steps",
+    "num_images",
+    "transfer_templates",
+    "transfer_images",
+    "probe_steps",
+    "num_pairs",
+    "bootstrap_samples",
+    "num_class_images",
+    "intensities",
+    "images_per_method",
     "guidance_scales",
 }
 DVC_STAGES = set(STAGES)
@@ -86,13 +146,19 @@ def test_the_shipped_sd15_profile_loads_over_params_yaml(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "profile": "sd15"}, sort_keys=False))
     sd15 = load_params(tmp_path / "params.yaml")
     assert (sd15.data.source, sd15.data.root) == ("emoset", "data/raw/emoset")
-    assert sd15.base_model.profile == "pretrained" and sd15.base_model.pretrained == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert (
+        sd15.base_model.profile == "pretrained"
+        and sd15.base_model.pretrained == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    )
     assert sd15.base_model.clip == "openai/clip-vit-large-patch14" and sd15.evaluators.profile == "pretrained"
     assert (sd15.stage1.pretrained, sd15.stage1.resize, sd15.stage1.crop) == ("microsoft/resnet-50", 256, 224)
     assert not sd15.stage1.cache_images and sd15.stage1.workers > 0
     # The published sampler is the base model's own; generate leaves it (null) for every method.
     assert sd15.base_model.sampling.model_dump() == {
-        "scheduler": "UniPCMultistepScheduler", "num_inference_steps": 50, "guidance_scale": 7.5}
+        "scheduler": "UniPCMultistepScheduler",
+        "num_inference_steps": 50,
+        "guidance_scale": 7.5,
+    }
     assert (sd15.generate.resolution, sd15.generate.scheduler) == (512, None)
     assert (sd15.generate.num_inference_steps, sd15.generate.guidance_scale) == (None, None)
     assert sd15.stage2.mixed_precision == "fp16" and sd15.generate.dtype == "float16"
@@ -137,8 +203,9 @@ def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, t
     _git(repo, env, "commit", "-qm", "embedded")
 
     # The one documented command.
-    out = subprocess.run(["dvc", "exp", "run", "-S", "profile=sd15"], cwd=repo, env=env, capture_output=True,
-                         text=True, timeout=900)
+    out = subprocess.run(
+        ["dvc", "exp", "run", "-S", "profile=sd15"], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+    )
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-4000:]
     ran = re.findall(r"Running stage '([\w@]+)'", out.stdout)
     assert set(ran) == DVC_STAGES, ran
@@ -156,7 +223,12 @@ def test_whole_dag_under_the_sd15_profile_with_tiny_sd_shaped_models(tmp_path, t
     index = json.loads((repo / "data/generated/emogen/index.json").read_text())
     assert {entry["emotion"] for entry in index["images"]} == set(EMOTIONS)
     table = json.loads((repo / "metrics/table1.json").read_text())
-    assert table["stand_in"] is False and set(table["methods"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"}
+    assert table["stand_in"] is False and set(table["methods"]) == {
+        "emogen",
+        "prompt",
+        "textual_inversion",
+        "dreambooth",
+    }
     emo_a, images = table["methods"]["emogen"]["emo_a"], table["methods"]["emogen"]["images"]["value"]
     # An accuracy over the generated images: a whole number of them, inside its own interval.
     assert emo_a["value"] == pytest.approx(round(emo_a["value"] * images) / images, abs=1e-4)

@@ -3,8 +3,8 @@
 
 import json
 import re
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,18 +12,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.helpers.paths import REPO
 from emogen.config import BalanceParams, Params, Stage2Params
-from emogen.stages import balance
 from emogen.emotions import EMOTIONS
-from emogen.stages.generate import run as run_generate
 from emogen.layout import Layout
-from emogen.stages import confidence, emotion_space
+from emogen.stages import balance, confidence, emotion_space, latents
 from emogen.stages import stage1 as stage1_train
-from emogen.stages.emotion_space import emotion_gaussians
-from emogen.stages import latents
 from emogen.stages import stage2 as stage2_train
+from emogen.stages.emotion_space import emotion_gaussians
+from emogen.stages.generate import run as run_generate
 from tests.helpers.generation_inputs import tiny_generate_params, write_upstream
+from tests.helpers.paths import REPO
 from tests.helpers.stage1_inputs import tiny_params
 from tests.helpers.tiny_sd import build_tiny_sd, write_base_json
 
@@ -38,14 +36,24 @@ SWITCHED = {
     "generate.resolution": 512,
 }
 # Documented as published where the default already is the published value.
-DEFAULT_IS_PUBLISHED = {"stage1.vector_dim": 768, "emotion_space.covariance": "diag",
-                        "emotion_space.weights": "uniform", "stage2.prompt_template": "{}", "stage2.attr_temperature": 1.0,
-                        "stage2.learning_rate": 1e-3, "stage2.max_train_steps": None, "generate.template": "{}"}
+DEFAULT_IS_PUBLISHED = {
+    "stage1.vector_dim": 768,
+    "emotion_space.covariance": "diag",
+    "emotion_space.weights": "uniform",
+    "stage2.prompt_template": "{}",
+    "stage2.attr_temperature": 1.0,
+    "stage2.learning_rate": 1e-3,
+    "stage2.max_train_steps": None,
+    "generate.template": "{}",
+}
 # fp16 autocast needs a CUDA device, which CI lacks: NOT exercised by any test (docs/switches.md says so).
 GPU_ONLY = {"stage2.mixed_precision"}
 # Switches exercised by a test of their own module: key → (test file, test function).
 ELSEWHERE = {
-    "evaluate.published_quirks": ("test_evaluation_metrics.py", "test_published_quirks_mix_emotions_in_ten_unseeded_pairs"),
+    "evaluate.published_quirks": (
+        "test_evaluation_metrics.py",
+        "test_published_quirks_mix_emotions_in_ten_unseeded_pairs",
+    ),
     "evaluate.num_pairs": ("test_evaluation_metrics.py", "test_published_quirks_mix_emotions_in_ten_unseeded_pairs"),
     "evaluators.profile": ("test_evaluation_stages.py", "test_pretrained_profile_with_tiny_random_models"),
 }
@@ -65,7 +73,9 @@ def _documented_published_keys() -> set[str]:
 def test_every_documented_published_switch_is_covered():
     documented = _documented_published_keys()
     assert {"balance.splits", "generate.scheduler"} <= documented  # the scan finds them
-    assert not documented - set(SWITCHED) - set(DEFAULT_IS_PUBLISHED) - GPU_ONLY - set(ELSEWHERE), "a published switch without a test"
+    assert not documented - set(SWITCHED) - set(DEFAULT_IS_PUBLISHED) - GPU_ONLY - set(ELSEWHERE), (
+        "a published switch without a test"
+    )
     for key, (file, test) in ELSEWHERE.items():
         assert f"def {test}(" in (Path(__file__).parent / file).read_text(), (key, file, test)
     defaults = Params()
@@ -84,11 +94,23 @@ def test_published_balancing_runs_through_stage2(tiny_emoset, tmp_path, mlflow_s
     layout.synthetic.symlink_to(tiny_emoset.layout.synthetic, target_is_directory=True)
     layout.processed.mkdir(parents=True)
     shutil.copy(tiny_emoset.layout.manifest, layout.manifest)
-    stage2 = Stage2Params(train_batch_size=1, gradient_accumulation_steps=8, max_train_steps=2, mapper={"hidden_dim": 16},
-                          checkpointing_steps=0, sample_every=0, num_sample_images=1, sample_inference_steps=2,
-                          work_dir="work")
-    params = tiny_params(tiny_emoset.params.model_copy(update={
-        "balance": BalanceParams(splits=("train", "val", "test")), "stage2": stage2}), tmp_path / "ckpt")
+    stage2 = Stage2Params(
+        train_batch_size=1,
+        gradient_accumulation_steps=8,
+        max_train_steps=2,
+        mapper={"hidden_dim": 16},
+        checkpointing_steps=0,
+        sample_every=0,
+        num_sample_images=1,
+        sample_inference_steps=2,
+        work_dir="work",
+    )
+    params = tiny_params(
+        tiny_emoset.params.model_copy(
+            update={"balance": BalanceParams(splits=("train", "val", "test")), "stage2": stage2}
+        ),
+        tmp_path / "ckpt",
+    )
     write_base_json(build_tiny_sd(tmp_path / "sd", with_vae=False), layout.model_dir("base"))
 
     balance.run(params, layout)
@@ -112,13 +134,17 @@ def test_published_balancing_runs_through_stage2(tiny_emoset, tmp_path, mlflow_s
 @pytest.mark.slow
 def test_published_sampling_settings_generate(tmp_path, mlflow_store):
     layout = Layout(write_upstream(tmp_path / "repo"))
-    published = tiny_generate_params(num_images=10, scheduler="UniPCMultistepScheduler", num_inference_steps=50,
-                                     guidance_scale=7.5, batch_size=40)
+    published = tiny_generate_params(
+        num_images=10, scheduler="UniPCMultistepScheduler", num_inference_steps=50, guidance_scale=7.5, batch_size=40
+    )
     run_generate(Params(generate=published), layout)
     index = json.loads((layout.generated / "emogen" / "index.json").read_text())
     assert len(index["images"]) == 10 * len(EMOTIONS)
     assert {k: index["settings"][k] for k in ("scheduler", "num_inference_steps", "guidance_scale")} == {
-        "scheduler": "UniPCMultistepScheduler", "num_inference_steps": 50, "guidance_scale": 7.5}
+        "scheduler": "UniPCMultistepScheduler",
+        "num_inference_steps": 50,
+        "guidance_scale": 7.5,
+    }
 
     # resolution: the switch itself (published 512 is SD 1.5's size; the tiny CPU model at
     # 512 px takes minutes, so 64 px shows the override works).

@@ -17,31 +17,39 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers.paths import REPO
-
-from tests.helpers.servers import free_port, stop_server, wait_for_http
 from emogen.cli import main
 from emogen.config import RegistryParams, parse_params
 from emogen.errors import UserError
 from emogen.layout import Layout
 from emogen.registry.gate import Scores, decide, read_scores, register
 from emogen.registry.model import load_generator, request_jobs, stage_artifacts
+from tests.helpers.paths import REPO
 from tests.helpers.registry_inputs import write_generator, write_table1
+from tests.helpers.servers import free_port, stop_server, wait_for_http
 
 GATE = RegistryParams(min_emo_a_gain=0.01, fid_tolerance=0.1)
-TINY = {"generate": {"num_inference_steps": 2, "guidance_scale": 2.0, "device": "cpu",
-                     "scheduler": "UniPCMultistepScheduler"}}
+TINY = {
+    "generate": {
+        "num_inference_steps": 2,
+        "guidance_scale": 2.0,
+        "device": "cpu",
+        "scheduler": "UniPCMultistepScheduler",
+    }
+}
 
 
-@pytest.mark.parametrize(("challenger", "champion", "promote", "words"), [
-    (Scores(0.5, 10.0), None, True, "no champion yet"),
-    (Scores(0.60, 10.5), Scores(0.50, 10.0), True, "within"),
-    (Scores(0.505, 9.0), Scores(0.50, 10.0), False, "does not beat"),  # gain below the margin
-    (Scores(0.40, 9.0), Scores(0.50, 10.0), False, "does not beat"),
-    (Scores(0.60, 11.5), Scores(0.50, 10.0), False, "regresses beyond 11.0000"),
-    (Scores(0.60, None), Scores(0.50, 10.0), True, "FID not comparable"),
-    (Scores(None, 9.0), Scores(0.50, 10.0), False, "no Emo-A"),
-])
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote", "words"),
+    [
+        (Scores(0.5, 10.0), None, True, "no champion yet"),
+        (Scores(0.60, 10.5), Scores(0.50, 10.0), True, "within"),
+        (Scores(0.505, 9.0), Scores(0.50, 10.0), False, "does not beat"),  # gain below the margin
+        (Scores(0.40, 9.0), Scores(0.50, 10.0), False, "does not beat"),
+        (Scores(0.60, 11.5), Scores(0.50, 10.0), False, "regresses beyond 11.0000"),
+        (Scores(0.60, None), Scores(0.50, 10.0), True, "FID not comparable"),
+        (Scores(None, 9.0), Scores(0.50, 10.0), False, "no Emo-A"),
+    ],
+)
 def test_gate_decides_on_emo_a_and_fid(challenger, champion, promote, words):
     decision = decide(challenger, champion, GATE)
     assert decision.promote is promote and words in decision.reason
@@ -59,11 +67,18 @@ def test_read_scores_names_bad_keys(tmp_path):
 
 
 def test_request_rows_are_checked():
-    rows = pd.DataFrame([{"emotion": "awe", "num_images": 2, "seed": 4},
-                         {"emotion": "fear", "mode": "interpolate", "emotion_2": "awe", "weight": 0.3}])
+    rows = pd.DataFrame(
+        [
+            {"emotion": "awe", "num_images": 2, "seed": 4},
+            {"emotion": "fear", "mode": "interpolate", "emotion_2": "awe", "weight": 0.3},
+        ]
+    )
     jobs = request_jobs(rows)
     assert [(j.emotion, j.seed, j.fusion, j.weight) for j in jobs] == [
-        ("awe", 4, None, None), ("awe", 5, None, None), ("fear", 0, "interpolate", 0.3)]
+        ("awe", 4, None, None),
+        ("awe", 5, None, None),
+        ("fear", 0, "interpolate", 0.3),
+    ]
     with pytest.raises(UserError, match="request row 0: mode 'blend' is not allowed; allowed: single, interpolate"):
         request_jobs(pd.DataFrame([{"emotion": "awe", "mode": "blend"}]))
     with pytest.raises(UserError, match="emotion 'joy' is not allowed; allowed: amusement, awe"):
@@ -71,9 +86,12 @@ def test_request_rows_are_checked():
     for count in (0, -2, 100000):
         with pytest.raises(UserError, match=rf"num_images {count} is not allowed; allowed: an integer in 1\.\.64"):
             request_jobs(pd.DataFrame([{"emotion": "awe", "num_images": count}]))
-    with pytest.raises(UserError, match="request row 1: weight 1.5 is not allowed"):
-        request_jobs(pd.DataFrame([{"emotion": "awe"}, {"emotion": "awe", "mode": "interpolate",
-                                                        "emotion_2": "fear", "weight": 1.5}]))
+    with pytest.raises(UserError, match=r"request row 1: weight 1\.5 is not allowed"):
+        request_jobs(
+            pd.DataFrame(
+                [{"emotion": "awe"}, {"emotion": "awe", "mode": "interpolate", "emotion_2": "fear", "weight": 1.5}]
+            )
+        )
 
 
 def test_limits_have_one_source_and_one_page():
@@ -160,8 +178,26 @@ def test_champion_generates_through_mlflow_and_the_cli(registered, tmp_path, mon
     out = model.predict(pd.DataFrame([{"emotion": "awe", "num_images": 2, "seed": 3}]))
     assert list(out["seed"]) == [3, 4] and _decode(out["image"][0]).size == (16, 16)
     # The same seeds through `emogen generate` give the same pixels.
-    assert main(["generate", "--model", "models:/emogen@champion", "--emotion", "awe", "--num-images", "2",
-                 "--seed", "3", "--out", str(tmp_path / "cli"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                "models:/emogen@champion",
+                "--emotion",
+                "awe",
+                "--num-images",
+                "2",
+                "--seed",
+                "3",
+                "--out",
+                str(tmp_path / "cli"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     index = json.loads((tmp_path / "cli/index.json").read_text())
     cli_image = Image.open(tmp_path / "cli" / index["images"][0]["file"])
     assert (np.asarray(cli_image) == np.asarray(_decode(out["image"][0]).convert(cli_image.mode))).all()
@@ -175,16 +211,33 @@ def test_mlflow_models_serve_answers_with_images(registered):
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", "models:/emogen@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root, env=env, stdout=(root / "serve.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/emogen@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=root,
+        env=env,
+        stdout=(root / "serve.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     import urllib.error
     import urllib.request
 
     def post(record: dict):
         body = json.dumps({"dataframe_records": [record]}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
-                                         {"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
                 return response.status, json.loads(response.read())
@@ -220,11 +273,34 @@ def test_generate_prints_no_torchvision_notice(registered, tmp_path):
     processors, whose torchvision fallback notice (a package this project never installs)
     must not reach a user of `emogen generate`."""
     root, uri, *_ = registered
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "emogen", "generate", "--model", "models:/emogen@champion",
-                          "--emotion", "awe", "--num-images", "1", "--out", str(tmp_path / "out"), "--device", "cpu"],
-                         cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emogen",
+            "generate",
+            "--model",
+            "models:/emogen@champion",
+            "--emotion",
+            "awe",
+            "--num-images",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "torchvision" not in out.stdout + out.stderr, out.stderr[-2000:]
     assert "1 images in" in out.stdout

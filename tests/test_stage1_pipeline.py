@@ -11,8 +11,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from emogen.emotions import EMOTIONS
-from emogen.stages import confidence, emotion_space, stage1 as train
 from emogen.stage1.encoder import load_encoder
+from emogen.stages import confidence, emotion_space
+from emogen.stages import stage1 as train
 from tests.helpers.stage1_inputs import project_over, tiny_params
 
 
@@ -44,7 +45,9 @@ def test_stage1_outputs(project):
     world = metrics["synthetic_world"]
     # The synthetic world's accuracies at the fixed seed (the tiny EmoSet's draw).
     got = {k: world[k] for k in ("bayes_test_accuracy", "expected_test_accuracy")}
-    assert got == pytest.approx({"bayes_test_accuracy": 0.50561876, "expected_test_accuracy": 0.13327861}, rel=1e-6), json.dumps(world)
+    assert got == pytest.approx({"bayes_test_accuracy": 0.50561876, "expected_test_accuracy": 0.13327861}, rel=1e-6), (
+        json.dumps(world)
+    )
     assert set(metrics["per_emotion_test_accuracy"]) == set(EMOTIONS)
     manifest = pd.read_parquet(layout.manifest)
     confusion = pd.read_csv(layout.metrics / "stage1_confusion.csv")

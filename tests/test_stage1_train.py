@@ -15,8 +15,8 @@ from emogen.cli import main
 from emogen.config import Stage1Params
 from emogen.errors import MissingModelError, UserError
 from emogen.stage1.data import available_memory, cache_bytes, require_cache_fits
-from emogen.stages.emotion_space import emotion_gaussians
 from emogen.stage1.encoder import build_encoder, embed_images, load_encoder, save_encoder
+from emogen.stages.emotion_space import emotion_gaussians
 from emogen.stages.stage1 import train_encoder
 from tests.helpers.stage1_inputs import project_over, tiny_params, tiny_stage1
 
@@ -70,12 +70,16 @@ def test_resume_after_interruption_ends_like_uninterrupted(tiny_emoset, manifest
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        train_encoder(cfg, manifest, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7, on_epoch=stop_after_first)
+        train_encoder(
+            cfg, manifest, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7, on_epoch=stop_after_first
+        )
     assert not (tmp_path / "model").exists()
     assert len(list((tmp_path / "ckpt").glob("*/epoch-0001/progress.json"))) == 1
 
     seen = []
-    resumed = train_encoder(cfg, manifest, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7, on_epoch=seen.append)
+    resumed = train_encoder(
+        cfg, manifest, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7, on_epoch=seen.append
+    )
     assert resumed.resumed_from_epoch == 1
     assert [r["epoch"] for r in seen] == [1, 2, 3]  # the replayed epoch is reported too
     _, out, result = uninterrupted
@@ -106,18 +110,33 @@ def test_a_cache_that_would_not_fit_is_refused_before_decoding(tiny_emoset, mani
     crop = 512
     rows = available_memory() // cache_bytes(1, crop) + 1  # more than all the memory there is
     # Rows of files that do not exist: decoding any of them would fail with another error.
-    big = pd.DataFrame({"id": [f"x{i}" for i in range(rows)], "split": ["train", "val", "test"] * (rows // 3) + ["train"] * (rows % 3),
-                        "emotion": "fear", "emotion_idx": 3, "image_path": [f"missing/{i}.png" for i in range(rows)]})
+    big = pd.DataFrame(
+        {
+            "id": [f"x{i}" for i in range(rows)],
+            "split": ["train", "val", "test"] * (rows // 3) + ["train"] * (rows % 3),
+            "emotion": "fear",
+            "emotion_idx": 3,
+            "image_path": [f"missing/{i}.png" for i in range(rows)],
+        }
+    )
     cfg = tiny_stage1(tmp_path / "ckpt", resize=crop, crop=crop)
-    with pytest.raises(UserError, match=r"stage1\.cache_images: decoding \d+ images at 512x512 px into memory needs .* GiB, "
-                                        r"more than 50% of the .* GiB available; set `stage1\.cache_images: false`"):
+    with pytest.raises(
+        UserError,
+        match=r"stage1\.cache_images: decoding \d+ images at 512x512 px into memory needs .* GiB, "
+        r"more than 50% of the .* GiB available; set `stage1\.cache_images: false`",
+    ):
         train_encoder(cfg, big, tiny_emoset.layout.synthetic, tmp_path / "model", seed=7)
 
 
 def test_same_seed_same_vectors_and_gaussians(tiny_emoset, manifest, uninterrupted, tmp_path):
     cfg, out, first = uninterrupted
-    second = train_encoder(cfg.model_copy(update={"checkpoint_dir": str(tmp_path)}), manifest,
-                           tiny_emoset.layout.synthetic, tmp_path / "model", seed=7)
+    second = train_encoder(
+        cfg.model_copy(update={"checkpoint_dir": str(tmp_path)}),
+        manifest,
+        tiny_emoset.layout.synthetic,
+        tmp_path / "model",
+        seed=7,
+    )
     _assert_same_weights(_weights(out / "model"), _weights(tmp_path / "model"))
 
     train = manifest[manifest["split"] == "train"]
@@ -133,8 +152,13 @@ def test_same_seed_same_vectors_and_gaussians(tiny_emoset, manifest, uninterrupt
 
 def test_other_seed_other_weights(tiny_emoset, manifest, uninterrupted, tmp_path):
     cfg, out, _ = uninterrupted
-    train_encoder(cfg.model_copy(update={"checkpoint_dir": str(tmp_path), "epochs": 1}), manifest,
-                  tiny_emoset.layout.synthetic, tmp_path / "model", seed=8)
+    train_encoder(
+        cfg.model_copy(update={"checkpoint_dir": str(tmp_path), "epochs": 1}),
+        manifest,
+        tiny_emoset.layout.synthetic,
+        tmp_path / "model",
+        seed=8,
+    )
     a, b = _weights(out / "model"), _weights(tmp_path / "model")
     assert not torch.equal(a["fc1.weight"], b["fc1.weight"])
 
@@ -196,8 +220,9 @@ def test_stage1_beats_chance_on_held_out_images(tmp_path, monkeypatch):
     training bug that leaves the encoder guessing fails this. (The 240-image set of the
     other tests is too small to learn from: 3/37 there.)"""
     from emogen.config import parse_params
-    from emogen.stages import ingest, prepare_data as prepare
     from emogen.layout import Layout
+    from emogen.stages import ingest
+    from emogen.stages import prepare_data as prepare
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)

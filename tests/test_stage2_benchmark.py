@@ -11,8 +11,21 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "stage2.py"
 
 def test_stage2_benchmark_prints_both_rates_and_a_ratio(capsys):
     main = runpy.run_path(str(BENCHMARK), run_name="benchmark")["main"]
-    ratio = main(["--shape", "tiny", "--steps", "1", "--warmup", "0", "--batch-size", "2", "--device", "cpu",
-                  "--gradient-checkpointing"])
+    ratio = main(
+        [
+            "--shape",
+            "tiny",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--gradient-checkpointing",
+        ]
+    )
     out = capsys.readouterr().out
     # The printed speed-up is the returned ratio, and the ratio of the two printed rates.
     ours = float(re.search(r"ours: +(\d+\.\d\d) samples/s", out).group(1))

@@ -18,8 +18,9 @@ def test_default_mapper_is_the_published_mlp():
 
 
 def test_options_change_the_architecture():
-    deep = EmotionMapper(MapperConfig(in_dim=8, out_dim=6, hidden_dim=16, num_hidden_layers=3,
-                                      layer_norm=True, dropout=0.1))
+    deep = EmotionMapper(
+        MapperConfig(in_dim=8, out_dim=6, hidden_dim=16, num_hidden_layers=3, layer_norm=True, dropout=0.1)
+    )
     names = [type(m).__name__ for m in deep.net]
     assert names.count("Linear") == 4 and names.count("LayerNorm") == 3 and names.count("Dropout") == 3
     linear = EmotionMapper(MapperConfig(in_dim=8, out_dim=6, kind="linear"))

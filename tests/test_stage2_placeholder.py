@@ -38,8 +38,7 @@ def test_replacement_is_differentiable_batched_and_per_placeholder(text_parts):
     tokenizer, encoder = text_parts
     first, second = add_placeholder_tokens(tokenizer, encoder, ["<emotion>", "<emotion_b>"])
     prompts = ["<emotion> bag", "a <emotion> cat and <emotion_b>", "<emotion_b> <emotion>"]
-    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
-                    return_tensors="pt").input_ids
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
     width = encoder.config.hidden_size
     v1 = torch.randn(3, width, requires_grad=True)
     v2 = torch.randn(3, width, requires_grad=True)

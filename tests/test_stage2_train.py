@@ -8,21 +8,27 @@ import mlflow
 import pytest
 import torch
 
-from emogen.pipelines.components import load_base
 from emogen.config import parse_params
 from emogen.errors import DataError
-from emogen.seeding import derived_seed
-from emogen.pipelines.sampling import EmotionGaussians
 from emogen.layout import Layout
-from emogen.stages import stage2 as stage2_train
-from emogen.stage2.data import read_samples
+from emogen.pipelines.components import load_base
 from emogen.pipelines.mapper import EmotionMapper
+from emogen.pipelines.sampling import EmotionGaussians
+from emogen.seeding import derived_seed
+from emogen.stage2.data import read_samples
+from emogen.stages import stage2 as stage2_train
 from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
 STAGE2 = {
-    "train_batch_size": 2, "gradient_accumulation_steps": 2, "mapper": {"hidden_dim": 16},
-    "checkpointing_steps": 2, "sample_every": 2, "num_sample_images": 1, "sample_inference_steps": 2,
-    "lambda_attr": 1.0, "work_dir": "work",
+    "train_batch_size": 2,
+    "gradient_accumulation_steps": 2,
+    "mapper": {"hidden_dim": 16},
+    "checkpointing_steps": 2,
+    "sample_every": 2,
+    "num_sample_images": 1,
+    "sample_inference_steps": 2,
+    "lambda_attr": 1.0,
+    "work_dir": "work",
 }
 
 
@@ -60,7 +66,9 @@ def test_stage2_trains_saves_and_logs_on_a_tiny_sd_model(tmp_path, mlflow_store,
     saved = json.loads((layout.metrics / "stage2.json").read_text())
     assert saved["steps"] == 3
     # Expected values at the fixed seed (tiny SD-shaped model, 3 steps, CPU).
-    assert {k: saved[k] for k in ("l_ldm", "attr_accuracy")} == pytest.approx({"l_ldm": 1.08997518, "attr_accuracy": 1 / 3}, rel=1e-4), json.dumps(saved)
+    assert {k: saved[k] for k in ("l_ldm", "attr_accuracy")} == pytest.approx(
+        {"l_ldm": 1.08997518, "attr_accuracy": 1 / 3}, rel=1e-4
+    ), json.dumps(saved)
     assert saved.keys() == metrics.keys() and saved["l_attr"] == pytest.approx(metrics["l_attr"])
 
     run = mlflow.search_runs(experiment_names=["emogen"], output_format="list")[0]
@@ -138,8 +146,9 @@ def test_previews_sample_the_full_covariance_as_generation_does(tmp_path, tiny_m
     gaussians = EmotionGaussians.load(path)
     expected = torch.stack([gaussians.sample(e, torch.Generator().manual_seed(first + e)) for e in range(8)])
     assert torch.equal(seen[0], expected)
-    assert not torch.allclose(expected, torch.stack(
-        [diagonal.sample(e, torch.Generator().manual_seed(first + e)) for e in range(8)]))
+    assert not torch.allclose(
+        expected, torch.stack([diagonal.sample(e, torch.Generator().manual_seed(first + e)) for e in range(8)])
+    )
     assert grid.read_bytes() == trainer.preview(5, tmp_path / "again").read_bytes()
 
 
@@ -165,8 +174,17 @@ def test_attribute_accuracy_rises_with_training(tmp_path, mlflow_store, tiny_mod
     steps clearly beats the first steps' (about chance, 1/4): a bug that cuts the gradient
     from L_attr to the mapper fails this."""
     layout = _repo(tmp_path, tiny_models["pixel"])
-    stage2_train.run(_params(max_train_steps=40, train_batch_size=8, gradient_accumulation_steps=1, learning_rate=1e-2,
-                             sample_every=0, checkpointing_steps=0), layout)
+    stage2_train.run(
+        _params(
+            max_train_steps=40,
+            train_batch_size=8,
+            gradient_accumulation_steps=1,
+            learning_rate=1e-2,
+            sample_every=0,
+            checkpointing_steps=0,
+        ),
+        layout,
+    )
     accuracy = [float(r["attr_acc"]) for r in csv.DictReader((layout.metrics / "stage2_loss.csv").open())]
     first, last = sum(accuracy[:5]) / 5, sum(accuracy[-5:]) / 5
     print(f"stage2 tiny attribute accuracy: first 5 steps {first:.2f}, last 5 steps {last:.2f}")

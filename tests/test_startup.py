@@ -16,10 +16,13 @@ NO_TORCH = ["prepare_data", "ingest", "validate", "balance", "report"]
 
 
 def _loaded(modules: list[str]) -> list[str]:
-    code = (f"import sys, json, emogen.cli, {', '.join(modules)}; "
-            f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
-                         timeout=300)
+    code = (
+        f"import sys, json, emogen.cli, {', '.join(modules)}; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=300
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.helpers.paths import REPO
 
 from emogen.evaluation.study import pool_differences, study_summary
+from tests.helpers.paths import REPO
 
 # A stand-in for the evaluate and frontier stages: every number is a function of the seed
 # (d = seed − 520), the frontier's image count comes from params (the study's override).
-FAKE_STAGE = '''
+FAKE_STAGE = """
 import json, os, sys, yaml
 params = yaml.safe_load(open("params.yaml"))
 d = params["seed"] - 520
@@ -41,23 +41,34 @@ else:
                     {"guidance_scale": 3.0, "emo_a": 0.6, "difference": 0.3 * d, "se": 0.1, "low": 0.0,
                      "high": 1.0, "verdict": "higher"}]}}
     json.dump(frontier, open("metrics/frontier.json", "w"))
-'''
+"""
 
-DVC_YAML = {"stages": {
-    "evaluate": {"cmd": "python fake_stage.py evaluate", "deps": ["fake_stage.py"], "params": ["seed"],
-                 "metrics": [{"metrics/table1.json": {"cache": False}}]},
-    "frontier": {"cmd": "python fake_stage.py frontier", "deps": ["fake_stage.py", "metrics/table1.json"],
-                 "params": ["seed", "frontier"], "metrics": [{"metrics/frontier.json": {"cache": False}}]},
-    "other": {"cmd": "python -c \"open('other.txt', 'w').write('x')\"", "outs": ["other.txt"]},
-}}
+DVC_YAML = {
+    "stages": {
+        "evaluate": {
+            "cmd": "python fake_stage.py evaluate",
+            "deps": ["fake_stage.py"],
+            "params": ["seed"],
+            "metrics": [{"metrics/table1.json": {"cache": False}}],
+        },
+        "frontier": {
+            "cmd": "python fake_stage.py frontier",
+            "deps": ["fake_stage.py", "metrics/table1.json"],
+            "params": ["seed", "frontier"],
+            "metrics": [{"metrics/frontier.json": {"cache": False}}],
+        },
+        "other": {"cmd": "python -c \"open('other.txt', 'w').write('x')\"", "outs": ["other.txt"]},
+    }
+}
 
 
 def _study(repo: Path, env: dict, *args: str) -> tuple[dict, float]:
     # Prefect's temporary API server gets 20 s to start by default: too little on a busy machine.
     env = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", **env}
     start = time.perf_counter()
-    out = subprocess.run(["emogen", "study", "seeds", *args], cwd=repo, env=env, capture_output=True, text=True,
-                         check=False, timeout=600)
+    out = subprocess.run(
+        ["emogen", "study", "seeds", *args], cwd=repo, env=env, capture_output=True, text=True, check=False, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     return json.loads((repo / "metrics/study.json").read_text()), time.perf_counter() - start
 
@@ -70,16 +81,26 @@ def scratch(tmp_path):
     (repo / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
     shutil.copytree(REPO / "profiles", repo / "profiles")
     shutil.copytree(REPO / "flows", repo / "flows", ignore=shutil.ignore_patterns("__pycache__"))
-    params = {"seed": 520, "frontier": {"num_images": 12},
-              "study": {"seeds": [521, 522], "overrides": {"frontier.num_images": 48}, "targets": ["frontier"]}}
+    params = {
+        "seed": 520,
+        "frontier": {"num_images": 12},
+        "study": {"seeds": [521, 522], "overrides": {"frontier.num_images": 48}, "targets": ["frontier"]},
+    }
     # a comment and key order that a YAML rewrite would lose: params.yaml must stay byte for byte
     (repo / "params.yaml").write_text("# development seed: 520\n" + yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-           "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scratch"]):
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scratch"],
+    ):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
     return repo, env
 
@@ -126,7 +147,9 @@ def test_study_runs_each_report_seed_as_an_experiment_and_pools_them(scratch):
     # Again: both seeds' experiments exist for this code and params → nothing runs.
     again, again_seconds = _study(repo, env)
     assert not any(s["ran"] for s in again["seeds"].values())
-    assert [again["seeds"][s]["experiment"] for s in ("521", "522")] == [study["seeds"][s]["experiment"] for s in ("521", "522")]
+    assert [again["seeds"][s]["experiment"] for s in ("521", "522")] == [
+        study["seeds"][s]["experiment"] for s in ("521", "522")
+    ]
     assert again["seeds"]["521"]["seconds"] == one_seed  # the time it took when it ran
     assert again["comparisons"] == study["comparisons"]
     # A third seed: only it runs.
@@ -137,17 +160,33 @@ def test_study_runs_each_report_seed_as_an_experiment_and_pools_them(scratch):
     # A code change: a new fingerprint, so the seed runs again.
     (repo / "fake_stage.py").write_text(FAKE_STAGE + "\n# changed\n")
     changed, _ = _study(repo, env, "--seeds", "521")
-    assert changed["seeds"]["521"]["ran"] and changed["seeds"]["521"]["experiment"] != study["seeds"]["521"]["experiment"]
+    assert (
+        changed["seeds"]["521"]["ran"] and changed["seeds"]["521"]["experiment"] != study["seeds"]["521"]["experiment"]
+    )
     print(f"second study (both seeds reused): {again_seconds:.1f} s")
 
 
 def test_the_development_seed_and_targets_without_table1_are_refused(scratch):
     repo, env = scratch
-    out = subprocess.run(["emogen", "study", "seeds", "--seeds", "520", "521"], cwd=repo, env=env,
-                         capture_output=True, text=True, check=False, timeout=300)
+    out = subprocess.run(
+        ["emogen", "study", "seeds", "--seeds", "520", "521"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert out.returncode != 0 and "development seed" in out.stderr + out.stdout
-    out = subprocess.run(["emogen", "study", "seeds", "--target", "other"], cwd=repo, env=env,
-                         capture_output=True, text=True, check=False, timeout=300)
+    out = subprocess.run(
+        ["emogen", "study", "seeds", "--target", "other"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert out.returncode != 0 and "do not run the evaluate stage" in out.stderr + out.stdout
 
 
@@ -177,11 +216,17 @@ def test_one_report_seed_of_the_real_tiny_pipeline(tmp_path):
     from tests.helpers.scratch_repo import lay_over, scratch_repo
     from tests.test_pipeline_dvc import TINY
 
-    params = lay_over(lay_over({}, TINY), {
-        "stage1": {"checkpoint_dir": str(tmp_path / "ckpt1")}, "stage2": {"work_dir": str(tmp_path / "work2")},
-        "study": {"seeds": [521], "overrides": {"frontier.num_images": 3}, "targets": ["evaluate", "frontier"]}})
-    scratch = scratch_repo(tmp_path / "repo", params, OMP_NUM_THREADS="1",
-                           PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
+    params = lay_over(
+        lay_over({}, TINY),
+        {
+            "stage1": {"checkpoint_dir": str(tmp_path / "ckpt1")},
+            "stage2": {"work_dir": str(tmp_path / "work2")},
+            "study": {"seeds": [521], "overrides": {"frontier.num_images": 3}, "targets": ["evaluate", "frontier"]},
+        },
+    )
+    scratch = scratch_repo(
+        tmp_path / "repo", params, OMP_NUM_THREADS="1", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180"
+    )
     repo, env = scratch.path, scratch.env
     shutil.copytree(REPO / "flows", repo / "flows", ignore=shutil.ignore_patterns("__pycache__"))
     text = (repo / "params.yaml").read_text()
@@ -192,8 +237,10 @@ def test_one_report_seed_of_the_real_tiny_pipeline(tmp_path):
     assert (repo / "params.yaml").read_text() == text and not (repo / "dvc.lock").exists()
     run = study["seeds"]["521"]
     assert run["ran"] and run["seconds"] > 0
-    print(f"one report seed of the tiny real pipeline (every stage up to frontier): {run['seconds']} s; "
-          f"the command: {seconds:.1f} s")
+    print(
+        f"one report seed of the tiny real pipeline (every stage up to frontier): {run['seconds']} s; "
+        f"the command: {seconds:.1f} s"
+    )
     assert set(study["means"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"}
     assert 0 <= study["means"]["emogen"]["emo_a"]["mean"] <= 1
     assert study["frontier"]["images_per_emotion"] == [3]

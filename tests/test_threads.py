@@ -144,15 +144,24 @@ def test_busy_registers_only_while_generating(registry):
 
 def _child(code: str, folder: Path, **env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k not in threads.USER_ENV}
-    out = subprocess.run([sys.executable, "-c", code], env={**clean, threads.DIR_ENV: str(folder), **env},
-                         capture_output=True, text=True, check=True, timeout=120, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, threads.DIR_ENV: str(folder), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=REPO,
+    )
     return out.stdout.strip()
 
 
 def test_a_process_entry_registers_then_unregisters_at_exit_and_skips_its_waiting_parent(registry):
     threads.register(registry)  # this test process: the child's parent, waiting for it
-    code = ("from emogen import threads; p = threads.apply_thread_policy(); import torch; threads.recheck_threads(force=True);"
-            "print(len(threads.live_processes(p.folder, p.exclude)), torch.get_num_threads(), threads.cores())")
+    code = (
+        "from emogen import threads; p = threads.apply_thread_policy(); import torch; threads.recheck_threads(force=True);"
+        "print(len(threads.live_processes(p.folder, p.exclude)), torch.get_num_threads(), threads.cores())"
+    )
     counted, got, n_cores = map(int, _child(code, registry).split())
     assert counted == 1 and got == n_cores  # alone but for its parent
     assert threads.live_processes(registry) == [os.getpid()]  # the child's file went with it

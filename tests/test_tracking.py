@@ -3,9 +3,9 @@ import logging
 import mlflow
 import pytest
 
-from tests.helpers.paths import REPO
 from emogen.config import load_params
 from emogen.tracking import EXPERIMENT, flatten, log_artifact, log_metrics, stage_run
+from tests.helpers.paths import REPO
 
 
 def test_stage_run_logs_params_and_tags(mlflow_store):
@@ -32,8 +32,8 @@ def _timed_balance(tiny_emoset, tmp_path, monkeypatch):
     import shutil
     import time
 
-    from emogen.stages import balance
     from emogen.layout import Layout
+    from emogen.stages import balance
 
     layout = Layout(tmp_path / "ws")
     layout.processed.mkdir(parents=True)
@@ -54,7 +54,12 @@ def test_closed_port_falls_back_to_the_local_store(tiny_emoset, tmp_path, monkey
     assert "http://127.0.0.1:9 unreachable" in caplog.text and "local store" in caplog.text
     # The run is in the local default store, tagged with where it should have gone.
     runs = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}").search_runs(
-        [mlflow.MlflowClient(f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}").get_experiment_by_name(EXPERIMENT).experiment_id])
+        [
+            mlflow.MlflowClient(f"sqlite:///{tmp_path / 'ws' / 'mlflow.db'}")
+            .get_experiment_by_name(EXPERIMENT)
+            .experiment_id
+        ]
+    )
     assert [r.data.tags["fallback_from"] for r in runs] == ["http://127.0.0.1:9"]
     assert runs[0].info.status == "FINISHED" and "samples_total" in runs[0].data.metrics
 

@@ -23,10 +23,10 @@ from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 from emogen.base.data import CaptionedImages
 from emogen.base.embedded_clip import clip_config, tokenize, train_clip
 from emogen.base.embedded_unet import build_scheduler, build_unet, train_unet
-from emogen.pipelines.tokenizer import build_tokenizer, caption_words
 from emogen.config import BaseModelParams
-from emogen.seeding import seed_everything
 from emogen.jsonio import write_json
+from emogen.pipelines.tokenizer import build_tokenizer, caption_words
+from emogen.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ def caption_table(captions: list[list[str]]) -> tuple[list[str], list[list[int]]
 @torch.no_grad()
 def text_states(text_encoder: CLIPTextModel, token_ids: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """The text encoder's last hidden states (N, L, W): what the UNet cross-attends to."""
-    return torch.cat([text_encoder(input_ids=token_ids[i : i + batch]).last_hidden_state for i in range(0, len(token_ids), batch)])
+    return torch.cat(
+        [text_encoder(input_ids=token_ids[i : i + batch]).last_hidden_state for i in range(0, len(token_ids), batch)]
+    )
 
 
 def train_embedded(params: BaseModelParams, train: CaptionedImages, out: Path, seed: int) -> EmbeddedModel:

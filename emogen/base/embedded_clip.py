@@ -42,15 +42,16 @@ def clip_config(params: EmbeddedClipParams, tokenizer: CLIPTokenizer, resolution
         patch_size=params.patch_size,
         num_channels=3,
     )
-    return CLIPConfig(
-        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=params.projection_dim
-    )
+    return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=params.projection_dim)
 
 
 def tokenize(tokenizer: CLIPTokenizer, texts: Sequence[str]) -> torch.Tensor:
     """Token ids padded to the tokenizer's full length, as SD pipelines feed the text encoder."""
     return tokenizer(
-        list(texts), padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+        list(texts),
+        padding="max_length",
+        truncation=True,
+        max_length=tokenizer.model_max_length,
         return_tensors="pt",
     ).input_ids
 
@@ -84,9 +85,7 @@ def train_clip(
         out = model(input_ids=caption_ids[picks], pixel_values=images[idx])
         same = (picks[:, None] == picks[None, :]).float()
         target = same / same.sum(dim=1, keepdim=True)
-        loss = 0.5 * (
-            F.cross_entropy(out.logits_per_text, target) + F.cross_entropy(out.logits_per_image, target)
-        )
+        loss = 0.5 * (F.cross_entropy(out.logits_per_text, target) + F.cross_entropy(out.logits_per_image, target))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -99,12 +98,17 @@ def train_clip(
 @torch.no_grad()
 def text_features(model: CLIPModel, token_ids: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """L2-normalised projected text features (N, projection_dim)."""
-    feats = [model.get_text_features(input_ids=token_ids[i : i + batch]).pooler_output for i in range(0, len(token_ids), batch)]
+    feats = [
+        model.get_text_features(input_ids=token_ids[i : i + batch]).pooler_output
+        for i in range(0, len(token_ids), batch)
+    ]
     return F.normalize(torch.cat(feats), dim=-1)
 
 
 @torch.no_grad()
 def image_features(model: CLIPModel, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """L2-normalised projected image features (N, projection_dim); pixels in [-1, 1]."""
-    feats = [model.get_image_features(pixel_values=pixels[i : i + batch]).pooler_output for i in range(0, len(pixels), batch)]
+    feats = [
+        model.get_image_features(pixel_values=pixels[i : i + batch]).pooler_output for i in range(0, len(pixels), batch)
+    ]
     return F.normalize(torch.cat(feats), dim=-1)

@@ -53,7 +53,10 @@ def build_scheduler(params: EmbeddedUnetParams) -> DDPMScheduler:
 
 
 def draw_captions(
-    choices: Sequence[Sequence[int]], image_idx: torch.Tensor, empty: int, params: EmbeddedUnetParams,
+    choices: Sequence[Sequence[int]],
+    image_idx: torch.Tensor,
+    empty: int,
+    params: EmbeddedUnetParams,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Per sampled image, the caption index to condition on: empty (CFG) with ``uncond_prob``,

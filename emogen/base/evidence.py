@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from emogen.pipelines.components import BaseComponents
 from emogen.base.data import CaptionedImages
 from emogen.base.embedded_clip import image_features, text_features, tokenize
 from emogen.data.synthetic_world import World
+from emogen.images import to_pil
+from emogen.pipelines.components import BaseComponents
 from emogen.pipelines.grid import make_grid
 from emogen.pipelines.settings import sampler_components
 from emogen.pipelines.text_pipeline import TextConditionedPipeline
-from emogen.images import to_pil
 
 GRID_FULL, GRID_SHORT, CELL = 3, 2, 64
 
@@ -59,17 +59,24 @@ def _top1(image_feats: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
     return (image_feats @ text_feats.T).argmax(dim=1)
 
 
-def _zero_shot(base: BaseComponents, feats: dict[str, torch.Tensor], names: list[str], truth: list[set[int]]) -> dict[str, float]:
+def _zero_shot(
+    base: BaseComponents, feats: dict[str, torch.Tensor], names: list[str], truth: list[set[int]]
+) -> dict[str, float]:
     """Accuracy of picking a true class word per image set; chance = mean |truth| / |names|."""
     words = text_features(base.clip_model, tokenize(base.clip_tokenizer, names))
-    result = {kind: sum(int(p) in t for p, t in zip(_top1(f, words).tolist(), truth)) / len(truth) for kind, f in feats.items()}
+    result = {
+        kind: sum(int(p) in t for p, t in zip(_top1(f, words).tolist(), truth)) / len(truth)
+        for kind, f in feats.items()
+    }
     result["chance"] = sum(len(t) for t in truth) / len(truth) / len(names)
     result["n"] = len(truth)
     return result
 
 
 @torch.no_grad()
-def measure(base: BaseComponents, test: CaptionedImages, world: World, count: int, grid_rows: int, seed: int) -> Evidence:
+def measure(
+    base: BaseComponents, test: CaptionedImages, world: World, count: int, grid_rows: int, seed: int
+) -> Evidence:
     generator = torch.Generator().manual_seed(seed)
     held = pick_held_out(test, count, generator)
     captions = [test.captions[i][0] for i in held]
@@ -86,12 +93,16 @@ def measure(base: BaseComponents, test: CaptionedImages, world: World, count: in
     scene_names = [a.name for a in world.scenes]
     with_scene = [j for j, i in enumerate(held) if test.scenes[i]]
     scene = _zero_shot(
-        base, {k: f[with_scene] for k, f in feats.items()}, [world.attribute(n).noun for n in scene_names],
+        base,
+        {k: f[with_scene] for k, f in feats.items()},
+        [world.attribute(n).noun for n in scene_names],
         [{scene_names.index(test.scenes[held[j]])} for j in with_scene],
     )
     object_names = [a.name for a in world.objects]
     obj = _zero_shot(
-        base, feats, [world.attribute(n).noun for n in object_names],
+        base,
+        feats,
+        [world.attribute(n).noun for n in object_names],
         [{object_names.index(o) for o in test.objects[i]} for i in held],
     )
     metrics.update({f"scene_{k}": v for k, v in scene.items()})
@@ -99,7 +110,9 @@ def measure(base: BaseComponents, test: CaptionedImages, world: World, count: in
     return Evidence(metrics, sample_grid(base, test, held[:grid_rows], generator))
 
 
-def sample_grid(base: BaseComponents, test: CaptionedImages, rows: list[int], generator: torch.Generator) -> Image.Image:
+def sample_grid(
+    base: BaseComponents, test: CaptionedImages, rows: list[int], generator: torch.Generator
+) -> Image.Image:
     """Per row: the real image | GRID_FULL samples of its full caption | GRID_SHORT of its shortest form."""
     full = [test.captions[i][0] for i in rows]
     short = [test.captions[i][-1] for i in rows]

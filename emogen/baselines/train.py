@@ -29,21 +29,21 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from emogen.pipelines.components import BaseComponents
 from emogen.config import DreamBoothParams, Params, Stage2Params, TextualInversionParams
 from emogen.emotions import EMOTIONS
-from emogen.seeding import derived_seed
 from emogen.errors import DataError
-from emogen.pipelines.jobs import run_jobs
-from emogen.pipelines.prompt_pipeline import PromptPipeline
-from emogen.pipelines.settings import emotion_jobs
 from emogen.images import to_tensor
 from emogen.layout import Layout
-from emogen.threads import recheck_threads
-from emogen.stage2.data import TrainingData as Stage2Data, load_training_data, read_samples, read_vocabulary
+from emogen.pipelines.components import BaseComponents
+from emogen.pipelines.jobs import run_jobs
 from emogen.pipelines.losses import ldm_loss, noisy_batch
 from emogen.pipelines.placeholder import add_placeholder_tokens, encode_with_placeholders
-from emogen.stage2.data import SampleOrder, stage_inputs
+from emogen.pipelines.prompt_pipeline import PromptPipeline
+from emogen.pipelines.settings import emotion_jobs
+from emogen.seeding import derived_seed
+from emogen.stage2.data import SampleOrder, load_training_data, read_samples, read_vocabulary, stage_inputs
+from emogen.stage2.data import TrainingData as Stage2Data
+from emogen.threads import recheck_threads
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +95,17 @@ def _step_seed(seed: int, step: int, stream: int) -> int:
 
 
 def tokenize_prompts(tokenizer, prompts: list[str], device: torch.device) -> torch.Tensor:
-    return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids.to(device)
+    return tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids.to(device)
 
 
 class BaselineTrainer:
     """The shared loop: stage 2's row order and draws, one optimiser, a loss per step."""
 
-    def __init__(self, data: TrainingData, base: BaseComponents, budget: Budget, seed: int,
-                 accelerator: Accelerator) -> None:
+    def __init__(
+        self, data: TrainingData, base: BaseComponents, budget: Budget, seed: int, accelerator: Accelerator
+    ) -> None:
         self.data, self.base, self.budget, self.seed, self.accelerator = data, base, budget, seed, accelerator
         self.order = SampleOrder(len(data.tensors), seed)
 
@@ -114,8 +116,10 @@ class BaselineTrainer:
         images = self.data.tensors.image_index[rows]
         flips = torch.randint(0, 2, (len(rows),), generator=generator)
         latents = self.data.tensors.latents.read(images, flips).float()
-        return (self.data.emotions[rows], *noisy_batch(latents, self.base.noise_scheduler, generator,
-                                                       self.accelerator.device))
+        return (
+            self.data.emotions[rows],
+            *noisy_batch(latents, self.base.noise_scheduler, generator, self.accelerator.device),
+        )
 
     def run(self, name: str, step_loss, optimizer, log_every: int, on_log) -> list[dict[str, float]]:
         """``step_loss(step) -> dict`` with a differentiable "loss" and float extras, per step."""
@@ -138,16 +142,22 @@ class BaselineTrainer:
 
 def _adamw(parameters, lr: float, stage2: Stage2Params) -> torch.optim.AdamW:
     """Stage 2's AdamW settings; only the learning rate is the method's own."""
-    return torch.optim.AdamW(parameters, lr=lr, betas=(stage2.adam_beta1, stage2.adam_beta2),
-                             weight_decay=stage2.adam_weight_decay, eps=stage2.adam_epsilon)
+    return torch.optim.AdamW(
+        parameters,
+        lr=lr,
+        betas=(stage2.adam_beta1, stage2.adam_beta2),
+        weight_decay=stage2.adam_weight_decay,
+        eps=stage2.adam_epsilon,
+    )
 
 
 def emotion_tokens(fmt: str) -> list[str]:
     return [fmt.format(e) for e in EMOTIONS]
 
 
-def train_textual_inversion(trainer: BaselineTrainer, p: TextualInversionParams, stage2: Stage2Params,
-                            log_every: int, on_log) -> tuple[dict[str, str], list[dict[str, float]]]:
+def train_textual_inversion(
+    trainer: BaselineTrainer, p: TextualInversionParams, stage2: Stage2Params, log_every: int, on_log
+) -> tuple[dict[str, str], list[dict[str, float]]]:
     """Learn one token embedding per emotion; writes them into the text encoder's table.
     Returns emotion → prompt (its token) and the loss history."""
     base, device = trainer.base, trainer.accelerator.device
@@ -158,8 +168,10 @@ def train_textual_inversion(trainer: BaselineTrainer, p: TextualInversionParams,
         word_ids = [base.tokenizer(e, add_special_tokens=False).input_ids for e in EMOTIONS]
         missing = [e for e, ids in zip(EMOTIONS, word_ids) if len(ids) != 1]
         if missing:
-            raise DataError(f"baselines.textual_inversion.init emotion_word: {missing} are not single tokens of "
-                            "the base model (embedded: set prepare_data.emotion_caption_fraction > 0)")
+            raise DataError(
+                f"baselines.textual_inversion.init emotion_word: {missing} are not single tokens of "
+                "the base model (embedded: set prepare_data.emotion_caption_fraction > 0)"
+            )
         start = table[[ids[0] for ids in word_ids]].detach().clone()
     else:
         start = table[: min(token_ids)].mean(dim=0, keepdim=True).repeat(len(EMOTIONS), 1).detach()
@@ -171,8 +183,11 @@ def train_textual_inversion(trainer: BaselineTrainer, p: TextualInversionParams,
     def step_loss(step: int) -> dict[str, torch.Tensor]:
         emotions, noisy, timesteps, target = trainer.instance_batch(step)
         with trainer.accelerator.autocast():
-            hidden = encode_with_placeholders(base.text_encoder, prompt_ids[emotions.to(device)],
-                                              {tid: embeddings[k] for k, tid in enumerate(token_ids)})
+            hidden = encode_with_placeholders(
+                base.text_encoder,
+                prompt_ids[emotions.to(device)],
+                {tid: embeddings[k] for k, tid in enumerate(token_ids)},
+            )
             loss = ldm_loss(base.unet(noisy, timesteps, encoder_hidden_states=hidden).sample, target).mean()
         return {"loss": loss, "l_ldm": loss.detach()}
 
@@ -183,8 +198,9 @@ def train_textual_inversion(trainer: BaselineTrainer, p: TextualInversionParams,
 
 
 @torch.no_grad()
-def class_latents(pipe: PromptPipeline, base: BaseComponents, num_per_emotion: int, seed: int,
-                  batch_size: int) -> torch.Tensor:
+def class_latents(
+    pipe: PromptPipeline, base: BaseComponents, num_per_emotion: int, seed: int, batch_size: int
+) -> torch.Tensor:
     """(8, K, C, h, w): the base model's own images for each emotion word (DreamBooth's prior,
     generated before fine-tuning, kept as 8-bit images as the diffusers script keeps files)."""
     jobs = emotion_jobs(seed, num_per_emotion, "{}")
@@ -194,8 +210,14 @@ def class_latents(pipe: PromptPipeline, base: BaseComponents, num_per_emotion: i
     return latents.view(len(EMOTIONS), num_per_emotion, *latents.shape[1:])
 
 
-def train_dreambooth(trainer: BaselineTrainer, p: DreamBoothParams, stage2: Stage2Params, prior: torch.Tensor | None,
-                     log_every: int, on_log) -> tuple[dict[str, str], list[dict[str, float]]]:
+def train_dreambooth(
+    trainer: BaselineTrainer,
+    p: DreamBoothParams,
+    stage2: Stage2Params,
+    prior: torch.Tensor | None,
+    log_every: int,
+    on_log,
+) -> tuple[dict[str, str], list[dict[str, float]]]:
     """Fine-tune the UNet with one identifier per emotion (``prior``: class latents or None).
     Returns emotion → prompt ("<v_amusement> amusement") and the loss history."""
     base, acc, device = trainer.base, trainer.accelerator, trainer.accelerator.device
@@ -209,8 +231,12 @@ def train_dreambooth(trainer: BaselineTrainer, p: DreamBoothParams, stage2: Stag
         table[ids] = words.mean(dim=0) + noise * words.std(dim=0)
     prompts = {e: f"{v} {e}" for e, v in zip(EMOTIONS, identifiers)}
     with torch.no_grad():
-        states = base.text_encoder(input_ids=tokenize_prompts(base.tokenizer, list(prompts.values()), device)).last_hidden_state
-        class_states = base.text_encoder(input_ids=tokenize_prompts(base.tokenizer, list(EMOTIONS), device)).last_hidden_state
+        states = base.text_encoder(
+            input_ids=tokenize_prompts(base.tokenizer, list(prompts.values()), device)
+        ).last_hidden_state
+        class_states = base.text_encoder(
+            input_ids=tokenize_prompts(base.tokenizer, list(EMOTIONS), device)
+        ).last_hidden_state
     unet = base.unet.requires_grad_(True).train()
     optimizer = _adamw(unet.parameters(), p.learning_rate, stage2)
     unet, optimizer = acc.prepare(unet, optimizer)

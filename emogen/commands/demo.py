@@ -13,8 +13,11 @@ log = logging.getLogger(__name__)
 
 
 def add_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="pipeline folder or registry URI (models:/emogen@champion) (default: %(default)s)")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="pipeline folder or registry URI (models:/emogen@champion) (default: %(default)s)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

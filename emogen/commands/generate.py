@@ -13,6 +13,7 @@ from pathlib import Path
 from emogen.errors import UserError
 from emogen.registry.load import DEFAULT_MODEL, check_model_spec, load_pipeline
 
+
 def _emotion_list(values: list[str]) -> list[str]:
     from emogen.pipelines.jobs import check_emotions
 
@@ -27,9 +28,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="image n uses seed SEED+n (default: %(default)s)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (must not hold an index.json)")
     parser.add_argument("--template", default="{}", help="prompt with one {} for the emotion, e.g. '{} bag'")
-    parser.add_argument("--intensity", type=float, default=1.0, metavar="S",
-                        help="emotion intensity: 0 neutral centre, 1 the emotion's Gaussian, >1 beyond (default: %(default)s)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="pipeline folder or registry URI, e.g. models:/emogen@champion (default: %(default)s)")
+    parser.add_argument(
+        "--intensity",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="emotion intensity: 0 neutral centre, 1 the emotion's Gaussian, >1 beyond (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="pipeline folder or registry URI, e.g. models:/emogen@champion (default: %(default)s)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
@@ -37,8 +47,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_generate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--emotion", action="append", required=True,
-                        help="emotion name; repeat the flag or give a comma list (awe,fear)")
+    parser.add_argument(
+        "--emotion",
+        action="append",
+        required=True,
+        help="emotion name; repeat the flag or give a comma list (awe,fear)",
+    )
     _add_common(parser)
     parser.set_defaults(func=generate_command)
 
@@ -46,18 +60,32 @@ def add_generate(parser: argparse.ArgumentParser) -> None:
 def add_fuse(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("first", help="first emotion")
     parser.add_argument("second", help="second emotion")
-    parser.add_argument("--mode", choices=("interpolate", "tokens"), default="interpolate",
-                        help="interpolate: e = (1-w)·e1 + w·e2; tokens: one placeholder per emotion")
+    parser.add_argument(
+        "--mode",
+        choices=("interpolate", "tokens"),
+        default="interpolate",
+        help="interpolate: e = (1-w)·e1 + w·e2; tokens: one placeholder per emotion",
+    )
     parser.add_argument("--weight", type=float, default=None, help="w of the second emotion (interpolate; default 0.5)")
-    parser.add_argument("--strip", type=int, default=None, metavar="K",
-                        help="interpolation strip: K images from w=0 to w=1 per seed (one grid row each)")
+    parser.add_argument(
+        "--strip",
+        type=int,
+        default=None,
+        metavar="K",
+        help="interpolation strip: K images from w=0 to w=1 per seed (one grid row each)",
+    )
     _add_common(parser)
     parser.set_defaults(func=fuse_command)
 
 
 # The flags that set a generate param: checked by the params schema (emogen/config.py).
-FLAG_PARAMS = {"--num-images": "num_images", "--batch-size": "batch_size", "--template": "template",
-               "--steps": "num_inference_steps", "--guidance": "guidance_scale"}
+FLAG_PARAMS = {
+    "--num-images": "num_images",
+    "--batch-size": "batch_size",
+    "--template": "template",
+    "--steps": "num_inference_steps",
+    "--guidance": "guidance_scale",
+}
 
 
 def check_generate_flags(values: dict[str, object]) -> None:
@@ -79,8 +107,15 @@ def check_generate_flags(values: dict[str, object]) -> None:
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    check_generate_flags({"--num-images": args.num_images, "--batch-size": args.batch_size,
-                          "--template": args.template, "--steps": args.steps, "--guidance": args.guidance})
+    check_generate_flags(
+        {
+            "--num-images": args.num_images,
+            "--batch-size": args.batch_size,
+            "--template": args.template,
+            "--steps": args.steps,
+            "--guidance": args.guidance,
+        }
+    )
     if args.seed < 0:
         raise UserError(f"--seed {args.seed}: must be >= 0")
     if args.intensity < 0:
@@ -96,7 +131,9 @@ def _generate(args: argparse.Namespace, jobs: list, grid_columns: int) -> None:
     pipe = load_pipeline(args.model, args.device)
     pipe.check_words(args.template)
     images = run_jobs(pipe, jobs, args.batch_size, num_inference_steps=args.steps, guidance_scale=args.guidance)
-    settings = sampling_settings(pipe, model=str(args.model), num_inference_steps=args.steps, guidance_scale=args.guidance)
+    settings = sampling_settings(
+        pipe, model=str(args.model), num_inference_steps=args.steps, guidance_scale=args.guidance
+    )
     written = write_generated(args.out, "emogen", images, grid_columns=grid_columns, grid_cell=64, settings=settings)
     print(f"{written.count} images in {written.folder} (index: {written.index.name}, grids in grids/)")
 
@@ -106,8 +143,11 @@ def generate_command(args: argparse.Namespace) -> None:
 
     emotions = _emotion_list(args.emotion)
     _check_counts(args)
-    jobs = [ImageJob(e, args.seed + n, args.template, intensity=args.intensity)
-            for e in emotions for n in range(args.num_images)]
+    jobs = [
+        ImageJob(e, args.seed + n, args.template, intensity=args.intensity)
+        for e in emotions
+        for n in range(args.num_images)
+    ]
     _generate(args, jobs, grid_columns=min(args.num_images, 8))
 
 
@@ -128,13 +168,18 @@ def fuse_command(args: argparse.Namespace) -> None:
         group = f"{first}_to_{second}"
         steps = [k / (args.strip - 1) for k in range(args.strip)]
         # Same seed along a row: only w changes from one image to the next.
-        jobs = [ImageJob(first, s, args.template, group, second, "interpolate", w, args.intensity)
-                for s in seeds for w in steps]
+        jobs = [
+            ImageJob(first, s, args.template, group, second, "interpolate", w, args.intensity)
+            for s in seeds
+            for w in steps
+        ]
         _generate(args, jobs, grid_columns=args.strip)
         return
     if args.mode == "tokens":
-        jobs = [ImageJob(first, s, args.template, f"{first}+{second}_tokens", second, "tokens", intensity=args.intensity)
-                for s in seeds]
+        jobs = [
+            ImageJob(first, s, args.template, f"{first}+{second}_tokens", second, "tokens", intensity=args.intensity)
+            for s in seeds
+        ]
     else:
         group = f"{first}+{second}_w{weight:g}"
         jobs = [ImageJob(first, s, args.template, group, second, "interpolate", weight, args.intensity) for s in seeds]

@@ -64,9 +64,12 @@ def _serve(args: argparse.Namespace) -> None:
     if pool:
         # A worker of this pool (`prefect worker start --pool POOL`) runs the flow from this folder.
         type(flow).from_source(str(Path.cwd()), RETRAIN_FLOW).deploy(
-            name=DEPLOYMENT, work_pool_name=pool, concurrency_limit=limit, **schedule)
-        print(f"deployment emogen-retrain/{DEPLOYMENT} on work pool {pool!r}; start a worker: "
-              f"prefect worker start --pool {pool}")
+            name=DEPLOYMENT, work_pool_name=pool, concurrency_limit=limit, **schedule
+        )
+        print(
+            f"deployment emogen-retrain/{DEPLOYMENT} on work pool {pool!r}; start a worker: "
+            f"prefect worker start --pool {pool}"
+        )
         return
     flow.serve(name=DEPLOYMENT, global_limit=limit, **schedule)
 
@@ -82,16 +85,17 @@ def _register(args: argparse.Namespace) -> None:
 
 def _champion(args: argparse.Namespace) -> None:
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from emogen.config import load_params
     from emogen.tracking import tracking_uri
 
-    from mlflow.exceptions import MlflowException
-
     name = load_params(args.params).registry.model_name
     uri = tracking_uri()
-    make_one = ("Make one: `emogen pipeline retrain` (train, register and gate), or `emogen pipeline register` "
-                "(register the workspace's trained generator)")
+    make_one = (
+        "Make one: `emogen pipeline retrain` (train, register and gate), or `emogen pipeline register` "
+        "(register the workspace's trained generator)"
+    )
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise UserError(f"no champion yet: there is no MLflow store at {uri}. {make_one}")
     client = MlflowClient(uri)
@@ -109,17 +113,21 @@ def _champion(args: argparse.Namespace) -> None:
         aliases.setdefault(str(number), []).append(alias)
     for version in versions:
         tags = version.tags
-        print(f"{name} v{version.version} {','.join(aliases.get(str(version.version), [])) or '-':<20} "
-              f"emo_a={tags.get('emo_a')} fid={tags.get('fid')} exp={tags.get('dvc_experiment', '-')} "
-              f"{tags.get('gate.decision', '')}: {tags.get('gate.reason', '')}")
+        print(
+            f"{name} v{version.version} {','.join(aliases.get(str(version.version), [])) or '-':<20} "
+            f"emo_a={tags.get('emo_a')} fid={tags.get('fid')} exp={tags.get('dvc_experiment', '-')} "
+            f"{tags.get('gate.decision', '')}: {tags.get('gate.reason', '')}"
+        )
     if "champion" not in model.aliases:
         print(f"no champion yet: no version of {name!r} has passed the gate")
         return
     champion = client.get_model_version(name, model.aliases["champion"])
     experiment = champion.tags.get("dvc_experiment", "")
     if experiment.startswith("retrain-"):
-        print(f"the champion v{champion.version} was trained by experiment {experiment}; put its params and "
-              f"outputs in the workspace with `dvc exp apply {experiment}`")
+        print(
+            f"the champion v{champion.version} was trained by experiment {experiment}; put its params and "
+            f"outputs in the workspace with `dvc exp apply {experiment}`"
+        )
 
 
 def add_pipeline(parser: argparse.ArgumentParser) -> None:
@@ -131,9 +139,17 @@ def add_pipeline(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--force", action="store_true", help="rerun stages even if DVC finds them unchanged")
     run.set_defaults(func=_run)
 
-    retrain = sub.add_parser("retrain", help="one retraining now (validate, skip if unchanged, dvc exp run, register, gate)")
-    retrain.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="params override for the experiment, e.g. -S stage2.lambda_attr=0.02")
+    retrain = sub.add_parser(
+        "retrain", help="one retraining now (validate, skip if unchanged, dvc exp run, register, gate)"
+    )
+    retrain.add_argument(
+        "-S",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params override for the experiment, e.g. -S stage2.lambda_attr=0.02",
+    )
     retrain.add_argument("--force", action="store_true", help="train even if data and params are unchanged")
     retrain.set_defaults(func=_retrain)
 

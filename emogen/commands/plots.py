@@ -18,7 +18,9 @@ def add_plots(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="the workspace's plots (`dvc plots show`)")
     show.add_argument("targets", nargs="*", help="plot files or names (default: all of dvc.yaml's)")
     diff = sub.add_parser("diff", help="plots of commits or experiments side by side (`dvc plots diff`)")
-    diff.add_argument("revisions", nargs="*", metavar="REV", help="commits or experiment names (default: HEAD vs workspace)")
+    diff.add_argument(
+        "revisions", nargs="*", metavar="REV", help="commits or experiment names (default: HEAD vs workspace)"
+    )
     for action in (show, diff):
         action.add_argument("-o", "--out", type=Path, default=Path("dvc_plots"), help="folder (default: %(default)s)")
         action.set_defaults(func=_plots)

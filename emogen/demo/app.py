@@ -80,8 +80,15 @@ def build_demo(pipe, model: str, batch_size: int = 1):
     lock = threading.Lock()  # one generation at a time: the pipeline is shared
 
     def generate(emotion, partner, weight, intensity, template, seed, num_images) -> Iterator[tuple[list, str]]:
-        body = {"emotion": emotion, "partner": partner, "weight": weight, "intensity": intensity,
-                "template": template, "seed": seed, "num_images": num_images}
+        body = {
+            "emotion": emotion,
+            "partner": partner,
+            "weight": weight,
+            "intensity": intensity,
+            "template": template,
+            "seed": seed,
+            "num_images": num_images,
+        }
         try:
             jobs = _request_jobs(pipe, body)
         except (UserError, ValueError) as exc:
@@ -93,7 +100,10 @@ def build_demo(pipe, model: str, batch_size: int = 1):
                 for record, image in run_jobs(pipe, jobs, batch_size, desc="demo"):
                     images.append((image, caption(record)))
                     done = len(images)
-                    yield list(images), (f"done: {done} images" if done == len(jobs) else f"generating {done} / {len(jobs)}")
+                    yield (
+                        list(images),
+                        (f"done: {done} images" if done == len(jobs) else f"generating {done} / {len(jobs)}"),
+                    )
             except UserError as exc:
                 raise gr.Error(str(exc)) from None
 
@@ -104,16 +114,22 @@ def build_demo(pipe, model: str, batch_size: int = 1):
             partner = gr.Dropdown(["", *EMOTIONS], value="", label="Fuse with (optional)", elem_id="partner")
             weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Weight of the second emotion", elem_id="weight")
         with gr.Row():
-            intensity = gr.Number(1.0, minimum=0.0, label="Intensity s (1 = the emotion's own spread)",
-                                  elem_id="intensity")
+            intensity = gr.Number(
+                1.0, minimum=0.0, label="Intensity s (1 = the emotion's own spread)", elem_id="intensity"
+            )
             template = gr.Textbox("{}", label="Template ({} = the emotion)", elem_id="template")
             seed = gr.Number(0, precision=0, minimum=0, label="Seed (image n: seed + n)", elem_id="seed")
             num_images = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images", elem_id="num_images")
         button = gr.Button("Generate", variant="primary", elem_id="generate")
         status = gr.Textbox("", label="Status", interactive=False, elem_id="status")
         gallery = gr.Gallery(label="Images", format="png", columns=4, object_fit="contain", elem_id="gallery")
-        button.click(generate, [emotion, partner, weight, intensity, template, seed, num_images], [gallery, status],
-                     api_name="generate", concurrency_limit=1)
+        button.click(
+            generate,
+            [emotion, partner, weight, intensity, template, seed, num_images],
+            [gallery, status],
+            api_name="generate",
+            concurrency_limit=1,
+        )
     return demo
 
 
@@ -135,6 +151,18 @@ def launch(demo, host: str, port: int, block: bool = True):
     gr = _gradio()
     font = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from outside
     theme = gr.themes.Default(font=font, font_mono=["ui-monospace", "monospace"])
-    return demo.launch(server_name=check_host(host), server_port=port, share=False, inbrowser=False,
-                       prevent_thread_lock=not block, show_error=True, ssr_mode=False, mcp_server=False,
-                       pwa=False, enable_monitoring=False, quiet=not block, theme=theme, footer_links=[])
+    return demo.launch(
+        server_name=check_host(host),
+        server_port=port,
+        share=False,
+        inbrowser=False,
+        prevent_thread_lock=not block,
+        show_error=True,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+        enable_monitoring=False,
+        quiet=not block,
+        theme=theme,
+        footer_links=[],
+    )

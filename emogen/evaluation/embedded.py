@@ -58,10 +58,16 @@ class ContentNet(nn.Module):
         super().__init__()
         blocks, width = [], 3
         for c in channels:
-            blocks.append(nn.Sequential(
-                nn.Conv2d(width, c, 3, padding=1), nn.GroupNorm(min(8, c), c), nn.ReLU(),
-                nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(min(8, c), c), nn.ReLU(),
-            ))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(width, c, 3, padding=1),
+                    nn.GroupNorm(min(8, c), c),
+                    nn.ReLU(),
+                    nn.Conv2d(c, c, 3, padding=1),
+                    nn.GroupNorm(min(8, c), c),
+                    nn.ReLU(),
+                )
+            )
             width = c
         self.blocks = nn.ModuleList(blocks)
         self.scene = nn.Linear(width, num_scenes)
@@ -105,16 +111,20 @@ class RenderedSet:
     objects: torch.Tensor  # (N, objects) 1 where the object is shown
 
 
-def render_set(world: World, num_images: int, image_size: int, resolution: int, rng: np.random.Generator) -> RenderedSet:
+def render_set(
+    world: World, num_images: int, image_size: int, resolution: int, rng: np.random.Generator
+) -> RenderedSet:
     """A fresh render at the dataset's ``image_size``, resized to ``resolution`` like every evaluated image."""
     specs = sample_specs(world, num_images, rng)
     scene_idx = {s.name: i for i, s in enumerate(world.scenes)}
     object_idx = {o.name: i for i, o in enumerate(world.objects)}
     size = (resolution, resolution)
-    images = np.stack([
-        np.asarray(Image.fromarray(render(s, world, image_size)).resize(size, Image.BICUBIC), np.float32) / 255.0
-        for s in specs
-    ])
+    images = np.stack(
+        [
+            np.asarray(Image.fromarray(render(s, world, image_size)).resize(size, Image.BICUBIC), np.float32) / 255.0
+            for s in specs
+        ]
+    )
     objects = torch.zeros(len(specs), len(world.objects))
     for i, s in enumerate(specs):
         objects[i, [object_idx[name] for name in s.objects]] = 1.0
@@ -160,7 +170,9 @@ def train_content_net(data: RenderedSet, params: EmbeddedEvaluatorParams, num_sc
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
             _, scene_logits, object_logits, presence_logits, emotion_logits = net(x)
             has_scene = data.scenes[batch] >= 0
-            loss = F.cross_entropy(object_logits, soft_objects[batch]) + F.cross_entropy(emotion_logits, data.emotions[batch])
+            loss = F.cross_entropy(object_logits, soft_objects[batch]) + F.cross_entropy(
+                emotion_logits, data.emotions[batch]
+            )
             loss = loss + F.binary_cross_entropy_with_logits(presence_logits, data.objects[batch])
             if has_scene.any():
                 loss = loss + F.cross_entropy(scene_logits[has_scene], data.scenes[batch][has_scene])
@@ -187,7 +199,10 @@ def emotion_report(probs: np.ndarray, data: RenderedSet, judge: str) -> dict[str
 
 
 def held_out_report(
-    probe_probs: np.ndarray, net: ContentNet, data: RenderedSet, real_probs: dict[str, np.ndarray] | None,
+    probe_probs: np.ndarray,
+    net: ContentNet,
+    data: RenderedSet,
+    real_probs: dict[str, np.ndarray] | None,
     real_labels: np.ndarray | None,
 ) -> dict[str, Any]:
     """Each evaluator's held-out accuracy beside what is attainable (Bayes) and chance.
@@ -198,8 +213,12 @@ def held_out_report(
     object_pred = object_logits.argmax(1)
     presence = (presence_logits > 0).float()
     report = {
-        "emotion_judge": emotion_report(emotion_logits.softmax(1).numpy(), data, "content net emotion head (independent: the headline emo_a)"),
-        "emotion_probe": emotion_report(probe_probs, data, "linear probe on the embedded CLIP (emo_a_clip: shares the generators' CLIP)"),
+        "emotion_judge": emotion_report(
+            emotion_logits.softmax(1).numpy(), data, "content net emotion head (independent: the headline emo_a)"
+        ),
+        "emotion_probe": emotion_report(
+            probe_probs, data, "linear probe on the embedded CLIP (emo_a_clip: shares the generators' CLIP)"
+        ),
         "scene_classifier": {
             "held_out_accuracy": round(float((scene_pred[has_scene] == data.scenes[has_scene]).float().mean()), 4),
             "bayes_accuracy": 1.0,  # the scene is drawn, not sampled: a perfect classifier gets all
@@ -284,8 +303,10 @@ class EmbeddedEvaluators(Evaluators):
             return (presence_logits[:, objects.index(key)] > 0).cpu().numpy()
         if key in scenes:
             return (scene_logits.argmax(1) == scenes.index(key)).cpu().numpy()
-        raise UserError(f"transfer word {word!r} is neither an object nor a scene the evaluators know "
-                        f"(objects: {', '.join(self.object_names)}; scenes: {', '.join(self.scene_names)})")
+        raise UserError(
+            f"transfer word {word!r} is neither an object nor a scene the evaluators know "
+            f"(objects: {', '.join(self.object_names)}; scenes: {', '.join(self.scene_names)})"
+        )
 
     @torch.no_grad()
     def semd_features(self, images: Sequence[Image.Image], published_quirks: bool = False) -> np.ndarray:
@@ -298,7 +319,9 @@ class EmbeddedEvaluators(Evaluators):
         return self._net(images)[0].cpu().numpy()
 
     @torch.no_grad()
-    def lpips(self, first: Sequence[Image.Image], second: Sequence[Image.Image], published_quirks: bool = False) -> np.ndarray:
+    def lpips(
+        self, first: Sequence[Image.Image], second: Sequence[Image.Image], published_quirks: bool = False
+    ) -> np.ndarray:
         """Mean over blocks of the spatially averaged squared difference of channel-normalised
         activations (LPIPS with equal weights). Quirk: [0, 1] inputs instead of [-1, 1]."""
         out = []

@@ -40,7 +40,9 @@ class Evaluators(ABC):
     def resize(self, images: Sequence[Image.Image]) -> list[Image.Image]:
         """Every image at the evaluation resolution (PIL's bicubic filter antialiases when shrinking)."""
         size = (self.resolution, self.resolution)
-        return [img.convert("RGB") if img.size == size else img.convert("RGB").resize(size, Image.BICUBIC) for img in images]
+        return [
+            img.convert("RGB") if img.size == size else img.convert("RGB").resize(size, Image.BICUBIC) for img in images
+        ]
 
     @abstractmethod
     def emotion_probs(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -71,7 +73,9 @@ class Evaluators(ABC):
         """(N, D) features of the FID network, or None when it is not available (see ``missing``)."""
         return None
 
-    def lpips(self, first: Sequence[Image.Image], second: Sequence[Image.Image], published_quirks: bool = False) -> np.ndarray | None:
+    def lpips(
+        self, first: Sequence[Image.Image], second: Sequence[Image.Image], published_quirks: bool = False
+    ) -> np.ndarray | None:
         """(P,) perceptual distance of image pairs, or None when not available."""
         return None
 
@@ -87,8 +91,11 @@ def unit_images(images: Sequence[Image.Image]) -> np.ndarray:
 
 def read_evaluators_json(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / EVALUATORS_JSON
-    info = read_json(path, "no evaluators here; run `emogen stage evaluators` (or `dvc repro evaluators`)",
-                     missing_error=MissingModelError)
+    info = read_json(
+        path,
+        "no evaluators here; run `emogen stage evaluators` (or `dvc repro evaluators`)",
+        missing_error=MissingModelError,
+    )
     missing = [k for k in ("profile", "resolution", "names", "stand_in", "scenes", "objects") if k not in info]
     if missing:
         raise UserError(f"{path}: missing key(s) {', '.join(missing)}")

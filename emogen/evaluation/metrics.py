@@ -98,8 +98,11 @@ def sample_pair_blocks(
         # Pair number k ↔ (i, j), i < j, in row-major order of the upper triangle.
         first = np.repeat(np.arange(n), np.arange(n - 1, -1, -1))
         second = np.concatenate([np.arange(i + 1, n) for i in range(n)])
-        picks = np.arange(total) if num_pairs is None or num_pairs >= total else np.sort(
-            rng.choice(total, size=num_pairs, replace=False))
+        picks = (
+            np.arange(total)
+            if num_pairs is None or num_pairs >= total
+            else np.sort(rng.choice(total, size=num_pairs, replace=False))
+        )
         pairs.extend((pool[first[k]], pool[second[k]]) for k in picks)
         blocks.extend([emotion] * len(picks))
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2), np.asarray(blocks, dtype=np.int64)

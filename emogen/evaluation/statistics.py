@@ -108,8 +108,11 @@ def kid_draws(generated: np.ndarray, real: np.ndarray, gen_counts: np.ndarray, r
     features; all-ones counts give the usual estimate (:func:`kid`)."""
     cross = np.einsum("bi,bi->b", gen_counts @ polynomial_kernel(generated, real), real_counts)
     cross = cross / (gen_counts.sum(1) * real_counts.sum(1))
-    return (_within(polynomial_kernel(generated, generated), gen_counts)
-            + _within(polynomial_kernel(real, real), real_counts) - 2 * cross)
+    return (
+        _within(polynomial_kernel(generated, generated), gen_counts)
+        + _within(polynomial_kernel(real, real), real_counts)
+        - 2 * cross
+    )
 
 
 def kid(generated: np.ndarray, real: np.ndarray) -> float:
@@ -127,13 +130,19 @@ def verdict(low: float, high: float) -> str:
     return NO_DIFFERENCE
 
 
-def paired_bootstrap(value_a: float, value_b: float, draws_a: np.ndarray, draws_b: np.ndarray,
-                     confidence: float, digits: int = 4) -> dict:
+def paired_bootstrap(
+    value_a: float, value_b: float, draws_a: np.ndarray, draws_b: np.ndarray, confidence: float, digits: int = 4
+) -> dict:
     """A − B with its percentile interval over shared draws (the same counts for both), the
     bootstrap se and the verdict: the ``comparisons`` entry of ``metrics/table1.json``."""
     diff = percentile_interval(value_a - value_b, np.asarray(draws_a) - np.asarray(draws_b), confidence)
-    return {"difference": round(diff.value, digits), "low": round(diff.low, digits), "high": round(diff.high, digits),
-            "se": round(diff.se, digits), "verdict": verdict(diff.low, diff.high)}
+    return {
+        "difference": round(diff.value, digits),
+        "low": round(diff.low, digits),
+        "high": round(diff.high, digits),
+        "se": round(diff.se, digits),
+        "verdict": verdict(diff.low, diff.high),
+    }
 
 
 def pool(values: Sequence[float], draws: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:

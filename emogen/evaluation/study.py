@@ -53,9 +53,18 @@ def pool_differences(differences: Sequence[float], ses: Sequence[float], confide
     se = math.sqrt(sum(s * s for s in ses)) / k
     z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     low, high = mean - z * se, mean + z * se
-    out = {"difference": _r(mean), "low": _r(low), "high": _r(high), "se": _r(se), "verdict": verdict(low, high),
-           "per_seed": [_r(d) for d in differences], "seed_sd": None, "seed_low": None, "seed_high": None,
-           "same_sign": all(d > 0 for d in differences) or all(d < 0 for d in differences)}
+    out = {
+        "difference": _r(mean),
+        "low": _r(low),
+        "high": _r(high),
+        "se": _r(se),
+        "verdict": verdict(low, high),
+        "per_seed": [_r(d) for d in differences],
+        "seed_sd": None,
+        "seed_low": None,
+        "seed_high": None,
+        "same_sign": all(d > 0 for d in differences) or all(d < 0 for d in differences),
+    }
     if k > 1:
         sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (k - 1))
         half = _t_quantile(1 - (1 - confidence) / 2, k - 1) * sd / math.sqrt(k)
@@ -94,12 +103,15 @@ def pooled_comparisons(tables: dict[int, dict], confidence: float, source: str =
             for seed, table in tables.items():
                 row = table.get("comparisons", {}).get(baseline, {}).get(metric)
                 if row is None:
-                    raise ValueError(f"{source} of seed {seed}: comparisons.{baseline}.{metric} missing "
-                                     "(every seed must come from the same code)")
+                    raise ValueError(
+                        f"{source} of seed {seed}: comparisons.{baseline}.{metric} missing "
+                        "(every seed must come from the same code)"
+                    )
                 rows.append(row)
             if all(r.get("difference") is not None and r.get("se") is not None for r in rows):
                 out.setdefault(baseline, {})[metric] = pool_differences(
-                    [r["difference"] for r in rows], [r["se"] for r in rows], confidence)
+                    [r["difference"] for r in rows], [r["se"] for r in rows], confidence
+                )
     return out
 
 
@@ -128,11 +140,17 @@ def pooled_matched(frontiers: dict[int, dict], confidence: float) -> dict:
         for k, row in enumerate(rows):
             per_seed = {seed: f["matched_difference"][baseline][k] for seed, f in frontiers.items()}
             defined = {s: r for s, r in per_seed.items() if r.get("difference") is not None and r.get("se") is not None}
-            entry = {"guidance_scale": row["guidance_scale"], "seeds_defined": sorted(defined),
-                     "emo_a": summarize([r["emo_a"] for r in per_seed.values()])}
+            entry = {
+                "guidance_scale": row["guidance_scale"],
+                "seeds_defined": sorted(defined),
+                "emo_a": summarize([r["emo_a"] for r in per_seed.values()]),
+            }
             if defined:
-                entry.update(pool_differences([r["difference"] for r in defined.values()],
-                                              [r["se"] for r in defined.values()], confidence))
+                entry.update(
+                    pool_differences(
+                        [r["difference"] for r in defined.values()], [r["se"] for r in defined.values()], confidence
+                    )
+                )
             else:
                 entry.update(difference=None, verdict=None)
             pooled_rows.append(entry)
@@ -147,9 +165,14 @@ def study_summary(tables: dict[int, dict], frontiers: dict[int, dict], confidenc
     out = {
         "confidence": confidence,
         "pooling": "difference: mean over seeds; low/high: normal interval from sqrt(sum se_i^2)/k "
-                   "(per-seed bootstrap se); seed_sd/seed_low/seed_high: spread between seeds (t interval)",
-        "per_seed": {str(seed): {"table": {m: {k: _value(v) for k, v in row.items()} for m, row in t.get("methods", {}).items()},
-                                 "comparisons": t.get("comparisons", {})} for seed, t in tables.items()},
+        "(per-seed bootstrap se); seed_sd/seed_low/seed_high: spread between seeds (t interval)",
+        "per_seed": {
+            str(seed): {
+                "table": {m: {k: _value(v) for k, v in row.items()} for m, row in t.get("methods", {}).items()},
+                "comparisons": t.get("comparisons", {}),
+            }
+            for seed, t in tables.items()
+        },
         "means": table_means(tables),
         "comparisons": pooled_comparisons(tables, confidence),
     }
@@ -157,9 +180,22 @@ def study_summary(tables: dict[int, dict], frontiers: dict[int, dict], confidenc
         for seed, f in frontiers.items():
             out["per_seed"][str(seed)]["frontier"] = {
                 "images_per_emotion": f.get("images_per_emotion"),
-                "methods": {m: [{"guidance_scale": p["guidance_scale"], "emo_a": _value(p["emo_a"]),
-                                 "sem_d": _value(p["sem_d"])} for p in curve] for m, curve in f.get("methods", {}).items()},
-                "matched_difference": f.get("matched_difference", {})}
-        out["frontier"] = {"images_per_emotion": sorted({f.get("images_per_emotion") for f in frontiers.values()}),
-                           "means": frontier_means(frontiers), "matched_difference": pooled_matched(frontiers, confidence)}
+                "methods": {
+                    m: [
+                        {
+                            "guidance_scale": p["guidance_scale"],
+                            "emo_a": _value(p["emo_a"]),
+                            "sem_d": _value(p["sem_d"]),
+                        }
+                        for p in curve
+                    ]
+                    for m, curve in f.get("methods", {}).items()
+                },
+                "matched_difference": f.get("matched_difference", {}),
+            }
+        out["frontier"] = {
+            "images_per_emotion": sorted({f.get("images_per_emotion") for f in frontiers.values()}),
+            "means": frontier_means(frontiers),
+            "matched_difference": pooled_matched(frontiers, confidence),
+        }
     return out

@@ -24,8 +24,17 @@ from emogen.evaluation.data import ImageSet
 from emogen.evaluation.evaluators import Evaluators
 
 # Metrics with an interval, in Table 1's order (the comparisons block covers these).
-INTERVAL_METRICS = ("emo_a", "emo_a_clip", "emo_a_target_prob", "emo_a_polarity", "sem_c", "kid", "lpips", "sem_d",
-                    "sem_d_cosine")
+INTERVAL_METRICS = (
+    "emo_a",
+    "emo_a_clip",
+    "emo_a_target_prob",
+    "emo_a_polarity",
+    "sem_c",
+    "kid",
+    "lpips",
+    "sem_d",
+    "sem_d_cosine",
+)
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,9 @@ def evaluate_method(
     pair_idx, blocks = pairs
 
     def pair_metric(key: str, distances: np.ndarray) -> None:
-        record(key, st.pair_mean(distances, pair_idx, blocks, ones)[0], st.pair_mean(distances, pair_idx, blocks, counts))
+        record(
+            key, st.pair_mean(distances, pair_idx, blocks, ones)[0], st.pair_mean(distances, pair_idx, blocks, counts)
+        )
 
     first = [generated.images[i] for i in pair_idx[:, 0]]
     second = [generated.images[i] for i in pair_idx[:, 1]]
@@ -149,7 +160,9 @@ def evaluate_method(
         row = {
             "images": int(mine.sum()),
             "emo_a": accuracy.get(name),
-            "emo_a_clip": float((clip_probs[mine].argmax(1) == e).mean()) if clip_probs is not None and mine.any() else None,
+            "emo_a_clip": float((clip_probs[mine].argmax(1) == e).mean())
+            if clip_probs is not None and mine.any()
+            else None,
             "emo_a_target_prob": float(probs[mine, e].mean()) if mine.any() else None,
             "sem_c": float(clarity[mine].mean()) if mine.any() else None,
             "sem_d": float(semd[block].mean()) if block.any() else None,
@@ -162,6 +175,10 @@ def evaluate_method(
 
 def compare(reference: MethodResult, other: MethodResult, confidence: float) -> dict[str, dict]:
     """``reference`` minus ``other`` per metric both have draws of (they must share counts)."""
-    return {key: st.paired_bootstrap(reference.values[key], other.values[key], reference.draws[key], other.draws[key],
-                                     confidence)
-            for key in INTERVAL_METRICS if key in reference.draws and key in other.draws}
+    return {
+        key: st.paired_bootstrap(
+            reference.values[key], other.values[key], reference.draws[key], other.draws[key], confidence
+        )
+        for key in INTERVAL_METRICS
+        if key in reference.draws and key in other.draws
+    }

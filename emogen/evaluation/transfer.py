@@ -29,15 +29,19 @@ def template_word(template: str) -> str:
 def _cells(images: ImageSet) -> dict[str, np.ndarray]:
     """Template → its images' indices, in index order."""
     templates = list(dict.fromkeys(entry.get("template", "{}") for entry in images.entries))
-    return {t: np.array([i for i, entry in enumerate(images.entries) if entry.get("template", "{}") == t]) for t in templates}
+    return {
+        t: np.array([i for i, entry in enumerate(images.entries) if entry.get("template", "{}") == t])
+        for t in templates
+    }
 
 
 def _key(images: ImageSet, idx: np.ndarray) -> list[tuple]:
     return [(images.entries[i].get("emotion"), images.entries[i].get("seed")) for i in idx]
 
 
-def transfer_table(evaluators: Evaluators, sets: dict[str, ImageSet], params: EvaluateParams,
-                   rng: np.random.Generator, reference: str) -> dict:
+def transfer_table(
+    evaluators: Evaluators, sets: dict[str, ImageSet], params: EvaluateParams, rng: np.random.Generator, reference: str
+) -> dict:
     """``sets``: method → its transfer images (``reference`` first among them). Per template and
     method: Emo-A and object kept with intervals; per baseline: reference − baseline, paired."""
     cells = {method: _cells(images) for method, images in sets.items()}
@@ -52,27 +56,44 @@ def transfer_table(evaluators: Evaluators, sets: dict[str, ImageSet], params: Ev
         for method, images in sets.items():
             idx = cells[method].get(template)
             if idx is None:
-                raise UserError(f"{method} transfer images have no template {template!r} "
-                                f"({reference} has; regenerate both with the same generate.transfer_templates)")
+                raise UserError(
+                    f"{method} transfer images have no template {template!r} "
+                    f"({reference} has; regenerate both with the same generate.transfer_templates)"
+                )
             if _key(images, idx) != _key(ref_images, ref_idx):
-                raise UserError(f"{method} transfer images of {template!r} do not have {reference}'s emotions and seeds "
-                                "in the same order: paired comparisons need the same seeds")
+                raise UserError(
+                    f"{method} transfer images of {template!r} do not have {reference}'s emotions and seeds "
+                    "in the same order: paired comparisons need the same seeds"
+                )
             chosen = [images.images[i] for i in idx]
             correct = (evaluators.emotion_probs(chosen).argmax(1) == labels).astype(np.float64)
             found = evaluators.finds(chosen, row["word"]).astype(np.float64)
-            results[method] = {k: (float(v.mean()), st.weighted_mean(v, counts))
-                               for k, v in (("emo_a", correct), ("object_kept", found))}
-            row["methods"][method] = {k: st.percentile_interval(v, d, params.confidence).to_dict()
-                                      for k, (v, d) in results[method].items()}
+            results[method] = {
+                k: (float(v.mean()), st.weighted_mean(v, counts))
+                for k, v in (("emo_a", correct), ("object_kept", found))
+            }
+            row["methods"][method] = {
+                k: st.percentile_interval(v, d, params.confidence).to_dict() for k, (v, d) in results[method].items()
+            }
         for method in sets:
             if method != reference:
                 row["comparisons"][method] = {
-                    k: st.paired_bootstrap(results[reference][k][0], results[method][k][0], results[reference][k][1],
-                                           results[method][k][1], params.confidence)
-                    for k in TRANSFER_METRICS}
+                    k: st.paired_bootstrap(
+                        results[reference][k][0],
+                        results[method][k][0],
+                        results[reference][k][1],
+                        results[method][k][1],
+                        params.confidence,
+                    )
+                    for k in TRANSFER_METRICS
+                }
         # the reference's own cells at the top level, as before
         row.update(row["methods"][reference])
         rows[template] = row
-    return {"stand_in": evaluators.stand_in, "reference": reference, "methods": list(sets),
-            "evaluators": {"emo_a": evaluators.names["emo_a"], "object_kept": evaluators.names["sem_c"]},
-            "templates": rows}
+    return {
+        "stand_in": evaluators.stand_in,
+        "reference": reference,
+        "methods": list(sets),
+        "evaluators": {"emo_a": evaluators.names["emo_a"], "object_kept": evaluators.names["sem_c"]},
+        "templates": rows,
+    }

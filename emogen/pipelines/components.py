@@ -16,9 +16,9 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
-from emogen.pipelines.tokenizer import load_tokenizer
 from emogen.errors import MissingModelError, UserError
 from emogen.jsonio import read_json
+from emogen.pipelines.tokenizer import load_tokenizer
 
 BASE_JSON = "base.json"
 
@@ -49,8 +49,9 @@ class BaseComponents:
     def latent_channels(self) -> int:
         return self.unet.config.in_channels
 
-    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None,
-                      noise: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_images(
+        self, pixels: torch.Tensor, generator: torch.Generator | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Images in [-1, 1] (N, 3, H, W) → what the UNet denoises (latents × scaling factor).
         The VAE posterior sample uses ``noise`` (standard normal, the latents' shape) when
         given, so a caller can seed it per image; else a draw from ``generator``."""
@@ -94,7 +95,9 @@ def _locate(recorded: str, base_dir: Path) -> Path:
     return base_dir.resolve().parent.parent / path
 
 
-def load_base(base_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> BaseComponents:
+def load_base(
+    base_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> BaseComponents:
     """Load every part of the base model recorded in ``base_dir/base.json``, frozen, eval mode."""
     base_dir = Path(base_dir)
     info = read_base_json(base_dir)

@@ -31,14 +31,13 @@ import torch
 from diffusers.utils import BaseOutput
 from PIL import Image
 
-from emogen.pipelines.tokenizer import load_tokenizer
 from emogen.emotions import emotion_index
 from emogen.errors import MissingModelError, UserError
-from emogen.pipelines.sampling import EmotionGaussians
-from emogen.pipelines.text_pipeline import StepCallback, TextConditionedPipeline
-from emogen.pipelines.sampling import GAUSSIANS_FILE
 from emogen.pipelines.mapper import EmotionMapper
 from emogen.pipelines.placeholder import add_placeholder_tokens, encode_with_placeholders
+from emogen.pipelines.sampling import GAUSSIANS_FILE, EmotionGaussians
+from emogen.pipelines.text_pipeline import StepCallback, TextConditionedPipeline
+from emogen.pipelines.tokenizer import load_tokenizer
 
 # The second token exists only for two-token fusion; it is added when the pipeline is built.
 DEFAULT_PLACEHOLDERS = ("<emotion>", "<emotion_2>")
@@ -77,14 +76,17 @@ class EmoGenPipeline(TextConditionedPipeline):
         if len(placeholder_tokens) != 2:
             raise ValueError(f"placeholder_tokens must be two tokens, got {list(placeholder_tokens)}")
         if mapper.config.in_dim != gaussians.dim:
-            raise UserError(f"mapper takes {mapper.config.in_dim}-d emotion vectors, the gaussians are {gaussians.dim}-d")
+            raise UserError(
+                f"mapper takes {mapper.config.in_dim}-d emotion vectors, the gaussians are {gaussians.dim}-d"
+            )
         if mapper.config.out_dim != text_encoder.config.hidden_size:
             raise UserError(
                 f"mapper outputs {mapper.config.out_dim}-d embeddings, the text encoder takes "
                 f"{text_encoder.config.hidden_size}-d"
             )
-        super().__init__(tokenizer, text_encoder, unet, scheduler, vae, known_words, resolution, num_inference_steps,
-                         guidance_scale)
+        super().__init__(
+            tokenizer, text_encoder, unet, scheduler, vae, known_words, resolution, num_inference_steps, guidance_scale
+        )
         self.placeholder_ids = add_placeholder_tokens(tokenizer, text_encoder, placeholder_tokens)
         self.register_modules(mapper=mapper.eval())
         self.register_to_config(placeholder_tokens=placeholder_tokens)
@@ -98,7 +100,7 @@ class EmoGenPipeline(TextConditionedPipeline):
         self.gaussians.save(Path(save_directory) / GAUSSIANS_FILE)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "EmoGenPipeline":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> EmoGenPipeline:
         """Load a folder written by :meth:`save_pretrained` (local only: no hub lookups)."""
         folder = Path(pretrained_model_name_or_path)
         index = folder / "model_index.json"
@@ -122,7 +124,7 @@ class EmoGenPipeline(TextConditionedPipeline):
         kwargs.setdefault("local_files_only", True)
         return super().from_pretrained(folder, **kwargs)
 
-    def to(self, *args, **kwargs) -> "EmoGenPipeline":
+    def to(self, *args, **kwargs) -> EmoGenPipeline:
         super().to(*args, **kwargs)
         self.mapper.to(device=self.device, dtype=self.text_encoder.dtype)
         return self
@@ -231,8 +233,13 @@ class EmoGenPipeline(TextConditionedPipeline):
         replacements = {pid: tokens[:, slot] for slot, pid in enumerate(self.placeholder_ids[: vectors.shape[1]])}
         cond = encode_with_placeholders(self.text_encoder, input_ids, replacements)
         images = self.denoise(
-            cond, generator=generator, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            resolution=resolution, latents=latents, output_type=output_type,
+            cond,
+            generator=generator,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            resolution=resolution,
+            latents=latents,
+            output_type=output_type,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )

@@ -20,8 +20,10 @@ def make_grid(images: Sequence[Image.Image], columns: int, cell: int = 0, pad: i
     columns = max(1, min(columns, len(images)))
     rows = math.ceil(len(images) / columns)
     blank = Image.new("RGB", (w * scale, h * scale), "white")  # fills a short last row
-    tiles = [img.convert("RGB").resize((w * scale, h * scale), Image.NEAREST) if scale > 1 else img.convert("RGB")
-             for img in images] + [blank] * (rows * columns - len(images))
+    tiles = [
+        img.convert("RGB").resize((w * scale, h * scale), Image.NEAREST) if scale > 1 else img.convert("RGB")
+        for img in images
+    ] + [blank] * (rows * columns - len(images))
     # Padding left and above each tile, then right and below the grid: pad px everywhere.
     tiles = [ImageOps.expand(tile, border=(pad, pad, 0, 0), fill="white") for tile in tiles]
     tile_w, tile_h = tiles[0].size

@@ -57,7 +57,11 @@ def _batches(jobs: Sequence[ImageJob], size: int) -> Iterator[list[ImageJob]]:
 
 
 def run_jobs(
-    pipe: EmoGenPipeline | PromptPipeline, jobs: Sequence[ImageJob], batch_size: int, desc: str = "generating", **call_kwargs
+    pipe: EmoGenPipeline | PromptPipeline,
+    jobs: Sequence[ImageJob],
+    batch_size: int,
+    desc: str = "generating",
+    **call_kwargs,
 ) -> Iterator[tuple[ImageRecord, Image.Image]]:
     """Generate every job (a tqdm bar counts images); yields (record, image) in job order.
     ``call_kwargs`` go to the pipeline (num_inference_steps, guidance_scale, ...)."""
@@ -77,15 +81,18 @@ def run_jobs(
             )
             vectors = [None] * len(batch) if out.emotion_vectors is None else out.emotion_vectors
             for job, image, vector in zip(batch, out.images, vectors, strict=True):
-                yield ImageRecord(
-                    group=job.group or job.emotion,
-                    emotion=job.emotion,
-                    seed=job.seed,
-                    template=job.template,
-                    mode=job.fusion or "single",
-                    vector_sha256=None if vector is None else vector_sha256(vector),
-                    emotion_2=job.emotion_2,
-                    weight=job.weight,
-                    intensity=None if vector is None else job.intensity,  # EmoGen's vectors only
-                ), image
+                yield (
+                    ImageRecord(
+                        group=job.group or job.emotion,
+                        emotion=job.emotion,
+                        seed=job.seed,
+                        template=job.template,
+                        mode=job.fusion or "single",
+                        vector_sha256=None if vector is None else vector_sha256(vector),
+                        emotion_2=job.emotion_2,
+                        weight=job.weight,
+                        intensity=None if vector is None else job.intensity,  # EmoGen's vectors only
+                    ),
+                    image,
+                )
             bar.update(len(batch))

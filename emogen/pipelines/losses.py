@@ -32,7 +32,11 @@ def noisy_batch(
     noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.dtype)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
     latents, noise, timesteps = latents.to(device), noise.to(device), timesteps.to(device)
-    return scheduler.add_noise(latents, noise, timesteps), timesteps, diffusion_target(scheduler, latents, noise, timesteps)
+    return (
+        scheduler.add_noise(latents, noise, timesteps),
+        timesteps,
+        diffusion_target(scheduler, latents, noise, timesteps),
+    )
 
 
 def ldm_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -80,7 +80,7 @@ class EmotionMapper(ModelMixin, ConfigMixin):
         return (model, kwargs) if return_unused_kwargs else model
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "EmotionMapper":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> EmotionMapper:
         """Load a saved mapper (local only) in eval mode; a missing or bad folder is a
         :class:`UserError`."""
         directory = Path(pretrained_model_name_or_path)

@@ -57,8 +57,10 @@ def add_placeholder_tokens(tokenizer, text_encoder: nn.Module, tokens: Sequence[
     for token in tokens:
         encoded = tokenizer(token, add_special_tokens=False)["input_ids"]
         if len(encoded) != 1:
-            raise UserError(f"placeholder token {token!r} does not tokenize to one id (got {encoded}); "
-                            "use a lower-case token without spaces, e.g. '<emotion>'")
+            raise UserError(
+                f"placeholder token {token!r} does not tokenize to one id (got {encoded}); "
+                "use a lower-case token without spaces, e.g. '<emotion>'"
+            )
         ids.append(encoded[0])
 
     table = text_encoder.get_input_embeddings()
@@ -76,9 +78,7 @@ def add_placeholder_tokens(tokenizer, text_encoder: nn.Module, tokens: Sequence[
 
 
 @contextmanager
-def _replaced_token_embeddings(
-    text_encoder: nn.Module, replacements: Mapping[int, torch.Tensor]
-) -> Iterator[None]:
+def _replaced_token_embeddings(text_encoder: nn.Module, replacements: Mapping[int, torch.Tensor]) -> Iterator[None]:
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         ids = inputs[0]
         for token_id, vectors in replacements.items():

@@ -42,14 +42,16 @@ class PromptPipeline(TextConditionedPipeline):
         prompts = dict(emotion_prompts or {e: e for e in EMOTIONS})
         if set(prompts) != set(EMOTIONS):
             raise UserError(f"emotion_prompts must name exactly the eight emotions, got {sorted(prompts)}")
-        super().__init__(tokenizer, text_encoder, unet, scheduler, vae, known_words, resolution, num_inference_steps,
-                         guidance_scale)
+        super().__init__(
+            tokenizer, text_encoder, unet, scheduler, vae, known_words, resolution, num_inference_steps, guidance_scale
+        )
         self.register_to_config(emotion_prompts=prompts)
         added = set(tokenizer.get_added_vocab())
         for emotion, prompt in prompts.items():
             plain = " ".join(w for w in prompt.split() if w not in added)  # learned tokens are known
-            if not prompt.strip() or any(len(tokenizer(w, add_special_tokens=False).input_ids) != 1
-                                         for w in prompt.split() if w in added):
+            if not prompt.strip() or any(
+                len(tokenizer(w, add_special_tokens=False).input_ids) != 1 for w in prompt.split() if w in added
+            ):
                 raise UserError(f"emotion_prompts[{emotion!r}] = {prompt!r}: empty, or a learned token is not one id")
             self.check_words("{} " + plain)
 
@@ -72,7 +74,9 @@ class PromptPipeline(TextConditionedPipeline):
     ) -> EmoGenPipelineOutput:
         """One image per entry of ``emotion``, prompted with ``template`` around its prompt."""
         emotions = [emotion] if isinstance(emotion, str) else list(emotion)
-        if fuse_with is not None and any(f is not None for f in ([fuse_with] if isinstance(fuse_with, str) else fuse_with)):
+        if fuse_with is not None and any(
+            f is not None for f in ([fuse_with] if isinstance(fuse_with, str) else fuse_with)
+        ):
             raise UserError("the baselines have no emotion fusion (EmoGen only)")
         unknown = [e for e in emotions if e not in self.config.emotion_prompts]
         if not emotions or unknown:
@@ -82,8 +86,13 @@ class PromptPipeline(TextConditionedPipeline):
         self.check_words(template)
         cond = self.encode_prompts([template.replace("{}", self.config.emotion_prompts[e]) for e in emotions])
         images = self.denoise(
-            cond, generator=generator, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            resolution=resolution, latents=latents, output_type=output_type,
+            cond,
+            generator=generator,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            resolution=resolution,
+            latents=latents,
+            output_type=output_type,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )

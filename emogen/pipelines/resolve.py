@@ -47,9 +47,7 @@ class Resolved:
     revision: str  # snapshot commit hash, or "sha256:<content fingerprint>" for a folder
 
 
-def resolve_model(
-    name: str, required: Sequence[Sequence[str]], param: str
-) -> Resolved:
+def resolve_model(name: str, required: Sequence[Sequence[str]], param: str) -> Resolved:
     """``name`` (local folder or hub id) → a local folder holding ``required``.
 
     ``param`` is the params key the user set (named in the error message).
@@ -61,7 +59,9 @@ def resolve_model(
     try:
         snapshot = Path(snapshot_download(name, local_files_only=True))
     except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError, ValueError):
-        raise MissingModelError(_missing_message(name, param, "is neither a local folder nor in the Hugging Face cache")) from None
+        raise MissingModelError(
+            _missing_message(name, param, "is neither a local folder nor in the Hugging Face cache")
+        ) from None
     _check_files(snapshot, required, name, param)
     log.info("%s: %s at revision %s", param, name, snapshot.name)
     return Resolved(name, snapshot, snapshot.name)
@@ -70,9 +70,7 @@ def resolve_model(
 def _check_files(folder: Path, required: Sequence[Sequence[str]], name: str, param: str) -> None:
     missing = [" or ".join(alts) for alts in required if not any((folder / a).exists() for a in alts)]
     if missing:
-        raise MissingModelError(
-            _missing_message(name, param, f"was found at {folder} but lacks {', '.join(missing)}")
-        )
+        raise MissingModelError(_missing_message(name, param, f"was found at {folder} but lacks {', '.join(missing)}"))
 
 
 def _missing_message(name: str, param: str, problem: str) -> str:

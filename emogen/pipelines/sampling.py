@@ -53,7 +53,7 @@ class EmotionGaussians:
         return self.mean.shape[1]
 
     @classmethod
-    def load(cls, path: str | Path) -> "EmotionGaussians":
+    def load(cls, path: str | Path) -> EmotionGaussians:
         """Read ``gaussians.safetensors`` (emotion_space's contract); errors name the file."""
         path = Path(path)
         if not path.is_file():

@@ -46,9 +46,14 @@ def sampler_settings(base, gen: GenerateParams | None = None) -> dict:
     own = base.sampling
     missing = [k for k in ("scheduler", "num_inference_steps", "guidance_scale") if k not in own]
     if missing:
-        raise UserError(f"the base model's base.json has no sampling {', '.join(missing)}: rebuild it (`dvc repro base_model`)")
+        raise UserError(
+            f"the base model's base.json has no sampling {', '.join(missing)}: rebuild it (`dvc repro base_model`)"
+        )
     chosen = {k: getattr(gen, k, None) if gen is not None else None for k in own}
-    return {k: own[k] if chosen.get(k) is None else chosen[k] for k in ("scheduler", "num_inference_steps", "guidance_scale")}
+    return {
+        k: own[k] if chosen.get(k) is None else chosen[k]
+        for k in ("scheduler", "num_inference_steps", "guidance_scale")
+    }
 
 
 def sampler_components(base, gen: GenerateParams | None = None) -> dict:
@@ -74,9 +79,7 @@ def read_placeholder(stage2_dir: Path) -> str:
     return config["placeholder_token"]
 
 
-def build_pipeline(
-    base_dir: Path, stage2_dir: Path, gaussians_path: Path, gen: GenerateParams
-) -> EmoGenPipeline:
+def build_pipeline(base_dir: Path, stage2_dir: Path, gaussians_path: Path, gen: GenerateParams) -> EmoGenPipeline:
     """Assemble the pipeline from the three upstream stages' outputs (on ``gen.device``)."""
     device, dtype = resolve_device(gen.device), getattr(torch, gen.dtype)
     placeholder = read_placeholder(stage2_dir)
@@ -103,7 +106,12 @@ def transfer_jobs(first_seed: int, templates: tuple[str, ...], num_images: int) 
     """``num_images`` per template and emotion, template by template (so each batch shares one).
     Image k of every cell is seeded ``first_seed + k``: cells differ only in their emotion and
     template, and the k = 0 images make ``grids/transfer.png``."""
-    return [ImageJob(name, first_seed + k, template) for template in templates for name in EMOTIONS for k in range(num_images)]
+    return [
+        ImageJob(name, first_seed + k, template)
+        for template in templates
+        for name in EMOTIONS
+        for k in range(num_images)
+    ]
 
 
 def sampling_settings(pipe: TextConditionedPipeline, **overrides) -> dict:

@@ -17,11 +17,11 @@ from diffusers.configuration_utils import FrozenDict
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from emogen.pipelines.components import BaseComponents
-from emogen.pipelines.tokenizer import caption_words
 from emogen.config import template_problem
 from emogen.errors import UserError
 from emogen.images import to_pil
+from emogen.pipelines.components import BaseComponents
+from emogen.pipelines.tokenizer import caption_words
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
@@ -59,8 +59,14 @@ StepCallback = Callable[[DiffusionPipeline, int, torch.Tensor, dict], dict]
 def base_modules(base: BaseComponents, scheduler: SchedulerMixin) -> dict:
     """The base model's parts and resolution that every pipeline here is built from, with
     ``scheduler`` as its sampler."""
-    return dict(tokenizer=base.tokenizer, text_encoder=base.text_encoder, unet=base.unet, scheduler=scheduler,
-                vae=base.vae, resolution=base.resolution)
+    return dict(
+        tokenizer=base.tokenizer,
+        text_encoder=base.text_encoder,
+        unet=base.unet,
+        scheduler=scheduler,
+        vae=base.vae,
+        resolution=base.resolution,
+    )
 
 
 def check_template(template: str) -> None:
@@ -93,7 +99,9 @@ class TextConditionedPipeline(DiffusionPipeline):
         make the saved files (and their DVC hashes) depend on where the repo lies."""
         for component in (self, *self.components.values()):
             if isinstance(component, ConfigMixin) and "_name_or_path" in component.config:
-                component._internal_dict = FrozenDict({k: v for k, v in component.config.items() if k != "_name_or_path"})
+                component._internal_dict = FrozenDict(
+                    {k: v for k, v in component.config.items() if k != "_name_or_path"}
+                )
         super().save_pretrained(save_directory, **kwargs)
 
     @classmethod
@@ -126,8 +134,10 @@ class TextConditionedPipeline(DiffusionPipeline):
         come from the base model's sampling settings (``emogen.pipelines.settings.sampler_components``);
         they default to None only because diffusers reads required arguments as components."""
         if num_inference_steps is None or guidance_scale is None:
-            raise ValueError("num_inference_steps and guidance_scale are required: pass the base model's sampling "
-                             "settings (emogen.pipelines.settings.sampler_components)")
+            raise ValueError(
+                "num_inference_steps and guidance_scale are required: pass the base model's sampling "
+                "settings (emogen.pipelines.settings.sampler_components)"
+            )
         super().__init__()
         self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler, vae=vae)
         self.register_to_config(
@@ -202,17 +212,28 @@ class TextConditionedPipeline(DiffusionPipeline):
         if scale > 1.0:
             negative = self.text_encoder(input_ids=self._tokenize("", 1)).last_hidden_state.expand(batch, -1, -1)
         settings = dict(
-            generator=generator, num_inference_steps=steps, guidance_scale=scale, latents=latents,
+            generator=generator,
+            num_inference_steps=steps,
+            guidance_scale=scale,
+            latents=latents,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=list(callback_on_step_end_tensor_inputs),
         )
         if self.vae is None:
             images = self._pixel_loop(prompt_embeds, negative, shape, **settings)
         else:
-            images = self.stable_diffusion()(
-                prompt_embeds=prompt_embeds, negative_prompt_embeds=negative, height=side, width=side,
-                output_type="pt", **settings,
-            ).images * 2 - 1  # diffusers' "pt" images are in [0, 1]
+            images = (
+                self.stable_diffusion()(
+                    prompt_embeds=prompt_embeds,
+                    negative_prompt_embeds=negative,
+                    height=side,
+                    width=side,
+                    output_type="pt",
+                    **settings,
+                ).images
+                * 2
+                - 1
+            )  # diffusers' "pt" images are in [0, 1]
         images = images.float().clamp(-1, 1).cpu()
         self.maybe_free_model_hooks()
         return to_pil(images) if output_type == "pil" else images
@@ -221,8 +242,14 @@ class TextConditionedPipeline(DiffusionPipeline):
         """diffusers' SD pipeline on this pipeline's current components (no safety checker:
         the images are measured, not served)."""
         pipe = stable_diffusion_class()(
-            vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
-            scheduler=self.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet,
+            scheduler=self.scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
         )
         pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
         return pipe
@@ -242,8 +269,9 @@ class TextConditionedPipeline(DiffusionPipeline):
         """The standard guided sampling loop (StableDiffusionPipeline's) with the image itself as
         the latent: no VAE, nothing to decode."""
         if set(callback_on_step_end_tensor_inputs) - {"latents"}:
-            raise ValueError(f"the pixel-space loop passes only 'latents' to callbacks, "
-                             f"not {callback_on_step_end_tensor_inputs}")
+            raise ValueError(
+                f"the pixel-space loop passes only 'latents' to callbacks, not {callback_on_step_end_tensor_inputs}"
+            )
         device = self.device
         guided = uncond is not None
         if guided:

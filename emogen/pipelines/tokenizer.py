@@ -95,7 +95,7 @@ def load_tokenizer(folder: Path, expected_size: int, words: Sequence[str] = ()) 
     encode each of ``words`` as exactly one token (a truncated ``merges.txt`` splits them)."""
     try:
         tokenizer = CLIPTokenizer.from_pretrained(folder, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         # json, tokenizers and transformers each raise their own types on corrupt files.
         raise TokenizerError(f"{folder}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from None
     if len(tokenizer) != expected_size:

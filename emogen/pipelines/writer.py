@@ -25,9 +25,9 @@ from pathlib import Path
 from PIL import Image
 
 from emogen.errors import UserError
-from emogen.pipelines.grid import make_grid
 from emogen.images import load_rgb
 from emogen.jsonio import write_json
+from emogen.pipelines.grid import make_grid
 
 INDEX_FILE = "index.json"
 GRIDS_FOLDER = "grids"

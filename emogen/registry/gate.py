@@ -71,16 +71,25 @@ def decide(challenger: Scores, champion: Scores | None, params: RegistryParams) 
     if champion is None:
         return Decision(True, f"no champion yet; challenger Emo-A {challenger.emo_a:.4f}")
     if champion.emo_a is not None and challenger.emo_a <= champion.emo_a + params.min_emo_a_gain:
-        return Decision(False, f"Emo-A {challenger.emo_a:.4f} does not beat the champion's "
-                               f"{champion.emo_a:.4f} by more than {params.min_emo_a_gain:g}")
-    gain = (f"Emo-A {challenger.emo_a:.4f} > champion {champion.emo_a:.4f}" if champion.emo_a is not None
-            else f"Emo-A {challenger.emo_a:.4f} (the champion has none)")
+        return Decision(
+            False,
+            f"Emo-A {challenger.emo_a:.4f} does not beat the champion's "
+            f"{champion.emo_a:.4f} by more than {params.min_emo_a_gain:g}",
+        )
+    gain = (
+        f"Emo-A {challenger.emo_a:.4f} > champion {champion.emo_a:.4f}"
+        if champion.emo_a is not None
+        else f"Emo-A {challenger.emo_a:.4f} (the champion has none)"
+    )
     if challenger.fid is None or champion.fid is None:
         return Decision(True, f"{gain}; FID not comparable (challenger {challenger.fid}, champion {champion.fid})")
     limit = champion.fid * (1 + params.fid_tolerance)
     if challenger.fid > limit:
-        return Decision(False, f"{gain}, but FID {challenger.fid:.4f} regresses beyond "
-                               f"{limit:.4f} (champion {champion.fid:.4f} + {params.fid_tolerance:.0%})")
+        return Decision(
+            False,
+            f"{gain}, but FID {challenger.fid:.4f} regresses beyond "
+            f"{limit:.4f} (champion {champion.fid:.4f} + {params.fid_tolerance:.0%})",
+        )
     return Decision(True, f"{gain}; FID {challenger.fid:.4f} within {limit:.4f}")
 
 
@@ -109,8 +118,11 @@ def gate(client: MlflowClient, name: str, version: str, challenger: Scores, para
     client.set_registered_model_alias(name, CHALLENGER, version)
     if decision.promote:
         client.set_registered_model_alias(name, CHAMPION, version)
-    tags = {"gate.decision": "promoted" if decision.promote else "rejected", "gate.reason": decision.reason,
-            "gate.compared_with": f"version {current.version}" if current else "none"}
+    tags = {
+        "gate.decision": "promoted" if decision.promote else "rejected",
+        "gate.reason": decision.reason,
+        "gate.compared_with": f"version {current.version}" if current else "none",
+    }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     log.info("gate: version %s %s: %s", version, tags["gate.decision"], decision.reason)
@@ -120,12 +132,15 @@ def gate(client: MlflowClient, name: str, version: str, challenger: Scores, para
 def register_inputs(params: Params) -> list[str]:
     """What :func:`register` reads, relative to the layout's root: Table 1 and the generator."""
     models = Layout(Path("."))
-    return [Path(params.registry.table).as_posix(),
-            *(models.model_dir(name).as_posix() for name in ("base", "stage2", "emotion_space"))]
+    return [
+        Path(params.registry.table).as_posix(),
+        *(models.model_dir(name).as_posix() for name in ("base", "stage2", "emotion_space")),
+    ]
 
 
-def register(params: Params, layout: Layout, extra_tags: dict[str, Any] | None = None,
-             params_file: Path | None = None) -> tuple[str, Decision]:
+def register(
+    params: Params, layout: Layout, extra_tags: dict[str, Any] | None = None, params_file: Path | None = None
+) -> tuple[str, Decision]:
     """Log + register the generator in ``layout`` (one MLflow run, stage "register", with every
     param it was trained with), then gate it. → (version, decision). ``extra_tags`` (e.g.
     data/params fingerprints, ``dvc_experiment``) go on the version; ``dvc_experiment`` also on
@@ -135,8 +150,9 @@ def register(params: Params, layout: Layout, extra_tags: dict[str, Any] | None =
     extra_tags = dict(extra_tags or {})
     with stage_run("register", params) as run:
         if run is None or "fallback_from" in run.data.tags:  # never register into a stand-in store
-            raise UserError(f"registering needs the MLflow store {tracking_uri()} to be reachable; "
-                            "see the warning above")
+            raise UserError(
+                f"registering needs the MLflow store {tracking_uri()} to be reachable; see the warning above"
+            )
         if "dvc_experiment" in extra_tags:  # the run belongs to the experiment, not the workspace
             set_tags({"dvc_experiment": str(extra_tags["dvc_experiment"])})
         if params_file is not None:
@@ -144,8 +160,14 @@ def register(params: Params, layout: Layout, extra_tags: dict[str, Any] | None =
         info = log_generator(layout, params.generate, reg.model_name)
         version = str(info.registered_model_version)
         client = MlflowClient()
-        tags = {"emo_a": scores.emo_a, "fid": scores.fid, "stand_in": scores.stand_in,
-                "run_id": run.info.run_id, **run.data.tags, **extra_tags}
+        tags = {
+            "emo_a": scores.emo_a,
+            "fid": scores.fid,
+            "stand_in": scores.stand_in,
+            "run_id": run.info.run_id,
+            **run.data.tags,
+            **extra_tags,
+        }
         for key, value in tags.items():
             if not key.startswith("mlflow."):
                 client.set_model_version_tag(reg.model_name, version, key, str(value))

@@ -24,14 +24,18 @@ def resolve_model(spec: str) -> Path:
 
         uri = tracking_uri()
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-            raise UserError(f"--model {spec}: no MLflow store at {uri}, so no registry; set "
-                            "MLFLOW_TRACKING_URI or register one (`emogen pipeline register`)")
+            raise UserError(
+                f"--model {spec}: no MLflow store at {uri}, so no registry; set "
+                "MLFLOW_TRACKING_URI or register one (`emogen pipeline register`)"
+            )
         mlflow.set_tracking_uri(uri)
         try:
             folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec)) / "artifacts" / ARTIFACT
         except MlflowException as exc:
-            raise UserError(f"--model {spec}: not found in the registry at {uri} "
-                            f"({exc.message.splitlines()[0]}); see `emogen pipeline champion`") from None
+            raise UserError(
+                f"--model {spec}: not found in the registry at {uri} "
+                f"({exc.message.splitlines()[0]}); see `emogen pipeline champion`"
+            ) from None
         if not folder.is_dir():
             raise UserError(f"--model {spec}: not an EmoGen generator (no artifacts/{ARTIFACT} in it)")
         return folder

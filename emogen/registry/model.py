@@ -34,31 +34,53 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 import emogen
-from emogen.pipelines.components import BASE_JSON, read_base_json
 from emogen.config import GenerateParams
 from emogen.errors import UserError
 from emogen.layout import Layout
 from emogen.limits import MIN_IMAGES, SERVED_MAX_IMAGES
+from emogen.pipelines.components import BASE_JSON, read_base_json
 
 ARTIFACT = "generator"  # the pyfunc artifact key (a folder in the repo layout)
 GENERATE_JSON = "generate.json"
 MODES = ("single", "interpolate", "tokens")
 # Pinned from the running environment: the served model needs exactly what it was trained with.
-REQUIREMENTS = ("torch", "diffusers", "transformers", "tokenizers", "accelerate", "safetensors",
-                "mlflow", "pandas", "numpy", "pillow", "pydantic", "pyyaml", "tqdm")
+REQUIREMENTS = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "safetensors",
+    "mlflow",
+    "pandas",
+    "numpy",
+    "pillow",
+    "pydantic",
+    "pyyaml",
+    "tqdm",
+)
 
 SIGNATURE = ModelSignature(
-    inputs=Schema([
-        ColSpec("string", "emotion"),
-        ColSpec("long", "num_images", required=False),
-        ColSpec("long", "seed", required=False),
-        ColSpec("string", "template", required=False),
-        ColSpec("string", "mode", required=False),
-        ColSpec("string", "emotion_2", required=False),
-        ColSpec("double", "weight", required=False),
-    ]),
-    outputs=Schema([ColSpec("string", "emotion"), ColSpec("long", "seed"), ColSpec("string", "template"),
-                    ColSpec("string", "mode"), ColSpec("string", "image")]),
+    inputs=Schema(
+        [
+            ColSpec("string", "emotion"),
+            ColSpec("long", "num_images", required=False),
+            ColSpec("long", "seed", required=False),
+            ColSpec("string", "template", required=False),
+            ColSpec("string", "mode", required=False),
+            ColSpec("string", "emotion_2", required=False),
+            ColSpec("double", "weight", required=False),
+        ]
+    ),
+    outputs=Schema(
+        [
+            ColSpec("string", "emotion"),
+            ColSpec("long", "seed"),
+            ColSpec("string", "template"),
+            ColSpec("string", "mode"),
+            ColSpec("string", "image"),
+        ]
+    ),
 )
 
 
@@ -99,8 +121,12 @@ def load_generator(folder: str | Path, device: str = "auto"):
     folder = Path(folder)
     generate = GenerateParams.model_validate_json((folder / GENERATE_JSON).read_text())
     generate = generate.model_copy(update={"device": device})
-    pipe = build_pipeline(folder / "models/base", folder / "models/stage2",
-                          folder / "models/emotion_space/gaussians.safetensors", generate)
+    pipe = build_pipeline(
+        folder / "models/base",
+        folder / "models/stage2",
+        folder / "models/emotion_space/gaussians.safetensors",
+        generate,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -167,12 +193,17 @@ def request_jobs(rows: pd.DataFrame) -> list:
         if seed < 0:
             raise _bad(where, "seed", seed, "an integer >= 0")
         weight = _value(row, "weight", None)
-        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                                   or not 0.0 <= weight <= 1.0):
+        if weight is not None and (
+            isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0
+        ):
             raise _bad(where, "weight", weight, "a number in [0, 1] (the interpolation weight of emotion_2)")
         fusion = None if mode == "single" else mode
-        jobs += [ImageJob(row["emotion"], seed + n, template, "", emotion_2, fusion,
-                          None if weight is None else float(weight)) for n in range(count)]
+        jobs += [
+            ImageJob(
+                row["emotion"], seed + n, template, "", emotion_2, fusion, None if weight is None else float(weight)
+            )
+            for n in range(count)
+        ]
     return jobs
 
 
@@ -210,8 +241,13 @@ class EmoGenModel(mlflow.pyfunc.PythonModel):
             raise invalid_request(exc) from None
         with busy():
             records = [
-                {"emotion": record.emotion, "seed": record.seed, "template": record.template,
-                 "mode": record.mode, "image": png_base64(image)}
+                {
+                    "emotion": record.emotion,
+                    "seed": record.seed,
+                    "template": record.template,
+                    "mode": record.mode,
+                    "image": png_base64(image),
+                }
                 for record, image in run_jobs(self.pipe, jobs, batch_size=8, desc="serving")
             ]
         return pd.DataFrame(records, columns=["emotion", "seed", "template", "mode", "image"])

@@ -66,8 +66,7 @@ def interval_cell(entry: object, digits: int) -> str:
 def comparison_words(metric: str, c: dict, reference: str, other: str) -> str:
     """A paired difference worded exactly as its interval allows."""
     header, _, digits = TABLE1_COLUMNS.get(metric, (metric, "", 3))
-    numbers = (f"{c['difference']:+.{digits}f} <span class='ci'>[{c['low']:+.{digits}f}, "
-               f"{c['high']:+.{digits}f}]</span>")
+    numbers = f"{c['difference']:+.{digits}f} <span class='ci'>[{c['low']:+.{digits}f}, {c['high']:+.{digits}f}]</span>"
     if c["verdict"] == "no difference detected":
         return f"{escape(header)}: no difference detected between {escape(reference)} and {escape(other)} ({numbers})"
     return f"{escape(header)}: {escape(reference)} {escape(c['verdict'])} than {escape(other)} ({numbers})"
@@ -90,18 +89,26 @@ def comparisons_section(t: dict) -> str:
                 cells.append("<td></td>")
                 continue
             digits = TABLE1_COLUMNS[k][2]
-            cells.append(f"<td class='num'>{c['difference']:+.{digits}f} <span class='ci'>[{c['low']:+.{digits}f}, "
-                         f"{c['high']:+.{digits}f}]</span><br><b>{escape(c['verdict'])}</b></td>")
+            cells.append(
+                f"<td class='num'>{c['difference']:+.{digits}f} <span class='ci'>[{c['low']:+.{digits}f}, "
+                f"{c['high']:+.{digits}f}]</span><br><b>{escape(c['verdict'])}</b></td>"
+            )
         rows.append(f"<tr><th>{escape(reference)} − {escape(other)}</th>{''.join(cells)}</tr>")
-    claims = "".join(f"<li>{comparison_words(k, c, reference, other)}</li>"
-                     for other, row in comparisons.items() for k in ("emo_a", "sem_d", "kid", "lpips") if k in row
-                     for c in (row[k],))
-    return (f"<h3 id='comparisons'>Paired comparisons</h3><p>{escape(reference)} minus each baseline, bootstrapped "
-            "over the shared seeds (the same image indices for both methods in every resample). A verdict says "
-            "“higher” or “lower” only where the 95 % interval of the difference excludes 0, else “no difference "
-            "detected”; for FID/KID lower is better, the words are about the difference itself.</p>"
-            f"<table id='comparisons-table'><tr><th>difference</th>{head}</tr>{''.join(rows)}</table>"
-            f"<ul id='comparison-claims'>{claims}</ul>")
+    claims = "".join(
+        f"<li>{comparison_words(k, c, reference, other)}</li>"
+        for other, row in comparisons.items()
+        for k in ("emo_a", "sem_d", "kid", "lpips")
+        if k in row
+        for c in (row[k],)
+    )
+    return (
+        f"<h3 id='comparisons'>Paired comparisons</h3><p>{escape(reference)} minus each baseline, bootstrapped "
+        "over the shared seeds (the same image indices for both methods in every resample). A verdict says "
+        "“higher” or “lower” only where the 95 % interval of the difference excludes 0, else “no difference "
+        "detected”; for FID/KID lower is better, the words are about the difference itself.</p>"
+        f"<table id='comparisons-table'><tr><th>difference</th>{head}</tr>{''.join(rows)}</table>"
+        f"<ul id='comparison-claims'>{claims}</ul>"
+    )
 
 
 def table1_section(inputs: ReportInputs, methods: list[str]) -> str:
@@ -115,17 +122,21 @@ def table1_section(inputs: ReportInputs, methods: list[str]) -> str:
     evaluators = "".join(f"<li><b>{escape(k)}</b>: {escape(str(v))}</li>" for k, v in t["evaluators"].items())
     standin = ""
     if t.get("stand_in"):
-        standin = (f'<p class="standin">Profile <b>{escape(str(t.get("profile")))}</b>: the evaluators are '
-                   "stand-ins trained on the synthetic world, not the published models; the numbers compare "
-                   "methods with each other, not with the paper's.</p>")
+        standin = (
+            f'<p class="standin">Profile <b>{escape(str(t.get("profile")))}</b>: the evaluators are '
+            "stand-ins trained on the synthetic world, not the published models; the numbers compare "
+            "methods with each other, not with the paper's.</p>"
+        )
     boot = t.get("bootstrap", {})
     unit = boot.get("unit", "images")
     headline = ""
     if "emo_a_clip" in t.get("evaluators", {}):
-        headline = ("<p id='headline'>The headline Emo-A is the <b>independent judge</b>: a classifier trained from "
-                    "scratch that shares no weight, training or code with any generator. The CLIP-probe column is "
-                    "the published-style judge; its CLIP's text tower is every method's text encoder and the space "
-                    "stage 2's attribute loss trains in, so it may favour what the generators learned to please.</p>")
+        headline = (
+            "<p id='headline'>The headline Emo-A is the <b>independent judge</b>: a classifier trained from "
+            "scratch that shares no weight, training or code with any generator. The CLIP-probe column is "
+            "the published-style judge; its CLIP's text tower is every method's text encoder and the space "
+            "stage 2's attribute loss trains in, so it may favour what the generators learned to please.</p>"
+        )
     return (
         f"<h2 id='table1'>Table 1</h2>{standin}{headline}"
         f"<p>{escape(str(t.get('images_per_emotion', '?')))} images per emotion; {escape(str(boot.get('confidence', '?')))} "
@@ -161,21 +172,28 @@ def images_section(inputs: ReportInputs, size: int) -> str:
     rows = []
     for emotion in EMOTIONS:
         cells = "".join(
-            '<td class="imgrow">' + "".join(img(png, f"{m.method} {emotion}", size, "gen") for png in m.by_emotion[emotion]) + "</td>"
+            '<td class="imgrow">'
+            + "".join(img(png, f"{m.method} {emotion}", size, "gen") for png in m.by_emotion[emotion])
+            + "</td>"
             for m in inputs.methods
         )
         rows.append(f"<tr><th>{emotion}</th>{cells}</tr>")
-    return (f"<h2 id='images'>Images per emotion</h2><p>Every method's first images of each emotion "
-            f"(same seeds across methods where the method allows), enlarged to {size} px.</p>"
-            f"<table id='images-table'><tr><th>emotion</th>{head}</tr>{''.join(rows)}</table>")
+    return (
+        f"<h2 id='images'>Images per emotion</h2><p>Every method's first images of each emotion "
+        f"(same seeds across methods where the method allows), enlarged to {size} px.</p>"
+        f"<table id='images-table'><tr><th>emotion</th>{head}</tr>{''.join(rows)}</table>"
+    )
 
 
 def transfer_section(inputs: ReportInputs, size: int) -> str:
     rows_json = inputs.transfer["templates"]
     reference = str(inputs.transfer.get("reference", "emogen"))
     metrics = ("emo_a", "object_kept")
-    head = ("<th>method</th>" + "".join(f"<th>{k}</th>" for k in metrics)
-            + "".join(f"<th>{escape(reference)} − method: {k}</th>" for k in metrics))
+    head = (
+        "<th>method</th>"
+        + "".join(f"<th>{k}</th>" for k in metrics)
+        + "".join(f"<th>{escape(reference)} − method: {k}</th>" for k in metrics)
+    )
     body = []
     for t, row in rows_json.items():
         per_method = row.get("methods") or {reference: {k: row.get(k) for k in metrics}}
@@ -183,26 +201,39 @@ def transfer_section(inputs: ReportInputs, size: int) -> str:
             comparison = (row.get("comparisons") or {}).get(method)
             diffs = "".join(
                 f"<td class='num'>{comparison[k]['difference']:+.3f} <span class='ci'>[{comparison[k]['low']:+.3f}, "
-                f"{comparison[k]['high']:+.3f}]</span> {escape(comparison[k]['verdict'])}</td>" if comparison else "<td></td>"
-                for k in metrics)
-            body.append(f"<tr><th>{escape(t)}</th><td>{escape(method)}</td>"
-                        + "".join(interval_cell(cells.get(k), 3) for k in metrics) + diffs + "</tr>")
+                f"{comparison[k]['high']:+.3f}]</span> {escape(comparison[k]['verdict'])}</td>"
+                if comparison
+                else "<td></td>"
+                for k in metrics
+            )
+            body.append(
+                f"<tr><th>{escape(t)}</th><td>{escape(method)}</td>"
+                + "".join(interval_cell(cells.get(k), 3) for k in metrics)
+                + diffs
+                + "</tr>"
+            )
     body = "".join(body)
     evaluators = "; ".join(f"{escape(k)}: {escape(str(v))}" for k, v in inputs.transfer.get("evaluators", {}).items())
     grid_head = "".join(f"<th>{escape(t)}</th>" for t in inputs.transfer_templates)
     grid = "".join(
         f"<tr><th>{emotion}</th>"
-        + "".join(f"<td>{img(inputs.transfer_images[emotion, t], f'{emotion} {t}', size, 'gen')}</td>"
-                  if (emotion, t) in inputs.transfer_images else "<td></td>" for t in inputs.transfer_templates)
+        + "".join(
+            f"<td>{img(inputs.transfer_images[emotion, t], f'{emotion} {t}', size, 'gen')}</td>"
+            if (emotion, t) in inputs.transfer_images
+            else "<td></td>"
+            for t in inputs.transfer_templates
+        )
         + "</tr>"
         for emotion in EMOTIONS
     )
-    return (f"<h2 id='transfer'>Emotion transfer</h2><p>The emotion token with a neutral word (each baseline: its "
-            f"own emotion prompt in the same template, e.g. “amusement box”, same seeds); object_kept: does the "
-            f"object classifier still find the word; differences paired over the shared seeds. "
-            f"Evaluators: {evaluators or 'not stated'}.</p>"
-            f"<table id='transfer-table'><tr><th>template</th>{head}</tr>{body}</table>"
-            f"<table id='transfer-grid'><tr><th>emotion</th>{grid_head}</tr>{grid}</table>")
+    return (
+        f"<h2 id='transfer'>Emotion transfer</h2><p>The emotion token with a neutral word (each baseline: its "
+        f"own emotion prompt in the same template, e.g. “amusement box”, same seeds); object_kept: does the "
+        f"object classifier still find the word; differences paired over the shared seeds. "
+        f"Evaluators: {evaluators or 'not stated'}.</p>"
+        f"<table id='transfer-table'><tr><th>template</th>{head}</tr>{body}</table>"
+        f"<table id='transfer-grid'><tr><th>emotion</th>{grid_head}</tr>{grid}</table>"
+    )
 
 
 def intensity_section(inputs: ReportInputs) -> str:
@@ -215,25 +246,31 @@ def intensity_section(inputs: ReportInputs) -> str:
     label = escape(str(info.get("evaluator", "emotion probe")))
     if info.get("stand_in"):
         label += " (stand-in)"
-    return (f"<h2 id='intensity'>Emotion intensity</h2><p>Rule: {escape(str(info.get('rule', '')))}. "
-            f"{escape(str(info.get('images_per_emotion', '?')))} images per emotion and intensity, the same seeds at "
-            f"every intensity, scored by {label}; chance {info.get('chance', 0.125):.3f}. "
-            f"The mean target probability rises at every step: <b>{'yes' if info.get('rises') else 'no'}</b>.</p>"
-            f"<table id='intensity-table'><tr><th>s</th><th>mean target probability</th><th>top-1</th></tr>{rows}</table>"
-            f"<p>Rows: emotions; columns: intensities (one seed).</p>{img(inputs.intensity_strip, 'intensity strip')}")
+    return (
+        f"<h2 id='intensity'>Emotion intensity</h2><p>Rule: {escape(str(info.get('rule', '')))}. "
+        f"{escape(str(info.get('images_per_emotion', '?')))} images per emotion and intensity, the same seeds at "
+        f"every intensity, scored by {label}; chance {info.get('chance', 0.125):.3f}. "
+        f"The mean target probability rises at every step: <b>{'yes' if info.get('rises') else 'no'}</b>.</p>"
+        f"<table id='intensity-table'><tr><th>s</th><th>mean target probability</th><th>top-1</th></tr>{rows}</table>"
+        f"<p>Rows: emotions; columns: intensities (one seed).</p>{img(inputs.intensity_strip, 'intensity strip')}"
+    )
 
 
 def space_section(inputs: ReportInputs) -> str:
     rows = "".join(
         f"<tr><th>{emotion}</th><td>"
-        + ", ".join(f"{escape(a)} <span class='ci'>({escape(kind)}, α {alpha:.2f}, {count} images)</span>"
-                    for a, kind, alpha, count in inputs.alpha_top[emotion])
+        + ", ".join(
+            f"{escape(a)} <span class='ci'>({escape(kind)}, α {alpha:.2f}, {count} images)</span>"
+            for a, kind, alpha, count in inputs.alpha_top[emotion]
+        )
         + "</td></tr>"
         for emotion in EMOTIONS
     )
-    return (f"<h2 id='space'>Emotion space and confidence α</h2>{img(inputs.emotion_space_png, 'emotion space PCA')}"
-            f"<p>Strongest attributes per emotion (highest α, models/confidence/alpha.parquet):</p>"
-            f"<table id='alpha-table'><tr><th>emotion</th><th>attributes</th></tr>{rows}</table>")
+    return (
+        f"<h2 id='space'>Emotion space and confidence α</h2>{img(inputs.emotion_space_png, 'emotion space PCA')}"
+        f"<p>Strongest attributes per emotion (highest α, models/confidence/alpha.parquet):</p>"
+        f"<table id='alpha-table'><tr><th>emotion</th><th>attributes</th></tr>{rows}</table>"
+    )
 
 
 def curve_png(rows: list[dict[str, str]], x: str, ys: tuple[str, ...], title: str) -> bytes:
@@ -274,10 +311,12 @@ def validation_section(inputs: ReportInputs) -> str:
         for name, c in v["checks"].items()
     )
     status = "passed" if v.get("success") else "FAILED"
-    return (f"<h2 id='validation'>Data validation</h2><p>Great Expectations suite {status}: "
-            f"{v.get('evaluated', '?')} expectations, {v.get('failed', '?')} failed. "
-            f"<a href='validation/docs/index.html'>Data Docs page</a> (metrics/validation/docs/index.html).</p>"
-            f"<table id='validation-table'><tr><th>check</th><th>result</th><th>unexpected</th><th>rows</th></tr>{rows}</table>")
+    return (
+        f"<h2 id='validation'>Data validation</h2><p>Great Expectations suite {status}: "
+        f"{v.get('evaluated', '?')} expectations, {v.get('failed', '?')} failed. "
+        f"<a href='validation/docs/index.html'>Data Docs page</a> (metrics/validation/docs/index.html).</p>"
+        f"<table id='validation-table'><tr><th>check</th><th>result</th><th>unexpected</th><th>rows</th></tr>{rows}</table>"
+    )
 
 
 def render_page(inputs: ReportInputs, methods: list[str], image_size: int, commit: str, params_yaml: str) -> str:
@@ -301,7 +340,5 @@ def render_page(inputs: ReportInputs, methods: list[str], image_size: int, commi
         f"commit <code>{escape(commit[:12])}</code>. Sections: <a href='#table1'>Table 1</a> · "
         "<a href='#images'>images</a> · <a href='#transfer'>transfer</a> · <a href='#intensity'>intensity</a> · "
         "<a href='#space'>emotion space</a> · <a href='#curves'>curves</a> · <a href='#validation'>validation</a> · "
-        "<a href='#provenance'>provenance</a></p>"
-        + "".join(sections)
-        + "</body></html>\n"
+        "<a href='#provenance'>provenance</a></p>" + "".join(sections) + "</body></html>\n"
     )

@@ -14,9 +14,9 @@ import pandas as pd
 
 from emogen.emotions import EMOTIONS
 from emogen.errors import UserError
-from emogen.pipelines.writer import read_index
 from emogen.jsonio import read_json
 from emogen.layout import Layout
+from emogen.pipelines.writer import read_index
 from emogen.report.study import read_study
 
 TRANSFER_METHOD = "emogen_transfer"
@@ -99,8 +99,9 @@ def strongest_attributes(confidence_dir: Path, top: int) -> dict[str, list[tuple
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
     return {
-        name: [(r.attribute, r.kind, float(getattr(r, name)), int(r.count))
-               for r in alpha.nlargest(top, name).itertuples()]
+        name: [
+            (r.attribute, r.kind, float(getattr(r, name)), int(r.count)) for r in alpha.nlargest(top, name).itertuples()
+        ]
         for name in EMOTIONS
     }
 

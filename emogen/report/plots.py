@@ -26,9 +26,11 @@ PAGE = """<!DOCTYPE html>
 {{plot_divs}}
 </body></html>
 """
-INSTALL = ("offline plots need vl-convert-python, which ships vega, vega-lite and vega-embed: "
-           "pip install -c constraints.txt -e '.[plots]' (or open metrics/report.html, which draws the "
-           "loss curves itself)")
+INSTALL = (
+    "offline plots need vl-convert-python, which ships vega, vega-lite and vega-embed: "
+    "pip install -c constraints.txt -e '.[plots]' (or open metrics/report.html, which draws the "
+    "loss curves itself)"
+)
 
 
 def offline_template() -> str:

@@ -12,10 +12,11 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from emogen.data.tables import image_paths
-from emogen.seeding import derived_seed
 from emogen.errors import DataError, UserError
 from emogen.images import encoder_transform, load_rgb
+from emogen.seeding import derived_seed
 from emogen.stage1.encoder import encoder_inputs
+
 
 class CachedImages(Dataset):
     """Every image decoded once into one tensor (the small synthetic set fits in memory)."""

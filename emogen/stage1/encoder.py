@@ -193,10 +193,7 @@ def emotion_probabilities(encoder: EmotionEncoder, vectors: torch.Tensor, batch_
     """Softmax over the 8 emotions of stored emotion vectors (eval mode: dropout off)."""
     encoder.eval()
     device = next(encoder.parameters()).device
-    probs = [
-        torch.softmax(encoder.head(chunk.to(device)).float(), dim=-1).cpu()
-        for chunk in vectors.split(batch_size)
-    ]
+    probs = [torch.softmax(encoder.head(chunk.to(device)).float(), dim=-1).cpu() for chunk in vectors.split(batch_size)]
     return torch.cat(probs) if probs else torch.empty(0, NUM_EMOTIONS)
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS
+from emogen.jsonio import write_json
 from emogen.layout import Layout
 from emogen.stage1.ground_truth import accuracy_bounds, find_world
-from emogen.jsonio import write_json
 from emogen.stage1.reporting import log_metrics
 from emogen.timings import record
 from emogen.tracking import log_artifact
@@ -54,7 +54,9 @@ def stage1_metrics(result: TrainResult, test_rows: pd.DataFrame, dataset_root: P
     return metrics
 
 
-def write_stage1_outputs(result: TrainResult, test_rows: pd.DataFrame, dataset_root: Path, layout: Layout) -> dict[str, Any]:
+def write_stage1_outputs(
+    result: TrainResult, test_rows: pd.DataFrame, dataset_root: Path, layout: Layout
+) -> dict[str, Any]:
     metrics = stage1_metrics(result, test_rows, dataset_root)
     files = {
         "metrics": layout.metrics / "stage1.json",

@@ -28,10 +28,14 @@ def find_world(dataset_root: Path) -> World | None:
 def posteriors(rows: pd.DataFrame, world: World) -> np.ndarray:
     """True label distribution (N, 8) of every row (its scene and objects)."""
     try:
-        return np.stack([
-            emotion_posterior(scene if isinstance(scene, str) else None, [] if objects is None else list(objects), world)
-            for scene, objects in zip(rows["scene"], rows["objects"])
-        ])
+        return np.stack(
+            [
+                emotion_posterior(
+                    scene if isinstance(scene, str) else None, [] if objects is None else list(objects), world
+                )
+                for scene, objects in zip(rows["scene"], rows["objects"])
+            ]
+        )
     except KeyError as exc:
         raise DataError(f"manifest content is not in the synthetic world's {WORLD_FILE}: {exc}") from None
 
@@ -71,7 +75,9 @@ def alpha_vs_truth(alpha: pd.DataFrame, train_rows: pd.DataFrame, world: World) 
         "pearson_vs_profile": _mean_row_pearson(est[varied], profiles[varied]),
         "pearson_vs_posterior_mean": _mean_row_pearson(est, post_mean),
         "strong_attributes": int(strong.sum()),
-        "strong_argmax_match": float((est[strong].argmax(1) == profiles[strong].argmax(1)).mean()) if strong.any() else float("nan"),
+        "strong_argmax_match": float((est[strong].argmax(1) == profiles[strong].argmax(1)).mean())
+        if strong.any()
+        else float("nan"),
         "max_abs_error_vs_posterior_mean": float(np.abs(est - post_mean).max()),
     }
 

@@ -11,5 +11,10 @@ from emogen.tracking import flatten
 
 def log_metrics(metrics: dict[str, Any]) -> None:
     """Numeric leaves of a nested metrics dict to the active MLflow run."""
-    tracking.log_metrics({k: float(v) for k, v in flatten(metrics).items()
-                        if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))})
+    tracking.log_metrics(
+        {
+            k: float(v)
+            for k, v in flatten(metrics).items()
+            if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+        }
+    )

@@ -49,6 +49,8 @@ def rows_of(space_dir: Path, ids: list[str], wanted: list[str], what: str) -> to
     position = pd.Series(range(len(ids)), index=ids)
     missing = [i for i in wanted if i not in position.index]
     if missing:
-        raise DataError(f"{space_dir / IDS_FILE}: no emotion vector for {what} {missing[:5]} ({len(missing)} in all); "
-                        "re-run emotion_space")
+        raise DataError(
+            f"{space_dir / IDS_FILE}: no emotion vector for {what} {missing[:5]} ({len(missing)} in all); "
+            "re-run emotion_space"
+        )
     return torch.tensor(position.loc[wanted].to_numpy(), dtype=torch.long)

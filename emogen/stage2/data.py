@@ -20,11 +20,11 @@ import torch
 
 from emogen.config import Params
 from emogen.errors import DataError, UserError
-from emogen.stage1 import space_files
-from emogen.pipelines.sampling import GAUSSIANS_FILE
-from emogen.stage1.space_files import IDS_FILE, VECTORS_FILE
 from emogen.layout import Layout
+from emogen.pipelines.sampling import GAUSSIANS_FILE
 from emogen.seeding import derived_seed
+from emogen.stage1 import space_files
+from emogen.stage1.space_files import IDS_FILE, VECTORS_FILE
 from emogen.stage2.latent_store import LATENTS_JSON, LatentStore
 
 
@@ -61,7 +61,7 @@ def read_vocabulary(path: Path) -> list[str]:
     try:
         attributes = json.loads(path.read_text())["attributes"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: expected {{\"attributes\": [...], ...}}: {exc}") from None
+        raise DataError(f'{path}: expected {{"attributes": [...], ...}}: {exc}') from None
     if len(set(attributes)) != len(attributes):
         raise DataError(f"{path}: 'attributes' has duplicate entries")
     return list(attributes)
@@ -87,8 +87,10 @@ def read_samples(inputs: StageInputs, vocabulary_size: int) -> pd.DataFrame:
         )
     bad = alpha.index[(alpha["vocab_idx"] < -1) | (alpha["vocab_idx"] >= vocabulary_size)]
     if len(bad):
-        raise DataError(f"{inputs.sample_alpha}: row {bad[0]} vocab_idx {alpha['vocab_idx'].iloc[bad[0]]} "
-                        f"outside [-1, {vocabulary_size}) (vocabulary size of {inputs.vocabulary})")
+        raise DataError(
+            f"{inputs.sample_alpha}: row {bad[0]} vocab_idx {alpha['vocab_idx'].iloc[bad[0]]} "
+            f"outside [-1, {vocabulary_size}) (vocabulary size of {inputs.vocabulary})"
+        )
     bad = alpha.index[~alpha["alpha"].between(0, 1)]
     if len(bad):
         raise DataError(f"{inputs.sample_alpha}: row {bad[0]} alpha {alpha['alpha'].iloc[bad[0]]} outside [0, 1]")
@@ -105,8 +107,13 @@ def fingerprint(inputs: StageInputs) -> str:
     """Hash of the input tables and of the latents' own key (which covers the base model, the
     image files, resolution, seed and the code that encoded them)."""
     digest = hashlib.sha256()
-    for path in (inputs.latents / LATENTS_JSON, inputs.balanced, inputs.sample_alpha, inputs.vectors,
-                 inputs.vector_ids):
+    for path in (
+        inputs.latents / LATENTS_JSON,
+        inputs.balanced,
+        inputs.sample_alpha,
+        inputs.vectors,
+        inputs.vector_ids,
+    ):
         digest.update(path.name.encode() + b"\0")
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(2**20), b""):

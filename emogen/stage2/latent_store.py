@@ -34,13 +34,16 @@ class LatentStore:
     chunks: list[np.ndarray]  # memory maps
 
     @classmethod
-    def open(cls, folder: Path) -> "LatentStore":
-        info = read_json(folder / LATENTS_JSON, "missing; run `dvc repro latents` (or `emogen stage latents`)",
-                         error=DataError)
+    def open(cls, folder: Path) -> LatentStore:
+        info = read_json(
+            folder / LATENTS_JSON, "missing; run `dvc repro latents` (or `emogen stage latents`)", error=DataError
+        )
         missing = [k for k in ("format", "num_images", "shape", "chunk_size", "chunks", "key") if k not in info]
         if missing or info["format"] != FORMAT_VERSION:
-            raise DataError(f"{folder / LATENTS_JSON}: missing key(s) {missing} or format {info.get('format')} "
-                            f"!= {FORMAT_VERSION}; run `dvc repro latents`")
+            raise DataError(
+                f"{folder / LATENTS_JSON}: missing key(s) {missing} or format {info.get('format')} "
+                f"!= {FORMAT_VERSION}; run `dvc repro latents`"
+            )
         index = pd.read_parquet(folder / INDEX_FILE, columns=["id", "row"])
         if len(index) != info["num_images"] or not np.array_equal(index["row"].to_numpy(), np.arange(len(index))):
             raise DataError(f"{folder / INDEX_FILE}: expected rows 0..{info['num_images'] - 1} in order")
@@ -65,18 +68,24 @@ class LatentStore:
         lookup = pd.Series(np.arange(len(self.ids)), index=self.ids)
         missing = ~pd.Index(ids).isin(lookup.index)
         if missing.any():
-            raise DataError(f"{source}: id {str(ids[missing.argmax()])!r} has no latents in {self.folder / INDEX_FILE}; "
-                            "run `dvc repro latents`")
+            raise DataError(
+                f"{source}: id {str(ids[missing.argmax()])!r} has no latents in {self.folder / INDEX_FILE}; "
+                "run `dvc repro latents`"
+            )
         return lookup.loc[ids].to_numpy()
 
     def check_base(self, base: BaseComponents, base_dir: Path) -> None:
         """The latents must come from this base model (its VAE, resolution and latent shape)."""
         if list(self.info["shape"]) != list(latent_row_shape(base)):
-            raise DataError(f"{self.folder / LATENTS_JSON}: shape {self.info['shape']}, but the base model in "
-                            f"{base_dir} denoises {list(latent_row_shape(base))[1:]}; run `dvc repro latents`")
+            raise DataError(
+                f"{self.folder / LATENTS_JSON}: shape {self.info['shape']}, but the base model in "
+                f"{base_dir} denoises {list(latent_row_shape(base))[1:]}; run `dvc repro latents`"
+            )
         if self.info.get("base_fingerprint") != folder_fingerprint(base_dir):
-            raise DataError(f"{self.folder / LATENTS_JSON}: encoded with a different base model than {base_dir}; "
-                            "run `dvc repro latents`")
+            raise DataError(
+                f"{self.folder / LATENTS_JSON}: encoded with a different base model than {base_dir}; "
+                "run `dvc repro latents`"
+            )
 
     def read(self, rows: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) in the stored dtype: row ``rows[b]``, flip ``flips[b]`` (0 original, 1 flipped)."""

@@ -22,10 +22,10 @@ from emogen.config import Params
 from emogen.data.schema import ATTRIBUTE_KINDS, BALANCED
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError
+from emogen.jsonio import write_json
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, stage_run
-from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,18 @@ def run(params: Params, layout: Layout) -> None:
         pq.write_table(pa.Table.from_pandas(table, schema=BALANCED, preserve_index=False), layout.balanced)
         layout.metrics.mkdir(parents=True, exist_ok=True)
         write_json(layout.metrics / "balance.json", counts)
-        log_metrics({
-            "samples_total": counts["samples_total"],
-            "unique_images": counts["unique_images"],
-            **{f"{table_name}_{kind}_{e}": n for table_name in ("images", "samples")
-               for kind, row in counts[table_name].items() for e, n in row.items()},
-        })
+        log_metrics(
+            {
+                "samples_total": counts["samples_total"],
+                "unique_images": counts["unique_images"],
+                **{
+                    f"{table_name}_{kind}_{e}": n
+                    for table_name in ("images", "samples")
+                    for kind, row in counts[table_name].items()
+                    for e, n in row.items()
+                },
+            }
+        )
         log_artifact(str(layout.metrics / "balance.json"))
     log.info("balance: %d samples over %d images", counts["samples_total"], counts["unique_images"])
 
@@ -63,7 +69,9 @@ def balance(manifest: pd.DataFrame, splits: tuple[str, ...], seed: int) -> tuple
         for emotion, members in by_emotion.items():
             if members.empty:
                 if target:
-                    log.warning("balance: no %s-attributed %s image in %s; it stays empty", kind, emotion, "/".join(splits))
+                    log.warning(
+                        "balance: no %s-attributed %s image in %s; it stays empty", kind, emotion, "/".join(splits)
+                    )
                 samples[kind][emotion] = 0
                 continue
             order = rng.permutation(len(members))

@@ -20,18 +20,18 @@ from typing import Any
 from mlflow.entities import Metric
 from PIL import Image, ImageDraw, ImageFont
 
-from emogen.pipelines.components import BASE_JSON, load_base
 from emogen.base.data import CAPTIONS_FILE, load_split
 from emogen.base.embedded import save_embedded, train_embedded
 from emogen.base.evidence import measure
-from emogen.pipelines.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
 from emogen.config import BaseModelParams, Params
 from emogen.data.synthetic_world import load_world
+from emogen.jsonio import write_json
 from emogen.layout import Layout
+from emogen.pipelines.components import BASE_JSON, load_base
+from emogen.pipelines.resolve import CLIP_FILES, PIPELINE_FILES, resolve_model
 from emogen.seeding import stage_seed
 from emogen.timings import record
 from emogen.tracking import log_artifact, log_metric_history, log_metrics, set_tags, stage_run
-from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,10 @@ def write_pretrained_plots(layout: Layout, info: dict[str, Any]) -> None:
     layout.metrics.mkdir(parents=True, exist_ok=True)
     for name in ("clip_loss", "unet_loss"):
         _log_curve(name, [], layout.metrics / f"{STAGE}_{name}.csv")
-    lines = [f"pretrained base model {info['pipeline']}: nothing trained or sampled in this stage.",
-             "Its own images for each emotion word: data/generated/prompt/grids (baseline@prompt)."]
+    lines = [
+        f"pretrained base model {info['pipeline']}: nothing trained or sampled in this stage.",
+        "Its own images for each emotion word: data/generated/prompt/grids (baseline@prompt).",
+    ]
     note = Image.new("RGB", (560, 44), "white")
     ImageDraw.Draw(note).multiline_text((8, 8), "\n".join(lines), fill="black", font=ImageFont.load_default())
     note.save(layout.metrics / f"{STAGE}_samples.png")

@@ -22,7 +22,6 @@ import time
 import torch
 from accelerate import Accelerator
 
-from emogen.pipelines.components import load_base, read_base_json
 from emogen.baselines.train import (
     BaselineTrainer,
     class_latents,
@@ -34,6 +33,9 @@ from emogen.baselines.train import (
 )
 from emogen.config import Params
 from emogen.emotions import EMOTIONS
+from emogen.jsonio import write_json
+from emogen.layout import Layout
+from emogen.pipelines.components import load_base, read_base_json
 from emogen.pipelines.jobs import run_jobs
 from emogen.pipelines.prompt_pipeline import PromptPipeline
 from emogen.pipelines.settings import (
@@ -44,11 +46,9 @@ from emogen.pipelines.settings import (
     transfer_jobs,
 )
 from emogen.pipelines.writer import GRIDS_FOLDER, write_generated
-from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.timings import record
 from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
-from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +78,18 @@ def run(params: Params, layout: Layout, method: str) -> dict:
             trainer = BaselineTrainer(data, base, budget, seed, accelerator)
             on_log = log_metrics  # (means, step=...): guarded, never fails the stage
             if method == "textual_inversion":
-                prompts, history = train_textual_inversion(trainer, bp.textual_inversion, params.stage2,
-                                                           bp.log_every, on_log)
+                prompts, history = train_textual_inversion(
+                    trainer, bp.textual_inversion, params.stage2, bp.log_every, on_log
+                )
             else:
                 db = bp.dreambooth
                 prior = None
                 if db.prior_preservation:
                     pipe = build_pipeline(base, params, prompts, words)
                     pipe.set_progress_bar_config(disable=True)
-                    prior = class_latents(pipe, base, db.num_class_images, stage_seed(seed, "class_images"),
-                                          gen.batch_size)
+                    prior = class_latents(
+                        pipe, base, db.num_class_images, stage_seed(seed, "class_images"), gen.batch_size
+                    )
                 prompts, history = train_dreambooth(trainer, db, params.stage2, prior, bp.log_every, on_log)
         train_s = time.perf_counter() - started
 
@@ -101,19 +103,31 @@ def run(params: Params, layout: Layout, method: str) -> dict:
         pipe.save_pretrained(model_dir)
         first_seed = stage_seed(params.seed, "generate")
         jobs = emotion_jobs(first_seed, gen.num_images, gen.template)
-        records = ((dataclasses.replace(record, mode=method), image)
-                   for record, image in run_jobs(pipe, jobs, gen.batch_size, desc=method))
+        records = (
+            (dataclasses.replace(record, mode=method), image)
+            for record, image in run_jobs(pipe, jobs, gen.batch_size, desc=method)
+        )
         written = write_generated(
-            layout.generated / method, method, records, grid_columns=gen.grid_columns, grid_cell=gen.grid_cell,
-            replace=True, settings=sampling_settings(pipe, emotion_prompts=prompts),
+            layout.generated / method,
+            method,
+            records,
+            grid_columns=gen.grid_columns,
+            grid_cell=gen.grid_cell,
+            replace=True,
+            settings=sampling_settings(pipe, emotion_prompts=prompts),
         )
         if gen.transfer_templates:  # EmoGen's transfer seeds (generate stage): paired in the transfer table
             transfer = transfer_jobs(first_seed + len(jobs), gen.transfer_templates, gen.transfer_images)
             write_generated(
-                layout.generated / f"{method}_transfer", f"{method}_transfer",
-                ((dataclasses.replace(record, mode=method), image)
-                 for record, image in run_jobs(pipe, transfer, gen.batch_size, desc=f"{method} transfer")),
-                grid_columns=gen.grid_columns, grid_cell=gen.grid_cell, replace=True,
+                layout.generated / f"{method}_transfer",
+                f"{method}_transfer",
+                (
+                    (dataclasses.replace(record, mode=method), image)
+                    for record, image in run_jobs(pipe, transfer, gen.batch_size, desc=f"{method} transfer")
+                ),
+                grid_columns=gen.grid_columns,
+                grid_cell=gen.grid_cell,
+                replace=True,
                 settings=sampling_settings(pipe, emotion_prompts=prompts),
             )
         metrics = {
@@ -137,7 +151,9 @@ def run(params: Params, layout: Layout, method: str) -> dict:
         log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
         log_artifact(str(written.index))
         log_artifact(str(out / f"{method}.json"))
-        seconds = record(train_s=train_s, time_s=time.perf_counter() - started)  # metrics/timings/baseline_<method>.json
+        seconds = record(
+            train_s=train_s, time_s=time.perf_counter() - started
+        )  # metrics/timings/baseline_<method>.json
     log.info("baseline %s: %d images, %.1f s (training %.1f s)", method, written.count, seconds["time_s"], train_s)
     return metrics
 

@@ -23,15 +23,15 @@ import numpy as np
 import pandas as pd
 
 from emogen.config import ConfidenceParams, Params
+from emogen.data.tables import read_table, split_rows
 from emogen.emotions import EMOTIONS
 from emogen.errors import DataError
-from emogen.layout import Layout
-from emogen.data.tables import read_table, split_rows
-from emogen.stage1.space_files import read_vectors, rows_of
-from emogen.stage1.encoder import emotion_probabilities, load_encoder
 from emogen.jsonio import write_json
-from emogen.stage1.reporting import log_metrics
+from emogen.layout import Layout
+from emogen.stage1.encoder import emotion_probabilities, load_encoder
 from emogen.stage1.ground_truth import alpha_vs_truth, find_world
+from emogen.stage1.reporting import log_metrics
+from emogen.stage1.space_files import read_vectors, rows_of
 from emogen.timings import record
 from emogen.tracking import log_artifact, stage_run
 
@@ -101,7 +101,9 @@ def attribute_vocabulary(alpha: pd.DataFrame, threshold: float, min_count: int) 
     return chosen[["attribute", "kind", "emotion", "alpha", "count"]].reset_index(drop=True)
 
 
-def sample_alpha(balanced: pd.DataFrame, alpha: pd.DataFrame, vocabulary: pd.DataFrame, threshold: float) -> pd.DataFrame:
+def sample_alpha(
+    balanced: pd.DataFrame, alpha: pd.DataFrame, vocabulary: pd.DataFrame, threshold: float
+) -> pd.DataFrame:
     """Per balanced row: α[attribute][own emotion] (0 below ``threshold`` or without an attribute)."""
     lookup = alpha.set_index(["attribute", "kind"])[EMOTION_COLUMNS]
     has_attr = balanced["attribute"].notna().to_numpy()
@@ -109,27 +111,33 @@ def sample_alpha(balanced: pd.DataFrame, alpha: pd.DataFrame, vocabulary: pd.Dat
     known = keys.isin(lookup.index) | ~has_attr
     if not known.all():
         row = int(np.flatnonzero(~known)[0])
-        raise DataError(f"balanced.parquet row {row} (id={balanced['id'].iloc[row]!r}): attribute "
-                        f"{balanced['attribute'].iloc[row]!r} has no train image in the manifest")
+        raise DataError(
+            f"balanced.parquet row {row} (id={balanced['id'].iloc[row]!r}): attribute "
+            f"{balanced['attribute'].iloc[row]!r} has no train image in the manifest"
+        )
     values = np.zeros(len(balanced))
     rows = lookup.reindex(keys[has_attr]).to_numpy()
     values[has_attr] = rows[np.arange(len(rows)), balanced["emotion_idx"].to_numpy()[has_attr]]
     values[values < threshold] = 0.0
     index = {a: i for i, a in enumerate(vocabulary["attribute"])}
-    return pd.DataFrame({
-        "id": balanced["id"].to_numpy(),
-        "emotion_idx": balanced["emotion_idx"].to_numpy(),
-        "attribute": balanced["attribute"].to_numpy(),
-        "alpha": values,
-        "vocab_idx": [index.get(a, -1) for a in balanced["attribute"]],
-    })
+    return pd.DataFrame(
+        {
+            "id": balanced["id"].to_numpy(),
+            "emotion_idx": balanced["emotion_idx"].to_numpy(),
+            "attribute": balanced["attribute"].to_numpy(),
+            "alpha": values,
+            "vocab_idx": [index.get(a, -1) for a in balanced["attribute"]],
+        }
+    )
 
 
 def confidence_summary(alpha: pd.DataFrame, vocabulary: pd.DataFrame, samples: pd.DataFrame) -> dict[str, Any]:
     row_max = alpha[EMOTION_COLUMNS].max(axis=1)
     return {
         "num_attributes": len(alpha),
-        "median_row_max": {kind: float(row_max[alpha["kind"] == kind].median()) for kind in sorted(alpha["kind"].unique())},
+        "median_row_max": {
+            kind: float(row_max[alpha["kind"] == kind].median()) for kind in sorted(alpha["kind"].unique())
+        },
         "vocabulary_size": len(vocabulary),
         "vocabulary_per_emotion": {e: int((vocabulary["emotion"] == e).sum()) for e in EMOTIONS},
         "samples": len(samples),
@@ -142,15 +150,20 @@ def confidence_summary(alpha: pd.DataFrame, vocabulary: pd.DataFrame, samples: p
 def write_confidence(out_dir: Path, alpha: pd.DataFrame, vocabulary: pd.DataFrame, samples: pd.DataFrame) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     alpha.to_parquet(out_dir / "alpha.parquet", index=False)
-    write_json(out_dir / "vocabulary.json", {
-        "attributes": vocabulary["attribute"].tolist(),
-        "emotions": vocabulary["emotion"].tolist(),
-        "kinds": vocabulary["kind"].tolist(),
-    })
+    write_json(
+        out_dir / "vocabulary.json",
+        {
+            "attributes": vocabulary["attribute"].tolist(),
+            "emotions": vocabulary["emotion"].tolist(),
+            "kinds": vocabulary["kind"].tolist(),
+        },
+    )
     samples.to_parquet(out_dir / "sample_alpha.parquet", index=False)
 
 
-def compute_confidence(cfg: ConfidenceParams, probs: np.ndarray, train: pd.DataFrame, balanced: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def compute_confidence(
+    cfg: ConfidenceParams, probs: np.ndarray, train: pd.DataFrame, balanced: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """α table, vocabulary and per-sample α from the train images' stage-1 probabilities."""
     alpha = attribute_alpha(probs, train)
     vocabulary = attribute_vocabulary(alpha, cfg.vocab_threshold, cfg.vocab_min_count)

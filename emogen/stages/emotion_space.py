@@ -23,20 +23,21 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from emogen.config import Params
-from emogen.emotions import EMOTIONS, NUM_EMOTIONS, POSITIVE
-from emogen.errors import DataError
-from emogen.layout import Layout
-from emogen.seeding import stage_seed
-from emogen.stage1.space_files import write_space
 from emogen.data.tables import image_paths, read_table, split_rows
 from emogen.devices import resolve_device
-from emogen.stage1.encoder import embed_images, emotion_probabilities, load_encoder
+from emogen.emotions import EMOTIONS, NUM_EMOTIONS, POSITIVE
+from emogen.errors import DataError
 from emogen.jsonio import write_json
+from emogen.layout import Layout
+from emogen.seeding import stage_seed
+from emogen.stage1.encoder import embed_images, emotion_probabilities, load_encoder
 from emogen.stage1.reporting import log_metrics
+from emogen.stage1.space_files import write_space
 from emogen.timings import record
 from emogen.tracking import log_artifact, stage_run
 
 log = logging.getLogger(__name__)
+
 
 def run(params: Params, layout: Layout) -> None:
     """``emogen stage emotion_space``."""
@@ -50,8 +51,12 @@ def run(params: Params, layout: Layout) -> None:
     paths = image_paths(embedded, layout.dataset_root(params.data))
     out_dir = layout.model_dir("emotion_space")
     picture = layout.metrics / "emotion_space_pca.png"
-    tracked = {"seed": params.seed, "data": params.data.model_dump(), "emotion_space": cfg.model_dump(),
-               "balance": {"splits": params.balance.splits}}
+    tracked = {
+        "seed": params.seed,
+        "data": params.data.model_dump(),
+        "emotion_space": cfg.model_dump(),
+        "balance": {"splits": params.balance.splits},
+    }
     with stage_run("emotion_space", tracked):
         encoder = load_encoder(layout.model_dir("stage1"), resolve_device(cfg.device))
         all_vectors = embed_images(encoder, paths, cfg.batch_size, cfg.workers)
@@ -61,7 +66,9 @@ def run(params: Params, layout: Layout) -> None:
         gaussians = emotion_gaussians(vectors, labels, cfg.covariance, weights)
         write_space(out_dir, all_vectors, embedded["id"].tolist(), gaussians)
         summary = space_summary(vectors, labels, gaussians, weights)
-        explained = plot_space(vectors, labels, gaussians["mean"], picture, cfg.plot_points, stage_seed(params.seed, "emotion_space"))
+        explained = plot_space(
+            vectors, labels, gaussians["mean"], picture, cfg.plot_points, stage_seed(params.seed, "emotion_space")
+        )
         summary["pca_explained_variance"] = {"pc1": float(explained[0]), "pc2": float(explained[1])}
         seconds = record(seconds=time.perf_counter() - started)["seconds"]  # metrics/timings/emotion_space.json
         write_json(layout.metrics / "emotion_space.json", summary)
@@ -164,7 +171,9 @@ def pca_2d(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarra
     return centre, axes, explained
 
 
-def plot_space(vectors: torch.Tensor, labels: torch.Tensor, means: torch.Tensor, path: Path, max_points: int, seed: int) -> np.ndarray:
+def plot_space(
+    vectors: torch.Tensor, labels: torch.Tensor, means: torch.Tensor, path: Path, max_points: int, seed: int
+) -> np.ndarray:
     """Scatter of the vectors on their first two principal axes, one colour per emotion."""
     centre, axes, explained = pca_2d(vectors)
     keep = np.random.default_rng(seed).permutation(len(vectors))[:max_points]

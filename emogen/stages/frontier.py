@@ -37,15 +37,16 @@ from emogen.evaluation import statistics as st
 from emogen.evaluation.data import ImageSet, shrink
 from emogen.evaluation.evaluators import load_evaluators
 from emogen.evaluation.table import evaluate_method
-from emogen.pipelines.jobs import run_jobs
-from emogen.pipelines.emogen_pipeline import EmoGenPipeline
-from emogen.pipelines.prompt_pipeline import PromptPipeline
-from emogen.pipelines.settings import METHOD as EMOGEN, emotion_jobs, quiet_libraries
-from emogen.pipelines.text_pipeline import TextConditionedPipeline
+from emogen.jsonio import write_json
 from emogen.layout import Layout
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.jobs import run_jobs
+from emogen.pipelines.prompt_pipeline import PromptPipeline
+from emogen.pipelines.settings import METHOD as EMOGEN
+from emogen.pipelines.settings import emotion_jobs, quiet_libraries
+from emogen.pipelines.text_pipeline import TextConditionedPipeline
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, set_tags, stage_run
-from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,16 @@ STAGE = "frontier"
 FRONTIER_FILE = "frontier.json"
 POINTS_FILE = "frontier.csv"
 # What each point keeps of evaluate's table (FID needs the real set's statistics: Table 1 has it).
-POINT_METRICS = ("emo_a", "emo_a_target_prob", "sem_c", "lpips", "sem_d", "sem_d_cosine",
-                 "scene_entropy", "object_entropy")
+POINT_METRICS = (
+    "emo_a",
+    "emo_a_target_prob",
+    "sem_c",
+    "lpips",
+    "sem_d",
+    "sem_d_cosine",
+    "scene_entropy",
+    "object_entropy",
+)
 
 
 def run(params: Params, layout: Layout) -> None:
@@ -88,22 +97,40 @@ def run(params: Params, layout: Layout) -> None:
             "at_matched_emo_a": matched_comparisons(curves) if EMOGEN in curves else {},
             # Paired bootstrap over images of the matched comparison (Sem-D over all pairs).
             "matched_difference": matched_bootstrap(
-                per_image, p.guidance_scales, ev.bootstrap_samples, ev.confidence,
-                np.random.default_rng(stage_seed(params.seed, f"{STAGE}/matched"))) if EMOGEN in per_image else {},
+                per_image,
+                p.guidance_scales,
+                ev.bootstrap_samples,
+                ev.confidence,
+                np.random.default_rng(stage_seed(params.seed, f"{STAGE}/matched")),
+            )
+            if EMOGEN in per_image
+            else {},
             "confidence": ev.confidence,
         }
         layout.metrics.mkdir(parents=True, exist_ok=True)
         write_json(layout.metrics / FRONTIER_FILE, result)
         write_points(layout.metrics / POINTS_FILE, curves)
-        log_metrics({f"{method}.g{point['guidance_scale']}.{metric}": point[metric]["value"]
-                     for method, curve in curves.items() for point in curve for metric in ("emo_a", "sem_d")})
+        log_metrics(
+            {
+                f"{method}.g{point['guidance_scale']}.{metric}": point[metric]["value"]
+                for method, curve in curves.items()
+                for point in curve
+                for metric in ("emo_a", "sem_d")
+            }
+        )
         log_metrics({"seconds": time.perf_counter() - start})
         set_tags({"stand_in": str(evaluators.stand_in), "profile": evaluators.info["profile"]})
         log_artifact(str(layout.metrics / FRONTIER_FILE))
         log_artifact(str(layout.metrics / POINTS_FILE))
     for method, curve in curves.items():
-        log.info("%s: %s", method, ", ".join(f"g={q['guidance_scale']}: Emo-A {q['emo_a']['value']:.3f} "
-                                             f"Sem-D {q['sem_d']['value']:.3f}" for q in curve))
+        log.info(
+            "%s: %s",
+            method,
+            ", ".join(
+                f"g={q['guidance_scale']}: Emo-A {q['emo_a']['value']:.3f} Sem-D {q['sem_d']['value']:.3f}"
+                for q in curve
+            ),
+        )
 
 
 def pipeline_folder(layout: Layout, method: str) -> Path:
@@ -115,16 +142,19 @@ def load_method_pipeline(layout: Layout, method: str, device: torch.device) -> T
     folder = pipeline_folder(layout, method)
     if not (folder / "model_index.json").is_file():
         stage = "generate" if method == EMOGEN else f"baseline@{method}"
-        raise UserError(f"{folder}: no saved pipeline of method {method!r} (model_index.json missing); "
-                        f"run `dvc repro {stage}` first, or drop it from evaluate.methods")
+        raise UserError(
+            f"{folder}: no saved pipeline of method {method!r} (model_index.json missing); "
+            f"run `dvc repro {stage}` first, or drop it from evaluate.methods"
+        )
     cls = EmoGenPipeline if method == EMOGEN else PromptPipeline
     pipe = cls.from_pretrained(folder).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def generate_set(pipe: TextConditionedPipeline, jobs, batch_size: int, resolution: int, guidance_scale: float,
-                 desc: str) -> ImageSet:
+def generate_set(
+    pipe: TextConditionedPipeline, jobs, batch_size: int, resolution: int, guidance_scale: float, desc: str
+) -> ImageSet:
     """Every job's image, in memory at the evaluation resolution."""
     images, labels, entries = [], [], []
     for record, image in run_jobs(pipe, jobs, batch_size, desc=desc, guidance_scale=guidance_scale):
@@ -166,10 +196,16 @@ def matched_comparisons(curves: dict[str, list[dict]], reference: str = EMOGEN) 
         for point in curves[reference]:
             emo_a, sem_d = _emo_a_sem_d(point)
             other = sem_d_at(points, emo_a)
-            rows.append({"guidance_scale": point["guidance_scale"], "emo_a": emo_a, f"{reference}_sem_d": sem_d,
-                         f"{reference}_pareto": point["pareto"],
-                         "sem_d": None if other is None else round(other, 4),
-                         f"{reference}_more_diverse": None if other is None else sem_d > other})
+            rows.append(
+                {
+                    "guidance_scale": point["guidance_scale"],
+                    "emo_a": emo_a,
+                    f"{reference}_sem_d": sem_d,
+                    f"{reference}_pareto": point["pareto"],
+                    "sem_d": None if other is None else round(other, 4),
+                    f"{reference}_more_diverse": None if other is None else sem_d > other,
+                }
+            )
         out[method] = rows
     return out
 
@@ -187,8 +223,11 @@ def point_images(evaluators, images: ImageSet, published_quirks: bool = False) -
     """The per-image Emo-A hits and Sem-D features of one point (the table's classifiers)."""
     probs = evaluators.emotion_probs(images.images)
     features = evaluators.semd_features(images.images, published_quirks)
-    return PointImages((probs.argmax(1) == images.labels).astype(np.float64), np.asarray(images.labels),
-                       np.asarray(features, dtype=np.float64))
+    return PointImages(
+        (probs.argmax(1) == images.labels).astype(np.float64),
+        np.asarray(images.labels),
+        np.asarray(features, dtype=np.float64),
+    )
 
 
 def all_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +263,15 @@ def _interp(xs: np.ndarray, ys: np.ndarray, at: np.ndarray) -> np.ndarray:
     return out
 
 
-def matched_bootstrap(points: dict[str, list[PointImages]], scales: Sequence[float], samples: int,
-                      confidence: float, rng: np.random.Generator, reference: str = EMOGEN,
-                      digits: int = 4) -> dict[str, list[dict]]:
+def matched_bootstrap(
+    points: dict[str, list[PointImages]],
+    scales: Sequence[float],
+    samples: int,
+    confidence: float,
+    rng: np.random.Generator,
+    reference: str = EMOGEN,
+    digits: int = 4,
+) -> dict[str, list[dict]]:
     """For every other method and each of ``reference``'s scales: ``reference``'s Sem-D minus the
     method's Sem-D interpolated at ``reference``'s Emo-A, with a paired percentile interval over
     ``samples`` image resamples (the same counts for every method and scale), its se and verdict.
@@ -251,16 +296,24 @@ def matched_bootstrap(points: dict[str, list[PointImages]], scales: Sequence[flo
         for k, scale in enumerate(scales):
             other = _interp(xs, ys, ref_a[k])
             diff = ref_d[k] - other
-            row = {"guidance_scale": scale, "emo_a": round(float(ref_a[k, 0]), digits),
-                   f"{reference}_sem_d": round(float(ref_d[k, 0]), digits),
-                   "sem_d": None if np.isnan(other[0]) else round(float(other[0]), digits),
-                   "defined_fraction": round(float(np.isfinite(diff[1:]).mean()), digits)}
+            row = {
+                "guidance_scale": scale,
+                "emo_a": round(float(ref_a[k, 0]), digits),
+                f"{reference}_sem_d": round(float(ref_d[k, 0]), digits),
+                "sem_d": None if np.isnan(other[0]) else round(float(other[0]), digits),
+                "defined_fraction": round(float(np.isfinite(diff[1:]).mean()), digits),
+            }
             if np.isnan(diff[0]) or np.isfinite(diff[1:]).sum() < 2:
                 row.update(difference=None, low=None, high=None, se=None, verdict=None)
             else:
                 est = st.percentile_interval(float(diff[0]), diff[1:], confidence)
-                row.update(difference=round(est.value, digits), low=round(est.low, digits),
-                           high=round(est.high, digits), se=round(est.se, digits), verdict=st.verdict(est.low, est.high))
+                row.update(
+                    difference=round(est.value, digits),
+                    low=round(est.low, digits),
+                    high=round(est.high, digits),
+                    se=round(est.se, digits),
+                    verdict=st.verdict(est.low, est.high),
+                )
             rows.append(row)
         out[method] = rows
     return out
@@ -270,8 +323,20 @@ def write_points(path: Path, curves: dict[str, list[dict]]) -> None:
     """One row per method and guidance scale (DVC plots: Emo-A against Sem-D)."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "guidance_scale", "emo_a", "sem_d", "emo_a_low", "emo_a_high", "sem_d_low", "sem_d_high"])
+        writer.writerow(
+            ["method", "guidance_scale", "emo_a", "sem_d", "emo_a_low", "emo_a_high", "sem_d_low", "sem_d_high"]
+        )
         for method, curve in curves.items():
             for p in curve:
-                writer.writerow([method, p["guidance_scale"], p["emo_a"]["value"], p["sem_d"]["value"],
-                                 p["emo_a"]["low"], p["emo_a"]["high"], p["sem_d"]["low"], p["sem_d"]["high"]])
+                writer.writerow(
+                    [
+                        method,
+                        p["guidance_scale"],
+                        p["emo_a"]["value"],
+                        p["sem_d"]["value"],
+                        p["emo_a"]["low"],
+                        p["emo_a"]["high"],
+                        p["sem_d"]["low"],
+                        p["sem_d"]["high"],
+                    ]
+                )

@@ -22,6 +22,7 @@ from emogen.images import load_rgb
 from emogen.layout import Layout
 from emogen.pipelines.grid import make_grid
 from emogen.pipelines.jobs import run_jobs
+from emogen.pipelines.sampling import GAUSSIANS_FILE
 from emogen.pipelines.settings import (
     METHOD,
     TRANSFER_METHOD,
@@ -33,10 +34,10 @@ from emogen.pipelines.settings import (
 )
 from emogen.pipelines.writer import GRIDS_FOLDER, read_index, write_generated
 from emogen.seeding import stage_seed
-from emogen.pipelines.sampling import GAUSSIANS_FILE
 from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
+
 
 def run(params: Params, layout: Layout) -> None:
     gen = params.generate
@@ -56,21 +57,32 @@ def run(params: Params, layout: Layout) -> None:
     with stage_run("generate", {"seed": params.seed, "generate": gen.model_dump()}):
         start = time.perf_counter()
         written = write_generated(
-            layout.generated / METHOD, METHOD, run_jobs(pipe, jobs, gen.batch_size, desc="generate"),
-            grid_columns=gen.grid_columns, grid_cell=gen.grid_cell, replace=True, settings=sampling_settings(pipe),
+            layout.generated / METHOD,
+            METHOD,
+            run_jobs(pipe, jobs, gen.batch_size, desc="generate"),
+            grid_columns=gen.grid_columns,
+            grid_cell=gen.grid_cell,
+            replace=True,
+            settings=sampling_settings(pipe),
         )
         seconds = time.perf_counter() - start
         if gen.transfer_templates:
             transfer = transfer_jobs(first_seed + len(jobs), gen.transfer_templates, gen.transfer_images)
             kept = write_generated(
-                layout.generated / TRANSFER_METHOD, TRANSFER_METHOD,
+                layout.generated / TRANSFER_METHOD,
+                TRANSFER_METHOD,
                 run_jobs(pipe, transfer, gen.batch_size, desc="transfer"),
-                grid_columns=gen.grid_columns, grid_cell=gen.grid_cell, replace=True, settings=sampling_settings(pipe),
+                grid_columns=gen.grid_columns,
+                grid_cell=gen.grid_cell,
+                replace=True,
+                settings=sampling_settings(pipe),
             )
             firsts = {(e["template"], e["emotion"]): e["file"] for e in reversed(read_index(kept.folder)["images"])}
             # One row per emotion, one column per template.
             by_row = [load_rgb(kept.folder / firsts[t, e]) for e in EMOTIONS for t in gen.transfer_templates]
-            make_grid(by_row, len(gen.transfer_templates), gen.grid_cell).save(written.folder / GRIDS_FOLDER / "transfer.png")
+            make_grid(by_row, len(gen.transfer_templates), gen.grid_cell).save(
+                written.folder / GRIDS_FOLDER / "transfer.png"
+            )
         log_metrics({"images": written.count, "seconds": seconds, "images_per_second": written.count / seconds})
         log_artifacts(str(written.folder / GRIDS_FOLDER), GRIDS_FOLDER)
         log_artifact(str(written.index))

@@ -27,9 +27,9 @@ from emogen.data.emoset import SPLITS, Info, fingerprint, read_info, read_split
 from emogen.data.entries import REASONS, Issue, check_entries
 from emogen.data.schema import MANIFEST, QUARANTINE
 from emogen.errors import DataError
+from emogen.jsonio import write_json
 from emogen.layout import Layout
 from emogen.tracking import log_artifact, log_metrics, stage_run
-from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,15 @@ def run(params: Params, layout: Layout) -> None:
         start = time.perf_counter()
         metrics = ingest(params, layout)
         seconds = round(time.perf_counter() - start, 2)
-        log_metrics({
-            "rows": metrics["rows"], "quarantined": metrics["quarantined"], "seconds": seconds,
-            **{f"quarantined_{r}": n for r, n in metrics["quarantined_by_reason"].items()},
-            **{f"rows_{s}": n for s, n in metrics["per_split"].items()},
-        })
+        log_metrics(
+            {
+                "rows": metrics["rows"],
+                "quarantined": metrics["quarantined"],
+                "seconds": seconds,
+                **{f"quarantined_{r}": n for r, n in metrics["quarantined_by_reason"].items()},
+                **{f"rows_{s}": n for s, n in metrics["per_split"].items()},
+            }
+        )
         log_artifact(str(layout.metrics / "ingest.json"))
     log.info("ingest: %d rows, %d quarantined in %.1f s", metrics["rows"], metrics["quarantined"], seconds)
 
@@ -65,14 +69,18 @@ def _check_fingerprint(layout: Layout, root: Path) -> None:
         )
 
 
-def scan(root: Path, info: Info, decode: bool, workers: int, max_pixels: int) -> tuple[list[dict[str, Any]], list[Issue], int]:
+def scan(
+    root: Path, info: Info, decode: bool, workers: int, max_pixels: int
+) -> tuple[list[dict[str, Any]], list[Issue], int]:
     """Check every entry of the three split files: (manifest rows, issues, entries seen)."""
     emotions = frozenset(info.emotions)
     jobs = []
     for split in SPLITS:
         entries = read_split(root, split)
-        jobs += [(str(root), emotions, decode, max_pixels, split, i, entries[i : i + _CHUNK])
-                 for i in range(0, len(entries), _CHUNK)]
+        jobs += [
+            (str(root), emotions, decode, max_pixels, split, i, entries[i : i + _CHUNK])
+            for i in range(0, len(entries), _CHUNK)
+        ]
     total = sum(len(job[-1]) for job in jobs)
     results: list[list[dict[str, Any] | Issue]] = []
     with tqdm(total=total, desc="ingest", unit="entry") as bar:
@@ -96,8 +104,17 @@ def scan(root: Path, info: Info, decode: bool, workers: int, max_pixels: int) ->
                 issues.append(item)
             elif item["id"] in first_seen:
                 split, row = first_seen[item["id"]]
-                issues.append(Issue(item["split"], row_idx, item["id"], item["image_path"], item["annotation_path"],
-                                    "duplicate_id", f"first seen at {split}.json row {row}"))
+                issues.append(
+                    Issue(
+                        item["split"],
+                        row_idx,
+                        item["id"],
+                        item["image_path"],
+                        item["annotation_path"],
+                        "duplicate_id",
+                        f"first seen at {split}.json row {row}",
+                    )
+                )
             else:
                 first_seen[item["id"]] = (item["split"], row_idx)
                 rows.append(item)
@@ -127,8 +144,11 @@ def ingest(params: Params, layout: Layout) -> dict[str, Any]:
         _check_fingerprint(layout, root)
     info = read_info(root)
     if not info.vocabularies:
-        log.warning("%s/info.json holds only the emotion map (older download): attributes are not checked against "
-                    "vocabularies; use the info.json of the EmoSet repository for the full check", root)
+        log.warning(
+            "%s/info.json holds only the emotion map (older download): attributes are not checked against "
+            "vocabularies; use the info.json of the EmoSet repository for the full check",
+            root,
+        )
     rows, issues, total = scan(root, info, params.ingest.decode_images, params.ingest.workers, params.ingest.max_pixels)
     if issues and params.ingest.on_error == "fail":
         counts = ", ".join(f"{r} {n}" for r, n in Counter(i.reason for i in issues).most_common())

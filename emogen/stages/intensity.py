@@ -29,12 +29,12 @@ from PIL import Image
 from emogen.config import Params
 from emogen.emotions import EMOTIONS, NUM_EMOTIONS, emotion_index
 from emogen.evaluation.evaluators import load_evaluators
-from emogen.registry.load import load_pipeline
+from emogen.jsonio import write_json
+from emogen.layout import Layout
 from emogen.pipelines.grid import make_grid
 from emogen.pipelines.jobs import ImageJob, run_jobs
-from emogen.layout import Layout
+from emogen.registry.load import load_pipeline
 from emogen.seeding import stage_seed
-from emogen.jsonio import write_json
 from emogen.tracking import log_artifact, log_metrics, stage_run
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,14 @@ def run(params: Params, layout: Layout) -> None:
     with stage_run("intensity", {"seed": params.seed, "intensity": cfg.model_dump()}):
         start = time.perf_counter()
         curve = intensity_curve(
-            pipe, evaluators, cfg.intensities, cfg.num_images, stage_seed(params.seed, "intensity"),
-            cfg.template, cfg.batch_size, cfg.grid_cell,
+            pipe,
+            evaluators,
+            cfg.intensities,
+            cfg.num_images,
+            stage_seed(params.seed, "intensity"),
+            cfg.template,
+            cfg.batch_size,
+            cfg.grid_cell,
         )
         points = curve.summary()
         means = [p["mean_target_prob"]["value"] for p in points]
@@ -73,16 +79,27 @@ def run(params: Params, layout: Layout) -> None:
         with open(layout.metrics / CSV_FILE, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["intensity", "mean_target_prob", "top1", *EMOTIONS])
-            writer.writerows([p["intensity"], p["mean_target_prob"]["value"], p["top1"]["value"],
-                              *(p["per_emotion"][name] for name in EMOTIONS)] for p in points)
+            writer.writerows(
+                [
+                    p["intensity"],
+                    p["mean_target_prob"]["value"],
+                    p["top1"]["value"],
+                    *(p["per_emotion"][name] for name in EMOTIONS),
+                ]
+                for p in points
+            )
         curve.strip.save(layout.metrics / STRIP_FILE)
         for p in points:
             step = round(p["intensity"] * 100)  # MLflow steps are integers: s × 100
             log_metrics({"mean_target_prob": p["mean_target_prob"]["value"], "top1": p["top1"]["value"]}, step=step)
         log_artifact(str(layout.metrics / JSON_FILE))
         log_artifact(str(layout.metrics / STRIP_FILE))
-        log.info("intensity: %s → mean target prob %s (%.1f s)", curve.intensities,
-                 [round(m, 3) for m in means], time.perf_counter() - start)
+        log.info(
+            "intensity: %s → mean target prob %s (%.1f s)",
+            curve.intensities,
+            [round(m, 3) for m in means],
+            time.perf_counter() - start,
+        )
 
 
 class EmotionProbe(Protocol):
@@ -103,12 +120,14 @@ class IntensityCurve:
         interval over the images, and the mean target probability per emotion."""
         points = []
         for k, s in enumerate(self.intensities):
-            points.append({
-                "intensity": s,
-                "mean_target_prob": _mean_interval(self.target_prob[k].ravel()),
-                "top1": _mean_interval(self.top1[k].ravel().astype(float)),
-                "per_emotion": {name: float(self.target_prob[k, e].mean()) for e, name in enumerate(EMOTIONS)},
-            })
+            points.append(
+                {
+                    "intensity": s,
+                    "mean_target_prob": _mean_interval(self.target_prob[k].ravel()),
+                    "top1": _mean_interval(self.top1[k].ravel().astype(float)),
+                    "per_emotion": {name: float(self.target_prob[k, e].mean()) for e, name in enumerate(EMOTIONS)},
+                }
+            )
         return points
 
 
@@ -135,7 +154,9 @@ def intensity_curve(
         raise ValueError(f"intensities must be a non-empty list of values >= 0, got {list(intensities)}")
     jobs = [
         ImageJob(name, first_seed + n, template, intensity=float(s))
-        for s in intensities for name in EMOTIONS for n in range(num_images)
+        for s in intensities
+        for name in EMOTIONS
+        for n in range(num_images)
     ]
     images = [image for _, image in run_jobs(pipe, jobs, batch_size, desc="intensity", **call_kwargs)]
     probs = np.asarray(evaluators.emotion_probs(images), dtype=np.float64)

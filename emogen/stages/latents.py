@@ -37,19 +37,19 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from emogen.pipelines.components import BaseComponents, load_base
-from emogen.pipelines.resolve import folder_fingerprint
 from emogen.caches import code_hash, files_hash
 from emogen.config import LatentsParams, Params
 from emogen.devices import resolve_device
-from emogen.threads import recheck_threads
 from emogen.errors import DataError, UserError
 from emogen.images import load_rgb, squash_transform
+from emogen.jsonio import write_json
 from emogen.layout import Layout
+from emogen.pipelines.components import BaseComponents, load_base
+from emogen.pipelines.resolve import folder_fingerprint
 from emogen.seeding import image_seed, stage_seed
 from emogen.stage2.latent_store import FORMAT_VERSION, INDEX_FILE, LATENTS_JSON, latent_row_shape
+from emogen.threads import recheck_threads
 from emogen.tracking import log_metrics, stage_run
-from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,31 @@ def run(params: Params, layout: Layout) -> dict[str, float]:
         shutil.rmtree(out, ignore_errors=True)  # the stage's own output
         out.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    with stage_run(STAGE, {"seed": params.seed, STAGE: p.model_dump()}) if accelerator.is_main_process else nullcontext():
-        encoded = encode_shard(base, images, layout.dataset_root(params.data), out, p,
-                               stage_seed(params.seed, STAGE), accelerator.process_index, accelerator.num_processes)
+    with (
+        stage_run(STAGE, {"seed": params.seed, STAGE: p.model_dump()}) if accelerator.is_main_process else nullcontext()
+    ):
+        encoded = encode_shard(
+            base,
+            images,
+            layout.dataset_root(params.data),
+            out,
+            p,
+            stage_seed(params.seed, STAGE),
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
         accelerator.wait_for_everyone()
         if not accelerator.is_main_process:
             return {}
         finish(params, layout, base, images)
         elapsed = time.perf_counter() - started
-        metrics = {"num_images": len(images), "rank0_images": encoded, "processes": accelerator.num_processes,
-                   "time_s": elapsed, "images_per_s": len(images) / elapsed}
+        metrics = {
+            "num_images": len(images),
+            "rank0_images": encoded,
+            "processes": accelerator.num_processes,
+            "time_s": elapsed,
+            "images_per_s": len(images) / elapsed,
+        }
         log_metrics(metrics)
         log.info("latents: %d images (both flips) → %s in %.1f s", len(images), layout.relative(out), elapsed)
         return metrics
@@ -148,8 +163,7 @@ class ChunkWriter:
         self.close()
         rows = min(self.chunk_size, self.num_rows - k * self.chunk_size)
         self.k = k
-        self.array = np.lib.format.open_memmap(self._tmp(k), mode="w+", dtype=self.dtype,
-                                               shape=(rows, *self.row_shape))
+        self.array = np.lib.format.open_memmap(self._tmp(k), mode="w+", dtype=self.dtype, shape=(rows, *self.row_shape))
 
     def write(self, rows: np.ndarray, values: np.ndarray) -> None:
         for k in np.unique(rows // self.chunk_size):
@@ -169,18 +183,32 @@ class ChunkWriter:
 def shard_rows(num_rows: int, chunk_size: int, rank: int, world: int) -> np.ndarray:
     """The global rows of the chunks rank ``rank`` of ``world`` encodes (chunk k → rank k mod world)."""
     chunks = range(rank, -(-num_rows // chunk_size), world)
-    return np.concatenate([np.arange(k * chunk_size, min((k + 1) * chunk_size, num_rows)) for k in chunks]
-                          or [np.zeros(0, dtype=np.int64)])
+    return np.concatenate(
+        [np.arange(k * chunk_size, min((k + 1) * chunk_size, num_rows)) for k in chunks]
+        or [np.zeros(0, dtype=np.int64)]
+    )
 
 
-def encode_shard(base: BaseComponents, images: pd.DataFrame, dataset_root: Path, out: Path, p: LatentsParams,
-                 seed: int, rank: int = 0, world: int = 1) -> int:
+def encode_shard(
+    base: BaseComponents,
+    images: pd.DataFrame,
+    dataset_root: Path,
+    out: Path,
+    p: LatentsParams,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+) -> int:
     """Encode and write this rank's chunks; returns how many images it encoded."""
     rows = shard_rows(len(images), p.chunk_size, rank, world)
     paths = images["image_path"].to_numpy()[rows].tolist()
     ids = images["id"].to_numpy()
-    loader = DataLoader(TrainingImages(dataset_root, paths, rows, base.resolution), batch_size=p.batch_size,
-                        num_workers=p.workers, shuffle=False)
+    loader = DataLoader(
+        TrainingImages(dataset_root, paths, rows, base.resolution),
+        batch_size=p.batch_size,
+        num_workers=p.workers,
+        shuffle=False,
+    )
     writer = ChunkWriter(out, p.chunk_size, len(images), latent_row_shape(base), p.dtype)
     for batch_rows, pixels in tqdm(loader, desc=f"latents (rank {rank})", unit="batch", disable=rank != 0):
         recheck_threads()
@@ -192,8 +220,9 @@ def encode_shard(base: BaseComponents, images: pd.DataFrame, dataset_root: Path,
     return len(rows)
 
 
-def values_key(base_fingerprint: str, dataset_root: Path, images: pd.DataFrame, resolution: int, seed: int,
-               dtype: str) -> str:
+def values_key(
+    base_fingerprint: str, dataset_root: Path, images: pd.DataFrame, resolution: int, seed: int, dtype: str
+) -> str:
     """Hash of everything the encoded values depend on (not batch size, workers or processes)."""
     digest = hashlib.sha256(f"{FORMAT_VERSION}\0{resolution}\0{seed}\0{dtype}\0{base_fingerprint}\0".encode())
     digest.update(code_hash(__name__).encode())
@@ -202,8 +231,9 @@ def values_key(base_fingerprint: str, dataset_root: Path, images: pd.DataFrame, 
     return digest.hexdigest()[:16]
 
 
-def write_index(out: Path, images: pd.DataFrame, base: BaseComponents, p: LatentsParams, seed: int,
-                base_fingerprint: str, key: str) -> None:
+def write_index(
+    out: Path, images: pd.DataFrame, base: BaseComponents, p: LatentsParams, seed: int, base_fingerprint: str, key: str
+) -> None:
     """Check every chunk is there with its shape, then write the index and ``latents.json``."""
     shape = latent_row_shape(base)
     chunks = [chunk_name(k) for k in range(-(-len(images) // p.chunk_size))]
@@ -216,11 +246,22 @@ def write_index(out: Path, images: pd.DataFrame, base: BaseComponents, p: Latent
         if found != (rows, *shape):
             raise RuntimeError(f"{path}: shape {found}, expected {(rows, *shape)}")
     images.assign(row=np.arange(len(images))).to_parquet(out / INDEX_FILE, index=False)
-    write_json(out / LATENTS_JSON, {
-        "format": FORMAT_VERSION, "num_images": len(images), "shape": list(shape), "dtype": p.dtype,
-        "chunk_size": p.chunk_size, "chunks": chunks, "encoder": "pixels" if base.vae is None else "vae",
-        "resolution": base.resolution, "seed": seed, "base_fingerprint": base_fingerprint, "key": key,
-    })
+    write_json(
+        out / LATENTS_JSON,
+        {
+            "format": FORMAT_VERSION,
+            "num_images": len(images),
+            "shape": list(shape),
+            "dtype": p.dtype,
+            "chunk_size": p.chunk_size,
+            "chunks": chunks,
+            "encoder": "pixels" if base.vae is None else "vae",
+            "resolution": base.resolution,
+            "seed": seed,
+            "base_fingerprint": base_fingerprint,
+            "key": key,
+        },
+    )
 
 
 def finish(params: Params, layout: Layout, base: BaseComponents, images: pd.DataFrame) -> None:

@@ -39,10 +39,10 @@ from emogen.data.synthetic_world import (
     sample_specs,
 )
 from emogen.emotions import EMOTIONS
+from emogen.jsonio import write_json
 from emogen.layout import Layout
 from emogen.seeding import stage_seed
 from emogen.tracking import log_artifact, log_metrics, stage_run
-from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,11 @@ _CHUNK = 250
 
 
 def run(params: Params, layout: Layout) -> None:
-    stage_params = {"seed": params.seed, "data": params.data.model_dump(), "prepare_data": params.prepare_data.model_dump()}
+    stage_params = {
+        "seed": params.seed,
+        "data": params.data.model_dump(),
+        "prepare_data": params.prepare_data.model_dump(),
+    }
     if params.data.source == "emoset":
         check_data_root(Path(params.data.root), layout)  # before anything is written
     with stage_run("prepare_data", stage_params):
@@ -114,7 +118,9 @@ def info_json(world: World) -> dict:
 
 def _render_all(root: Path, items: list[tuple[ImageSpec, str]], world: World, params: Params) -> None:
     p = params.prepare_data
-    jobs = [(str(root), p.image_size, p.jpeg_quality, world, items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
+    jobs = [
+        (str(root), p.image_size, p.jpeg_quality, world, items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)
+    ]
     bar = tqdm(total=len(items), desc="render", unit="img")
     if p.workers == 1 or len(items) < _POOL_MIN_IMAGES:
         for job in jobs:
@@ -136,8 +142,11 @@ def render_synthetic(params: Params, out: Path) -> dict:
     ids = image_ids(specs)
     splits = assign_splits(specs, p.split.model_dump(), rng)
     # Own stream: the share can change without moving any image, label or split.
-    named = emotion_caption_mask(len(specs), p.emotion_caption_fraction,
-                                 np.random.default_rng(stage_seed(params.seed, "prepare_data/emotion_captions")))
+    named = emotion_caption_mask(
+        len(specs),
+        p.emotion_caption_fraction,
+        np.random.default_rng(stage_seed(params.seed, "prepare_data/emotion_captions")),
+    )
 
     clear_own_output(out)
     for sub in (IMAGE_DIR, ANNOTATION_DIR):
@@ -151,7 +160,14 @@ def render_synthetic(params: Params, out: Path) -> dict:
         for i in order:
             if splits[i] == split:
                 emotion = EMOTIONS[specs[i].emotion_idx]
-                entries.append([emotion, ids[i], f"{IMAGE_DIR}/{emotion}/{ids[i]}.jpg", f"{ANNOTATION_DIR}/{emotion}/{ids[i]}.json"])
+                entries.append(
+                    [
+                        emotion,
+                        ids[i],
+                        f"{IMAGE_DIR}/{emotion}/{ids[i]}.jpg",
+                        f"{ANNOTATION_DIR}/{emotion}/{ids[i]}.json",
+                    ]
+                )
         write_json(out / f"{split}.json", entries, indent=None)
     write_json(out / INFO_FILE, info_json(world))
     table = pa.table(
@@ -162,7 +178,9 @@ def render_synthetic(params: Params, out: Path) -> dict:
 
     max_post = np.array([emotion_posterior(s.scene, s.objects, world).max() for s in specs])
     split_arr = np.array(splits)
-    bayes = {split: round(float(max_post[split_arr == split].mean()), 4) for split in SPLITS if (split_arr == split).any()}
+    bayes = {
+        split: round(float(max_post[split_arr == split].mean()), 4) for split in SPLITS if (split_arr == split).any()
+    }
     world_doc = {
         **world.to_dict(),
         "image_size": p.image_size,

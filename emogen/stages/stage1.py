@@ -36,18 +36,18 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from emogen.caches import locked
-from emogen.config import Params, Stage1Params
-from emogen.layout import Layout
-from emogen.seeding import seed_everything, stage_seed
-from emogen.threads import recheck_threads
 from emogen.checkpoints import Checkpoints
-from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
+from emogen.config import Params, Stage1Params
+from emogen.data.tables import SPLITS, read_table, split_rows
 from emogen.devices import require_launched_processes
 from emogen.errors import StoppedEarly
-from emogen.data.tables import SPLITS, read_table, split_rows
+from emogen.layout import Layout
+from emogen.seeding import seed_everything, stage_seed
+from emogen.stage1.checkpoints import checkpoint_root, epoch_checkpoints, run_fingerprint
 from emogen.stage1.data import EpochFlips, EpochShuffle, epoch_seed, require_cache_fits, split_dataset
 from emogen.stage1.encoder import TrainResult, build_encoder, save_encoder
 from emogen.stage1.evaluation import write_stage1_outputs
+from emogen.threads import recheck_threads
 from emogen.tracking import log_metrics, stage_run
 
 log = logging.getLogger(__name__)
@@ -64,21 +64,33 @@ def run(params: Params, layout: Layout) -> None:
     dataset_root = layout.dataset_root(params.data)
     accelerator = make_accelerator(cfg)
     train = partial(
-        train_encoder, cfg, manifest, dataset_root, layout.model_dir("stage1"),
-        stage_seed(params.seed, "stage1"), accelerator=accelerator, layout=layout,
+        train_encoder,
+        cfg,
+        manifest,
+        dataset_root,
+        layout.model_dir("stage1"),
+        stage_seed(params.seed, "stage1"),
+        accelerator=accelerator,
+        layout=layout,
     )
     if not accelerator.is_main_process:  # the other `accelerate launch` processes only train
         train()
         return
     with stage_run("stage1", {"seed": params.seed, "data": params.data.model_dump(), "stage1": cfg.model_dump()}):
-        result = train(on_epoch=lambda record: log_metrics(
-            {k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"])))
+        result = train(
+            on_epoch=lambda record: log_metrics(
+                {k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"])
+            )
+        )
         write_stage1_outputs(result, split_rows(manifest, "test"), dataset_root, layout)
 
 
 def make_accelerator(cfg: Stage1Params) -> Accelerator:
-    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.mixed_precision,
-                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    accelerator = Accelerator(
+        cpu=cfg.device == "cpu",
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    )
     require_launched_processes(accelerator)
     return accelerator
 
@@ -110,8 +122,14 @@ def _train_epoch(
     if isinstance(loader.dataset, EpochFlips):  # accelerate skips the dataset's set_epoch when it shards the sampler
         loader.dataset.set_epoch(epoch)
     sums = torch.zeros(3, device=accelerator.device)  # loss·n, correct, n
-    bar = tqdm(loader, desc=f"stage1 epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
-               disable=not accelerator.is_local_main_process, leave=False)
+    bar = tqdm(
+        loader,
+        desc=f"stage1 epoch {epoch + 1}/{cfg.epochs}",
+        unit="batch",
+        mininterval=2,
+        disable=not accelerator.is_local_main_process,
+        leave=False,
+    )
     for pixels, labels in bar:
         recheck_threads()
         # accumulate() scales the loss and skips the gradient sync and the steps until the last micro-batch.
@@ -123,14 +141,18 @@ def _train_epoch(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         n = len(labels)
-        sums += torch.stack([loss.detach() * n, (logits.argmax(-1) == labels).sum().float(), torch.tensor(float(n), device=sums.device)])
+        sums += torch.stack(
+            [loss.detach() * n, (logits.argmax(-1) == labels).sum().float(), torch.tensor(float(n), device=sums.device)]
+        )
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     loss_sum, correct, count = accelerator.reduce(sums, "sum").tolist()
     return loss_sum / count, correct / count
 
 
 @torch.no_grad()
-def _predict(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray, float]:
+def _predict(
+    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Predicted and true labels in dataset order, and the mean cross-entropy."""
     model.eval()
     preds, labels, losses = [], [], []
@@ -165,21 +187,25 @@ class _Training:
     eval_loaders: dict[str, DataLoader]
 
 
-def _prepare(cfg: Stage1Params, manifest: pd.DataFrame, dataset_root: Path, seed: int, accelerator: Accelerator) -> _Training:
+def _prepare(
+    cfg: Stage1Params, manifest: pd.DataFrame, dataset_root: Path, seed: int, accelerator: Accelerator
+) -> _Training:
     seed_everything(seed)  # initial weights of the new layers (and of the trunk when from scratch)
     model = build_encoder(cfg)  # first: a missing pretrained model fails before any decoding
     rows = {s: split_rows(manifest, s) for s in SPLITS}
     if cfg.cache_images:
         require_cache_fits(sum(len(r) for r in rows.values()), cfg.crop)
     data = {
-        s: split_dataset(rows[s], dataset_root, cfg.resize, cfg.crop, cfg.cache_images, cfg.workers, s)
-        for s in SPLITS
+        s: split_dataset(rows[s], dataset_root, cfg.resize, cfg.crop, cfg.cache_images, cfg.workers, s) for s in SPLITS
     }
     train_set = EpochFlips(data["train"], seed) if cfg.hflip else data["train"]
     workers = 0 if cfg.cache_images else cfg.workers  # streaming: decode, crop and flip in worker processes
     train_loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=EpochShuffle(len(train_set), seed),
-        drop_last=len(data["train"]) > cfg.batch_size, num_workers=workers,
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=EpochShuffle(len(train_set), seed),
+        drop_last=len(data["train"]) > cfg.batch_size,
+        num_workers=workers,
     )
     eval_loaders = [DataLoader(data[s], batch_size=cfg.eval_batch_size, num_workers=workers) for s in SPLITS]
     optimizer = _optimizer(model, cfg)
@@ -187,8 +213,10 @@ def _prepare(cfg: Stage1Params, manifest: pd.DataFrame, dataset_root: Path, seed
     # takes gradient_accumulation_steps of this (unsharded) loader's batches per process.
     total_steps = cfg.epochs * math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
     scheduler = get_scheduler(
-        _SCHEDULES[cfg.lr_schedule], optimizer,
-        num_warmup_steps=round(cfg.warmup_fraction * total_steps), num_training_steps=total_steps,
+        _SCHEDULES[cfg.lr_schedule],
+        optimizer,
+        num_warmup_steps=round(cfg.warmup_fraction * total_steps),
+        num_training_steps=total_steps,
     )
     model, optimizer, train_loader, scheduler, *eval_loaders = accelerator.prepare(
         model, optimizer, train_loader, scheduler, *eval_loaders
@@ -230,13 +258,23 @@ def _fit(
         )
         val_pred, val_true, val_loss = _predict(run.model, run.eval_loaders["val"], accelerator)
         record = {
-            "epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_acc,
-            "val_loss": val_loss, "val_accuracy": float((val_pred == val_true).mean()),
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "val_loss": val_loss,
+            "val_accuracy": float((val_pred == val_true).mean()),
             "lr": run.scheduler.get_last_lr()[0],
         }
         history.append(record)
-        log.info("stage1 epoch %d/%d: train loss %.3f acc %.3f, val loss %.3f acc %.3f",
-                 epoch + 1, cfg.epochs, train_loss, train_acc, val_loss, record["val_accuracy"])
+        log.info(
+            "stage1 epoch %d/%d: train loss %.3f acc %.3f, val loss %.3f acc %.3f",
+            epoch + 1,
+            cfg.epochs,
+            train_loss,
+            train_acc,
+            val_loss,
+            record["val_accuracy"],
+        )
         if _is_better(record, best):
             best = record
             best_state = _cpu_state(accelerator.unwrap_model(run.model))
@@ -244,9 +282,11 @@ def _fit(
         if on_epoch:
             on_epoch(record)
         if epoch + 1 == cfg.stop_after_epochs and epoch + 1 < cfg.epochs:
-            raise StoppedEarly(f"stage1: stopped after epoch {epoch + 1} of {cfg.epochs} as stage1.stop_after_epochs "
-                               f"asks; the checkpoint {checkpoints.latest()} is kept: run again with "
-                               "stop_after_epochs: null to resume from it")
+            raise StoppedEarly(
+                f"stage1: stopped after epoch {epoch + 1} of {cfg.epochs} as stage1.stop_after_epochs "
+                f"asks; the checkpoint {checkpoints.latest()} is kept: run again with "
+                "stop_after_epochs: null to resume from it"
+            )
     return _Fit(history, best, best_state, resumed_from)
 
 
@@ -268,7 +308,9 @@ def train_encoder(
     started = time.perf_counter()
     accelerator = accelerator or make_accelerator(cfg)
     run = _prepare(cfg, manifest, dataset_root, seed, accelerator)
-    folder = checkpoint_root(cfg, layout) / run_fingerprint(cfg, seed, manifest, dataset_root, accelerator.num_processes)
+    folder = checkpoint_root(cfg, layout) / run_fingerprint(
+        cfg, seed, manifest, dataset_root, accelerator.num_processes
+    )
     checkpoints = epoch_checkpoints(folder, accelerator)
     # Only the main process locks: the others follow it through the collectives.
     with locked(folder) if accelerator.is_main_process else nullcontext():

@@ -35,37 +35,40 @@ from diffusers import DDIMScheduler
 from torch import nn
 from tqdm.auto import tqdm
 
-from emogen.pipelines.components import BaseComponents, load_base
 from emogen.caches import cache_dir, code_hash, locked
 from emogen.checkpoints import Checkpoints
 from emogen.config import Params
-from emogen.emotions import EMOTIONS
 from emogen.devices import require_launched_processes
+from emogen.emotions import EMOTIONS
 from emogen.errors import DataError, StoppedEarly, UserError
-from emogen.pipelines.grid import make_grid
-from emogen.pipelines.emogen_pipeline import EmoGenPipeline
-from emogen.pipelines.settings import sampler_settings
-from emogen.pipelines.text_pipeline import base_modules
-from emogen.pipelines.sampling import EmotionGaussians
+from emogen.jsonio import write_json
 from emogen.layout import Layout
-from emogen.seeding import derived_seed, stage_seed
-from emogen.stage2.data import SampleOrder, load_training_data, read_samples, read_vocabulary, stage_inputs
+from emogen.pipelines.components import BaseComponents, load_base
+from emogen.pipelines.emogen_pipeline import EmoGenPipeline
+from emogen.pipelines.grid import make_grid
 from emogen.pipelines.losses import (
     attribute_bank,
     attribute_logits,
     attribute_loss,
-    noisy_batch,
     ldm_loss,
+    noisy_batch,
     total_loss,
 )
 from emogen.pipelines.mapper import EmotionMapper, MapperConfig
-from emogen.threads import recheck_threads
 from emogen.pipelines.placeholder import (
-    add_placeholder_tokens, encode_with_placeholders, placeholder_hidden_state, second_placeholder,
+    add_placeholder_tokens,
+    encode_with_placeholders,
+    placeholder_hidden_state,
+    second_placeholder,
 )
+from emogen.pipelines.sampling import EmotionGaussians
+from emogen.pipelines.settings import sampler_settings
+from emogen.pipelines.text_pipeline import base_modules
+from emogen.seeding import derived_seed, stage_seed
+from emogen.stage2.data import SampleOrder, load_training_data, read_samples, read_vocabulary, stage_inputs
+from emogen.threads import recheck_threads
 from emogen.timings import record
 from emogen.tracking import log_artifact, log_metrics, stage_run
-from emogen.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +104,27 @@ def _loss_totals(out: StepOutput) -> torch.Tensor:
     if out.logits is not None:
         correct = (out.logits.argmax(dim=1) == out.vocab_idx)[known].sum().item()
     return torch.tensor(
-        [out.ldm.sum().item(), out.ldm.numel(), out.attr[known].sum().item(), known.sum().item(),
-         correct, out.loss.item() * out.ldm.numel()],
-        dtype=torch.float64, device=out.loss.device,
+        [
+            out.ldm.sum().item(),
+            out.ldm.numel(),
+            out.attr[known].sum().item(),
+            known.sum().item(),
+            correct,
+            out.loss.item() * out.ldm.numel(),
+        ],
+        dtype=torch.float64,
+        device=out.loss.device,
     )
 
 
 def assert_only_mapper_trains(base: BaseComponents, mapper: nn.Module) -> None:
     """docs/method.md: the VAE, UNet, text encoder and CLIP are frozen; every mapper weight trains."""
-    for name, module in (("text_encoder", base.text_encoder), ("unet", base.unet),
-                         ("vae", base.vae), ("clip_model", base.clip_model)):
+    for name, module in (
+        ("text_encoder", base.text_encoder),
+        ("unet", base.unet),
+        ("vae", base.vae),
+        ("clip_model", base.clip_model),
+    ):
         if module is None:
             continue
         trainable = [n for n, p in module.named_parameters() if p.requires_grad]
@@ -138,29 +152,37 @@ class Trainer:
         self.seed = stage_seed(params.seed, STAGE)
         self.inputs = stage_inputs(params, layout)
         self.work_dir = cache_dir(layout, STAGE, p.work_dir)
-        base = self.base = load_base(self.inputs.base_dir, device=accelerator.device,
-                                     dtype=WEIGHT_DTYPES[p.mixed_precision])
+        base = self.base = load_base(
+            self.inputs.base_dir, device=accelerator.device, dtype=WEIGHT_DTYPES[p.mixed_precision]
+        )
         # Both of the EmoGen pipeline's tokens (the previews are sampled by it); only the first trains.
-        self.token_id, _ = add_placeholder_tokens(base.tokenizer, base.text_encoder,
-                                                  [p.placeholder_token, second_placeholder(p.placeholder_token)])
+        self.token_id, _ = add_placeholder_tokens(
+            base.tokenizer, base.text_encoder, [p.placeholder_token, second_placeholder(p.placeholder_token)]
+        )
         self.prompt = p.prompt_template.format(p.placeholder_token)
         self.prompt_ids = base.tokenizer(
-            [self.prompt], padding="max_length", max_length=base.tokenizer.model_max_length,
-            truncation=True, return_tensors="pt",
+            [self.prompt],
+            padding="max_length",
+            max_length=base.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
         ).input_ids.to(accelerator.device)
         if not bool((self.prompt_ids == self.token_id).any()):
-            raise UserError(f"stage2.prompt_template {p.prompt_template!r}: the placeholder is cut off "
-                            f"by the tokenizer's max length {base.tokenizer.model_max_length}")
+            raise UserError(
+                f"stage2.prompt_template {p.prompt_template!r}: the placeholder is cut off "
+                f"by the tokenizer's max length {base.tokenizer.model_max_length}"
+            )
         self.text_width = base.text_encoder.config.hidden_size
         clip_width = base.clip_model.text_projection.in_features
         if clip_width != self.text_width:
-            raise UserError(f"{self.inputs.base_dir}/base.json: the CLIP model's text width {clip_width} differs "
-                            f"from the text encoder's {self.text_width}; L_attr needs the text encoder to be "
-                            "CLIP's text tower (as SD 1.5's is CLIP ViT-L/14's)")
+            raise UserError(
+                f"{self.inputs.base_dir}/base.json: the CLIP model's text width {clip_width} differs "
+                f"from the text encoder's {self.text_width}; L_attr needs the text encoder to be "
+                "CLIP's text tower (as SD 1.5's is CLIP ViT-L/14's)"
+            )
 
         self.attributes = read_vocabulary(self.inputs.vocabulary)
-        self.bank = (attribute_bank(base.clip_model, base.clip_tokenizer, self.attributes)
-                     if self.attributes else None)
+        self.bank = attribute_bank(base.clip_model, base.clip_tokenizer, self.attributes) if self.attributes else None
         if self.bank is None:
             log.warning("stage2: %s has no attributes: L_attr is 0 throughout", self.inputs.vocabulary)
         if p.gradient_checkpointing:
@@ -173,14 +195,22 @@ class Trainer:
         self.gaussians = read_gaussians(self.inputs.gaussians, self.vector_dim)
         m = p.mapper
         self.mapper_config = MapperConfig(
-            in_dim=self.vector_dim, out_dim=self.text_width, hidden_dim=m.hidden_dim,
-            num_hidden_layers=m.num_hidden_layers, kind=m.kind, layer_norm=m.layer_norm, dropout=m.dropout,
+            in_dim=self.vector_dim,
+            out_dim=self.text_width,
+            hidden_dim=m.hidden_dim,
+            num_hidden_layers=m.num_hidden_layers,
+            kind=m.kind,
+            layer_norm=m.layer_norm,
+            dropout=m.dropout,
         )
         torch.manual_seed(self.seed)  # mapper initialisation
         mapper = EmotionMapper(self.mapper_config)
         optimizer = torch.optim.AdamW(
-            mapper.parameters(), lr=p.learning_rate, betas=(p.adam_beta1, p.adam_beta2),
-            weight_decay=p.adam_weight_decay, eps=p.adam_epsilon,
+            mapper.parameters(),
+            lr=p.learning_rate,
+            betas=(p.adam_beta1, p.adam_beta2),
+            weight_decay=p.adam_weight_decay,
+            eps=p.adam_epsilon,
         )
         self.mapper, self.optimizer = accelerator.prepare(mapper, optimizer)
         assert_only_mapper_trains(base, self.mapper)
@@ -197,8 +227,16 @@ class Trainer:
     def run_key(self) -> str:
         """Identifies a training run: resuming needs the same data, params and world size."""
         params = self.p.model_dump(exclude={"stop_after_steps"})  # where it stops is not what it trains
-        spec = json.dumps({"data": self.data.key, "seed": self.seed, "params": params,
-                           "world": self.accelerator.num_processes, "code": code_hash(__name__)}, sort_keys=True)
+        spec = json.dumps(
+            {
+                "data": self.data.key,
+                "seed": self.seed,
+                "params": params,
+                "world": self.accelerator.num_processes,
+                "code": code_hash(__name__),
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
     def losses(self, step: int, micro: int) -> StepOutput:
@@ -229,8 +267,9 @@ class Trainer:
             attr = torch.zeros_like(ldm)
             if self.bank is not None:
                 at_placeholder = placeholder_hidden_state(hidden, ids, self.token_id)
-                logits = attribute_logits(at_placeholder, base.clip_model.text_projection, self.bank,
-                                          p.attr_temperature)
+                logits = attribute_logits(
+                    at_placeholder, base.clip_model.text_projection, self.bank, p.attr_temperature
+                )
                 attr = attribute_loss(logits, vocab_idx)
             loss = total_loss(ldm, attr, alpha, p.lambda_attr)
         return StepOutput(loss=loss, ldm=ldm, attr=attr, logits=logits, vocab_idx=vocab_idx)
@@ -275,8 +314,12 @@ class Trainer:
         )
         pipe.set_progress_bar_config(disable=True)
         try:
-            images = pipe(list(EMOTIONS), num_images_per_emotion=count, template=self.p.prompt_template,
-                          generator=[torch.Generator().manual_seed(first + i) for i in range(len(EMOTIONS) * count)]).images
+            images = pipe(
+                list(EMOTIONS),
+                num_images_per_emotion=count,
+                template=self.p.prompt_template,
+                generator=[torch.Generator().manual_seed(first + i) for i in range(len(EMOTIONS) * count)],
+            ).images
         finally:
             mapper.train()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -304,8 +347,9 @@ def summarize(history: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def write_outputs(trainer: Trainer, layout: Layout, history: list[dict[str, float]], samples_dir: Path,
-                  timing: dict[str, float]) -> dict[str, float]:
+def write_outputs(
+    trainer: Trainer, layout: Layout, history: list[dict[str, float]], samples_dir: Path, timing: dict[str, float]
+) -> dict[str, float]:
     out = layout.model_dir(STAGE)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -363,15 +407,21 @@ def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> d
     main, steps, samples_dir = acc.is_main_process, trainer.total_steps(), run_dir / "samples"
     checkpoints = Checkpoints(run_dir, acc, prefix="checkpoint-", digits=8, keep=p.checkpoints_total_limit)
     history = _resume(checkpoints, steps)
-    log.info("stage2: %d steps × effective batch %d over %d samples (%.2f epochs); mapper %s, %d parameters",
-             steps, trainer.effective_batch, len(trainer.data), steps * trainer.effective_batch / len(trainer.data),
-             p.mapper.kind, acc.unwrap_model(trainer.mapper).num_parameters())
+    log.info(
+        "stage2: %d steps × effective batch %d over %d samples (%.2f epochs); mapper %s, %d parameters",
+        steps,
+        trainer.effective_batch,
+        len(trainer.data),
+        steps * trainer.effective_batch / len(trainer.data),
+        p.mapper.kind,
+        acc.unwrap_model(trainer.mapper).num_parameters(),
+    )
     start, setup_s, loop_start = len(history), time.perf_counter() - started, time.perf_counter()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="stage2", unit="step", disable=not main)
     for step in bar:
         recheck_threads()
         history.append(trainer.train_step(step))
-        done, recent = step + 1, summarize_recent(history[-p.log_every:])
+        done, recent = step + 1, summarize_recent(history[-p.log_every :])
         if main:
             bar.set_postfix(recent)
             if done % p.log_every == 0 or done == steps:
@@ -380,9 +430,11 @@ def _train(trainer: Trainer, layout: Layout, started: float, run_dir: Path) -> d
         if stop or (p.checkpointing_steps and done % p.checkpointing_steps == 0 and done < steps):
             checkpoints.save(done, {"step": done, "history": history})
         if stop:
-            raise StoppedEarly(f"stage2: stopped after step {done} of {steps} as stage2.stop_after_steps asks; "
-                               f"the checkpoint {checkpoints.latest()} is kept: run again with "
-                               "stop_after_steps: null to resume from it")
+            raise StoppedEarly(
+                f"stage2: stopped after step {done} of {steps} as stage2.stop_after_steps asks; "
+                f"the checkpoint {checkpoints.latest()} is kept: run again with "
+                "stop_after_steps: null to resume from it"
+            )
         if main and p.sample_every and done % p.sample_every == 0 and done < steps:
             log_artifact(str(trainer.preview(done, samples_dir)), artifact_path="samples")
     timing = {"setup_s": setup_s, "train_s": time.perf_counter() - loop_start}
@@ -400,8 +452,15 @@ def _resume(checkpoints: Checkpoints, steps: int) -> list[dict[str, float]]:
     return progress["history"][: progress["step"]]
 
 
-def _finish(trainer: Trainer, layout: Layout, history: list[dict[str, float]], samples_dir: Path,
-            timing: dict[str, float], resumed_from_step: int, started: float) -> dict[str, float]:
+def _finish(
+    trainer: Trainer,
+    layout: Layout,
+    history: list[dict[str, float]],
+    samples_dir: Path,
+    timing: dict[str, float],
+    resumed_from_step: int,
+    started: float,
+) -> dict[str, float]:
     """Final preview, outputs, MLflow; then the run's checkpoints are no longer needed.
     Durations go to metrics/timings/stage2.json (and MLflow), not to the metrics."""
     grid = trainer.preview(trainer.total_steps(), samples_dir)
@@ -412,9 +471,14 @@ def _finish(trainer: Trainer, layout: Layout, history: list[dict[str, float]], s
     log_artifact(str(layout.metrics / "stage2_loss.csv"))
     log_artifact(str(layout.model_dir(STAGE) / "train_config.json"))
     shutil.rmtree(samples_dir.parent, ignore_errors=True)
-    log.info("stage2: L_LDM %.4f, L_attr %.4f, attribute accuracy %.3f (last %d steps); %.1f s",
-             metrics["l_ldm"], metrics["l_attr"], metrics["attr_accuracy"], metrics["window_steps"],
-             seconds)
+    log.info(
+        "stage2: L_LDM %.4f, L_attr %.4f, attribute accuracy %.3f (last %d steps); %.1f s",
+        metrics["l_ldm"],
+        metrics["l_attr"],
+        metrics["attr_accuracy"],
+        metrics["window_steps"],
+        seconds,
+    )
     return metrics
 
 

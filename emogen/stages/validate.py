@@ -37,9 +37,9 @@ from emogen.config import Params  # noqa: E402
 from emogen.data.emoset import SPLITS, read_info  # noqa: E402
 from emogen.emotions import EMOTIONS  # noqa: E402
 from emogen.errors import DataError  # noqa: E402
-from emogen.layout import Layout  # noqa: E402
-from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run # noqa: E402
 from emogen.jsonio import write_json  # noqa: E402
+from emogen.layout import Layout  # noqa: E402
+from emogen.tracking import log_artifact, log_artifacts, log_metrics, stage_run  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,14 @@ def run_suites(tables: dict[str, Table], docs_dir: Path) -> list[Any]:
     """Run every table's suite in an ephemeral GX context; build Data Docs into ``docs_dir``."""
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site("emogen", {
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    context.add_data_docs_site(
+        "emogen",
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     source = context.data_sources.add_pandas("emoset")
     results = []
     for name, table in tables.items():
@@ -66,11 +69,16 @@ def run_suites(tables: dict[str, Table], docs_dir: Path) -> list[Any]:
         for expectation in table.expectations:
             suite.add_expectation(expectation)
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-        results.append(definition.run(
-            batch_parameters={"dataframe": table.frame},
-            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": [table.key],
-                           "partial_unexpected_count": _EXAMPLES},
-        ))
+        results.append(
+            definition.run(
+                batch_parameters={"dataframe": table.frame},
+                result_format={
+                    "result_format": "SUMMARY",
+                    "unexpected_index_column_names": [table.key],
+                    "partial_unexpected_count": _EXAMPLES,
+                },
+            )
+        )
     context.build_data_docs(site_names=["emogen"])
     return results
 
@@ -84,8 +92,9 @@ def run(params: Params, layout: Layout) -> None:
             out = validation_dir(layout)
             if (layout.metrics / SUMMARY_FILE).is_file():
                 report = json.loads((layout.metrics / SUMMARY_FILE).read_text())
-                log_metrics({"evaluated": report["evaluated"], "failed": report["failed"],
-                                    "success": int(report["success"])})
+                log_metrics(
+                    {"evaluated": report["evaluated"], "failed": report["failed"], "success": int(report["success"])}
+                )
                 log_artifact(str(layout.metrics / SUMMARY_FILE))
                 log_artifact(str(out / "result.json"))
                 log_artifacts(str(out / "docs"), "data_docs")
@@ -108,30 +117,44 @@ def validation_dir(layout: Layout) -> Path:
 def build_tables(manifest: pd.DataFrame, vocabularies: dict[str, frozenset[str]], params: Params) -> dict[str, Table]:
     """The tables and their expectations (no GX context involved yet)."""
     v = params.validate_
-    man = Table(manifest, "id", [
-        gxe.ExpectColumnValuesToBeInSet(column="emotion", value_set=list(EMOTIONS)),
-        gxe.ExpectColumnValuesToNotBeNull(column="id"),
-        gxe.ExpectColumnValuesToBeUnique(column="id"),
-        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
-        gxe.ExpectColumnValuesToBeBetween(column="brightness", min_value=0.0, max_value=1.0),
-        gxe.ExpectColumnValuesToBeBetween(column="colorfulness", min_value=0.0, max_value=1.0),
-    ])
+    man = Table(
+        manifest,
+        "id",
+        [
+            gxe.ExpectColumnValuesToBeInSet(column="emotion", value_set=list(EMOTIONS)),
+            gxe.ExpectColumnValuesToNotBeNull(column="id"),
+            gxe.ExpectColumnValuesToBeUnique(column="id"),
+            gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
+            gxe.ExpectColumnValuesToBeBetween(column="brightness", min_value=0.0, max_value=1.0),
+            gxe.ExpectColumnValuesToBeBetween(column="colorfulness", min_value=0.0, max_value=1.0),
+        ],
+    )
     for column in _VOCAB_COLUMNS:
         if column in vocabularies:
-            man.expectations.append(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=sorted(vocabularies[column])))
+            man.expectations.append(
+                gxe.ExpectColumnValuesToBeInSet(column=column, value_set=sorted(vocabularies[column]))
+            )
     tables = {"manifest": man}
 
     if "object" in vocabularies:
         objects = manifest[["id", "objects"]].explode("objects").dropna().rename(columns={"objects": "object"})
-        tables["objects"] = Table(objects.reset_index(drop=True), "id", [
-            gxe.ExpectColumnValuesToBeInSet(column="object", value_set=sorted(vocabularies["object"])),
-        ])
+        tables["objects"] = Table(
+            objects.reset_index(drop=True),
+            "id",
+            [
+                gxe.ExpectColumnValuesToBeInSet(column="object", value_set=sorted(vocabularies["object"])),
+            ],
+        )
 
     train = manifest.loc[manifest["split"] == "train", "emotion"].value_counts()
     counts = pd.DataFrame({"emotion": list(EMOTIONS), "train_images": [int(train.get(e, 0)) for e in EMOTIONS]})
-    tables["train_counts"] = Table(counts, "emotion", [
-        gxe.ExpectColumnValuesToBeBetween(column="train_images", min_value=v.min_images_per_emotion),
-    ])
+    tables["train_counts"] = Table(
+        counts,
+        "emotion",
+        [
+            gxe.ExpectColumnValuesToBeBetween(column="train_images", min_value=v.min_images_per_emotion),
+        ],
+    )
 
     expected = v.split.model_dump()
     actual = manifest["split"].value_counts(normalize=True)
@@ -139,9 +162,13 @@ def build_tables(manifest: pd.DataFrame, vocabularies: dict[str, frozenset[str]]
     fractions["fraction"] = [float(actual.get(s, 0.0)) for s in SPLITS]
     fractions["expected"] = [expected[s] for s in SPLITS]
     fractions["deviation"] = (fractions["fraction"] - fractions["expected"]).abs().round(6)
-    tables["split_fractions"] = Table(fractions, "split", [
-        gxe.ExpectColumnValuesToBeBetween(column="deviation", min_value=0.0, max_value=v.split_tolerance),
-    ])
+    tables["split_fractions"] = Table(
+        fractions,
+        "split",
+        [
+            gxe.ExpectColumnValuesToBeBetween(column="deviation", min_value=0.0, max_value=v.split_tolerance),
+        ],
+    )
     return tables
 
 
@@ -154,15 +181,22 @@ def summarize(results: list[Any], tables: dict[str, Table]) -> tuple[dict[str, A
             column = r.expectation_config.kwargs.get("column")
             label = f"{name}.{column}.{r.expectation_config.type.removeprefix('expect_column_values_to_')}"
             unexpected = int(r.result.get("unexpected_count") or 0)
-            checks[label] = {"success": bool(r.success), "unexpected": unexpected,
-                             "rows": int(r.result.get("element_count") or 0)}
+            checks[label] = {
+                "success": bool(r.success),
+                "unexpected": unexpected,
+                "rows": int(r.result.get("element_count") or 0),
+            }
             if not r.success:
                 examples = [str(i.get(table.key)) for i in r.result.get("partial_unexpected_index_list") or []]
                 values = [str(x) for x in r.result.get("partial_unexpected_list") or []]
                 failures.append(
                     f"{label}: {unexpected} of {checks[label]['rows']} rows fail "
                     f"(e.g. {table.key} {', '.join(examples)}; values {', '.join(values)})"
-                    + (f" [{r.exception_info.get('exception_message')}]" if r.exception_info.get("raised_exception") else "")
+                    + (
+                        f" [{r.exception_info.get('exception_message')}]"
+                        if r.exception_info.get("raised_exception")
+                        else ""
+                    )
                 )
     summary = {"success": not failures, "evaluated": len(checks), "failed": len(failures), "checks": checks}
     return summary, failures
@@ -181,8 +215,11 @@ def validate(params: Params, layout: Layout) -> dict[str, Any]:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     results = run_suites(tables, out / "docs")
-    write_json(out / "result.json", {"success": all(r.success for r in results),
-                                     "suites": [r.to_json_dict() for r in results]}, default=str)
+    write_json(
+        out / "result.json",
+        {"success": all(r.success for r in results), "suites": [r.to_json_dict() for r in results]},
+        default=str,
+    )
     summary, failures = summarize(results, tables)
     write_json(layout.metrics / SUMMARY_FILE, summary)
     if failures:

@@ -45,10 +45,20 @@ class Browser:
     def __init__(self, profile: Path, width: int = 1400, height: int = 1000) -> None:
         profile.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [chromium_path(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-dev-shm-usage", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-             f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                chromium_path(),
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -91,8 +101,9 @@ class Browser:
         self.wait_event("Page.loadEventFired", timeout)
 
     def eval(self, expression: str, timeout: float = 60):
-        result = self.send("Runtime.evaluate", timeout=timeout, expression=expression,
-                           returnByValue=True, awaitPromise=True)
+        result = self.send(
+            "Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"JS error: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -106,9 +117,11 @@ class Browser:
 
     def click(self, selector: str) -> None:
         """A real mouse click (pressed and released) at the middle of the element ``selector``."""
-        box = self.eval(f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
-                        " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
-                        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        box = self.eval(
+            f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
+            " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
@@ -121,8 +134,15 @@ class Browser:
         codes = {"Enter": 13, "Tab": 9, "Backspace": 8, "Escape": 27}
         text = {"Enter": "\r"}.get(key, "")
         for kind in ("keyDown", "keyUp"):
-            self.send("Input.dispatchKeyEvent", type=kind, key=key, code=key, text=text if kind == "keyDown" else "",
-                      windowsVirtualKeyCode=codes[key], nativeVirtualKeyCode=codes[key])
+            self.send(
+                "Input.dispatchKeyEvent",
+                type=kind,
+                key=key,
+                code=key,
+                text=text if kind == "keyDown" else "",
+                windowsVirtualKeyCode=codes[key],
+                nativeVirtualKeyCode=codes[key],
+            )
 
     def fill(self, selector: str, text: str) -> None:
         """Click into the field ``selector``, select what it holds, type ``text`` over it, press Tab."""

@@ -14,16 +14,22 @@ from pathlib import Path
 import torch
 
 from emogen.config import GenerateParams
-from emogen.pipelines.sampling import EmotionGaussians
 from emogen.pipelines.mapper import EmotionMapper, MapperConfig
+from emogen.pipelines.sampling import EmotionGaussians
 from tests.helpers.tiny_sd import WORDS, build_tiny_sd, write_base_json
 
 VECTOR_DIM = 12
 # Tiny and fast: 16 px pixel space, 3 UniPC steps (the published scheduler).
 TINY_GENERATE = dict(
-    num_images=2, batch_size=8, num_inference_steps=3, guidance_scale=2.0, device="cpu",
+    num_images=2,
+    batch_size=8,
+    num_inference_steps=3,
+    guidance_scale=2.0,
+    device="cpu",
     scheduler="UniPCMultistepScheduler",
-    transfer_templates=("{} bag", "{} cup"), transfer_images=2, grid_cell=16,
+    transfer_templates=("{} bag", "{} cup"),
+    transfer_images=2,
+    grid_cell=16,
 )
 
 
@@ -42,7 +48,9 @@ def write_upstream(root: Path, with_vae: bool = False, seed: int = 0) -> Path:
 
     stage2 = root / "models" / "stage2"
     torch.manual_seed(seed)
-    EmotionMapper(MapperConfig(in_dim=VECTOR_DIM, out_dim=sd.text_width, hidden_dim=16)).save_pretrained(stage2 / "mapper")
+    EmotionMapper(MapperConfig(in_dim=VECTOR_DIM, out_dim=sd.text_width, hidden_dim=16)).save_pretrained(
+        stage2 / "mapper"
+    )
     (stage2 / "train_config.json").write_text(json.dumps({"placeholder_token": "<emotion>", "prompt_template": "{}"}))
 
     space = root / "models" / "emotion_space"
@@ -61,7 +69,11 @@ def saved_pipeline(root: Path, **generate_overrides) -> Path:
     from emogen.pipelines.settings import build_pipeline
 
     models = write_upstream(root) / "models"
-    pipe = build_pipeline(models / "base", models / "stage2", models / "emotion_space" / "gaussians.safetensors",
-                          tiny_generate_params(**generate_overrides))
+    pipe = build_pipeline(
+        models / "base",
+        models / "stage2",
+        models / "emotion_space" / "gaussians.safetensors",
+        tiny_generate_params(**generate_overrides),
+    )
     pipe.save_pretrained(models / "emogen")
     return models / "emogen"

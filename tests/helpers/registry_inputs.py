@@ -29,15 +29,26 @@ def write_generator(root: Path, seed: int = 0) -> Path:
 
 def write_table1(path: Path, emo_a: float | None, fid: float | None) -> Path:
     def metric(value):
-        return {"value": value, "low": value, "high": value} if value is not None else {
-            "value": None, "note": "not computed: test input"}
+        return (
+            {"value": value, "low": value, "high": value}
+            if value is not None
+            else {"value": None, "note": "not computed: test input"}
+        )
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "profile": "embedded", "stand_in": True, "test_inputs": "fixture values written by the tests, not measured",
-        "evaluators": {"emo_a": "test fixture", "fid": "test fixture"},
-        "images_per_emotion": 2, "bootstrap": {"samples": 0, "confidence": 0.95},
-        "methods": {"emogen": {"emo_a": metric(emo_a), "fid": metric(fid)}},
-    }, indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "profile": "embedded",
+                "stand_in": True,
+                "test_inputs": "fixture values written by the tests, not measured",
+                "evaluators": {"emo_a": "test fixture", "fid": "test fixture"},
+                "images_per_emotion": 2,
+                "bootstrap": {"samples": 0, "confidence": 0.95},
+                "methods": {"emogen": {"emo_a": metric(emo_a), "fid": metric(fid)}},
+            },
+            indent=1,
+        )
+    )
     return path

@@ -18,7 +18,12 @@ import yaml
 
 from tests.helpers.paths import REPO
 
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,12 @@ def command_env(mlflow_db: Path | None, pythonpath: Path = REPO, **extra: str) -
     """The environment for `dvc`, `emogen`, `git`: the venv's bin first on PATH (pytest may run
     without activating it), ``pythonpath``'s code, MLflow in ``mlflow_db`` (if given), a git
     identity; ``extra`` last."""
-    env = {**os.environ, **GIT_IDENTITY, "PYTHONPATH": str(pythonpath),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        **GIT_IDENTITY,
+        "PYTHONPATH": str(pythonpath),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     if mlflow_db is not None:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{mlflow_db}"
     return {**env, **extra}

@@ -44,10 +44,22 @@ def start_mlflow_server(folder: Path):
     port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=(folder / "server.log").open("w"), stderr=subprocess.STDOUT,
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=(folder / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stop_server ends its workers too
     )
     uri = f"http://127.0.0.1:{port}"

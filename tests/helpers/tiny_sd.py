@@ -65,14 +65,16 @@ def write_tokenizer_files(folder: Path, max_length: int = 16, words: tuple[str, 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
-                              model_max_length=max_length)
+    tokenizer = CLIPTokenizer(
+        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=max_length
+    )
     tokenizer.save_pretrained(folder)
     return tokenizer
 
 
-def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 16, seed: int = 0,
-                  words: tuple[str, ...] = WORDS) -> TinySD:
+def build_tiny_sd(
+    root: str | Path, *, with_vae: bool = True, resolution: int = 16, seed: int = 0, words: tuple[str, ...] = WORDS
+) -> TinySD:
     """Write the tiny model folders under ``root`` (seeded: same seed, same weights); ``words``
     are single tokens of its tokenizer."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -84,9 +86,15 @@ def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 
     tokenizer = write_tokenizer_files(pipeline / "tokenizer", words=words)
     width = 32
     text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=64, num_attention_heads=4,
-        num_hidden_layers=2, max_position_embeddings=tokenizer.model_max_length, projection_dim=16,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=tokenizer.model_max_length,
+        projection_dim=16,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     text_encoder = CLIPTextModel(text_config)
@@ -95,16 +103,26 @@ def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 
     latent_channels = 4 if with_vae else 3
     unet = UNet2DConditionModel(
         sample_size=resolution // 2 if with_vae else resolution,
-        in_channels=latent_channels, out_channels=latent_channels,
-        block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=width, attention_head_dim=2,
+        cross_attention_dim=width,
+        attention_head_dim=2,
     )
     unet.save_pretrained(pipeline / "unet")
     # SD 1.5's schedule settings (diffusers' SD pipeline rewrites others); pixel space clips x0 to [-1, 1].
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                  beta_end=0.012, steps_offset=1, clip_sample=not with_vae).save_pretrained(pipeline / "scheduler")
+    DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        clip_sample=not with_vae,
+    ).save_pretrained(pipeline / "scheduler")
     index = {
         "_class_name": "StableDiffusionPipeline" if with_vae else "DiffusionPipeline",
         "_diffusers_version": "0.42.1",
@@ -115,9 +133,15 @@ def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 
     }
     if with_vae:
         AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-            layers_per_block=1, norm_num_groups=4, sample_size=resolution,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            block_out_channels=(8, 8),
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            layers_per_block=1,
+            norm_num_groups=4,
+            sample_size=resolution,
         ).save_pretrained(pipeline / "vae")
         index["vae"] = ["diffusers", "AutoencoderKL"]
         index.update(safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
@@ -125,11 +149,18 @@ def build_tiny_sd(root: str | Path, *, with_vae: bool = True, resolution: int = 
 
     from transformers import CLIPVisionConfig
 
-    vision_config = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_attention_heads=2,
-                                     num_hidden_layers=1, image_size=resolution, patch_size=8,
-                                     projection_dim=16)
-    clip_model = CLIPModel(CLIPConfig(text_config=text_config.to_dict(),
-                                      vision_config=vision_config.to_dict(), projection_dim=16))
+    vision_config = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        image_size=resolution,
+        patch_size=8,
+        projection_dim=16,
+    )
+    clip_model = CLIPModel(
+        CLIPConfig(text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), projection_dim=16)
+    )
     clip_model.text_model.load_state_dict(text_encoder.state_dict())
     clip_model.save_pretrained(clip)
     tokenizer.save_pretrained(clip)
@@ -148,11 +179,19 @@ def write_base_json(sd: TinySD, base_dir: str | Path) -> Path:
     base_dir = Path(base_dir)
     base_dir.mkdir(parents=True, exist_ok=True)
     path = base_dir / "base.json"
-    path.write_text(json.dumps({
-        "profile": "pretrained", "pipeline": str(pipeline.path.resolve()), "clip": str(clip.path.resolve()),
-        "resolution": sd.resolution, "sampling": BaseSamplingParams().model_dump(),
-        "sources": {"pipeline": pipeline.revision, "clip": clip.revision},
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "profile": "pretrained",
+                "pipeline": str(pipeline.path.resolve()),
+                "clip": str(clip.path.resolve()),
+                "resolution": sd.resolution,
+                "sampling": BaseSamplingParams().model_dump(),
+                "sources": {"pipeline": pipeline.revision, "clip": clip.revision},
+            },
+            indent=2,
+        )
+    )
     return path
 
 
@@ -167,8 +206,16 @@ def write_tiny_classifier(folder: str | Path, labels: list[str]) -> None:
     """A tiny random ResNetForImageClassification + image processor: the ResNet-50 classifiers' shape."""
     from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
 
-    config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
-                          num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    config = ResNetConfig(
+        num_channels=3,
+        embedding_size=8,
+        hidden_sizes=[8, 16],
+        depths=[1, 1],
+        layer_type="basic",
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+    )
     ResNetForImageClassification(config).save_pretrained(folder)
     ConvNextImageProcessor(size={"shortest_edge": 16}, crop_pct=1.0).save_pretrained(folder)
 
@@ -178,15 +225,23 @@ def write_tiny_resnet_trunk(folder: str | Path) -> None:
     from transformers import ResNetConfig, ResNetModel
 
     torch.manual_seed(0)
-    ResNetModel(ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[16, 32], depths=[1, 1],
-                             layer_type="bottleneck")).save_pretrained(folder)
+    ResNetModel(
+        ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[16, 32], depths=[1, 1], layer_type="bottleneck")
+    ).save_pretrained(folder)
 
 
 STAGE2_VOCABULARY = ("cat", "dog", "tree", "sea")
 
 
-def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: int = 8, image_size: int = 20,
-                        seed: int = 0, latents: bool = True) -> None:
+def write_stage2_inputs(
+    root: str | Path,
+    *,
+    num_images: int = 16,
+    vector_dim: int = 8,
+    image_size: int = 20,
+    seed: int = 0,
+    latents: bool = True,
+) -> None:
     """Everything stage 2 reads besides the base model, under the repo-like ``root``
     (the files the stages exchange): images in the synthetic dataset root, balanced.parquet,
     models/confidence (sample_alpha.parquet, vocabulary.json) and models/emotion_space
@@ -212,9 +267,16 @@ def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: i
         (dataset / rel).parent.mkdir(parents=True, exist_ok=True)
         pixels = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(dataset / rel)
-        rows.append({"id": f"{emotion}_{i}", "emotion": emotion, "emotion_idx": emotion_idx,
-                     "image_path": rel, "attribute": STAGE2_VOCABULARY[i % 5] if i % 5 < 4 else "rock",
-                     "attribute_kind": "object"})
+        rows.append(
+            {
+                "id": f"{emotion}_{i}",
+                "emotion": emotion,
+                "emotion_idx": emotion_idx,
+                "image_path": rel,
+                "attribute": STAGE2_VOCABULARY[i % 5] if i % 5 < 4 else "rock",
+                "attribute_kind": "object",
+            }
+        )
     balanced = pd.DataFrame(rows + rows[: num_images // 2])  # oversampled: repeats, like balance
     processed = root / "data" / "processed"
     processed.mkdir(parents=True, exist_ok=True)
@@ -222,13 +284,19 @@ def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: i
 
     confidence = root / "models" / "confidence"
     confidence.mkdir(parents=True, exist_ok=True)
-    (confidence / "vocabulary.json").write_text(json.dumps(
-        {"attributes": list(STAGE2_VOCABULARY), "emotions": ["amusement", "awe", "fear", "sadness"]}))
+    (confidence / "vocabulary.json").write_text(
+        json.dumps({"attributes": list(STAGE2_VOCABULARY), "emotions": ["amusement", "awe", "fear", "sadness"]})
+    )
     vocab_idx = [STAGE2_VOCABULARY.index(a) if a in STAGE2_VOCABULARY else -1 for a in balanced["attribute"]]
-    pd.DataFrame({
-        "id": balanced["id"], "emotion_idx": balanced["emotion_idx"], "attribute": balanced["attribute"],
-        "alpha": [0.6 if v >= 0 else 0.0 for v in vocab_idx], "vocab_idx": vocab_idx,
-    }).to_parquet(confidence / "sample_alpha.parquet", index=False)
+    pd.DataFrame(
+        {
+            "id": balanced["id"],
+            "emotion_idx": balanced["emotion_idx"],
+            "attribute": balanced["attribute"],
+            "alpha": [0.6 if v >= 0 else 0.0 for v in vocab_idx],
+            "vocab_idx": vocab_idx,
+        }
+    ).to_parquet(confidence / "sample_alpha.parquet", index=False)
 
     space = root / "models" / "emotion_space"
     space.mkdir(parents=True, exist_ok=True)
@@ -236,27 +304,38 @@ def write_stage2_inputs(root: str | Path, *, num_images: int = 16, vector_dim: i
     vectors = torch.from_numpy(rng.normal(size=(len(ids), vector_dim)).astype("float32"))
     save_file({"vectors": vectors}, str(space / "vectors.safetensors"))
     pd.DataFrame({"id": ids}).to_parquet(space / "vector_ids.parquet", index=False)
-    save_file({"mean": torch.randn(len(EMOTIONS), vector_dim), "std": torch.rand(len(EMOTIONS), vector_dim)},
-              str(space / "gaussians.safetensors"))
+    save_file(
+        {"mean": torch.randn(len(EMOTIONS), vector_dim), "std": torch.rand(len(EMOTIONS), vector_dim)},
+        str(space / "gaussians.safetensors"),
+    )
     if latents:
         write_latents(root)
 
 
 def write_latents(root: str | Path, **latents_params) -> None:
     """data/processed/latents of ``root`` (the latents stage's code, one process, no MLflow run)."""
-    from emogen.pipelines.components import load_base
     from emogen.config import parse_params
     from emogen.devices import resolve_device
     from emogen.layout import Layout
+    from emogen.pipelines.components import load_base
     from emogen.stages import latents
 
     params = parse_params({"latents": {"workers": 0, **latents_params}})
     layout = Layout(Path(root))
     images = latents.unique_images(layout.balanced)
-    base = load_base(layout.model_dir("base"), device=resolve_device(params.latents.device),
-                     dtype=latents.DTYPES[params.latents.dtype])
+    base = load_base(
+        layout.model_dir("base"),
+        device=resolve_device(params.latents.device),
+        dtype=latents.DTYPES[params.latents.dtype],
+    )
     shutil.rmtree(layout.latents, ignore_errors=True)
     layout.latents.mkdir(parents=True)
-    latents.encode_shard(base, images, layout.dataset_root(params.data), layout.latents, params.latents,
-                         latents.stage_seed(params.seed, latents.STAGE))
+    latents.encode_shard(
+        base,
+        images,
+        layout.dataset_root(params.data),
+        layout.latents,
+        params.latents,
+        latents.stage_seed(params.seed, latents.STAGE),
+    )
     latents.finish(params, layout, base, images)
