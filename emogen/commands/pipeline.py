@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from emogen.errors import UserError
@@ -16,7 +17,13 @@ RETRAIN_FLOW = "flows/retrain.py:retrain"
 DEPLOYMENT = "emogen-retrain"
 
 
+# Prefect's own default (20 s) for its temporary server to answer is too short on a busy 2-core
+# machine (measured: a study failed at start beside a training stage); a user's value wins.
+EPHEMERAL_STARTUP_TIMEOUT_S = "180"
+
+
 def load_flow(entrypoint: str):
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
     from prefect.flows import load_flow_from_entrypoint
 
     if not Path(entrypoint.partition(":")[0]).is_file():
