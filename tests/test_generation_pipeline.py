@@ -74,6 +74,17 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     assert torch.allclose(before.images, after.images, atol=1e-6)
 
 
+def test_a_pipeline_saved_before_the_package_layout_still_loads(pipe, tmp_path):
+    """Pipelines saved (and registered) before emogen/pipelines existed name the mapper module emogen.stage2.mapper."""
+    pipe.save_pretrained(tmp_path / "old")
+    index = tmp_path / "old" / "model_index.json"
+    saved = json.loads(index.read_text())
+    assert saved["mapper"] == ["emogen.pipelines.mapper", "EmotionMapper"]
+    index.write_text(json.dumps({**saved, "mapper": ["emogen.stage2.mapper", "EmotionMapper"]}))
+    loaded = EmoGenPipeline.from_pretrained(tmp_path / "old")
+    assert torch.equal(loaded.mapper.state_dict()["net.0.weight"], pipe.mapper.state_dict()["net.0.weight"])
+
+
 def test_missing_or_foreign_folder_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="dvc repro generate"):
         EmoGenPipeline.from_pretrained(tmp_path / "nothing")

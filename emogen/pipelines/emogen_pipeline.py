@@ -22,6 +22,7 @@ whether it is generated alone or in a batch (up to float rounding).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,11 @@ from emogen.pipelines.placeholder import add_placeholder_tokens, encode_with_pla
 from emogen.pipelines.sampling import GAUSSIANS_FILE, EmotionGaussians
 from emogen.pipelines.text_pipeline import StepCallback, TextConditionedPipeline
 from emogen.pipelines.tokenizer import load_tokenizer
+
+# Pipelines saved before emogen/pipelines existed (and generators registered then) name the
+# mapper's module emogen.stage2.mapper in model_index.json; diffusers loads a component only from
+# a module already imported under that name, so the old name points at the mapper's module.
+sys.modules.setdefault("emogen.stage2.mapper", sys.modules[EmotionMapper.__module__])
 
 # The second token exists only for two-token fusion; it is added when the pipeline is built.
 DEFAULT_PLACEHOLDERS = ("<emotion>", "<emotion_2>")
