@@ -160,7 +160,9 @@ def test_two_processes_write_the_same_latents_as_one(tmp_path, tiny_models):
     """docs/stages/stage2.md's command with the device changed to the CPU (torch distributed with gloo):
     each rank encodes its own chunks, rank 0 writes the index; the bytes equal one process's."""
     layout = _repo(tmp_path, tiny_models["vae"])
-    write_latents(tmp_path, chunk_size=3)
+    # The same batch size in both runs: on some CPUs the VAE's convolutions round the last bit
+    # differently at another batch size (measured here: 1.2e-7 between batches of 32 and 2).
+    write_latents(tmp_path, chunk_size=3, batch_size=2)
     reference = _chunks(layout)
     info = json.loads((layout.latents / LATENTS_JSON).read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"latents": {"chunk_size": 3, "workers": 1, "batch_size": 2}}))
