@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
+from pipeline import set_param  # benchmarks/pipeline.py (this folder is on sys.path when run)
 
 REPO = Path(__file__).resolve().parents[1]
 # Small but real: the base model's UNet still trains for a few hundred steps (the stage whose
@@ -38,17 +39,6 @@ SMALL = [
     "base_model.eval_captions=16",
 ]
 STATES = ("Queued", "Running", "Success", "Failed")
-
-
-def _set(params: dict, assignment: str) -> None:
-    key, sep, value = assignment.partition("=")
-    if not sep:
-        raise SystemExit(f"-S {assignment!r}: expected key=value")
-    *parents, leaf = key.split(".")
-    node = params
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = yaml.safe_load(value)
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -90,7 +80,7 @@ def scratch_clone(repo: Path, workdir: Path, overrides: list[str], target: str) 
     trim_lock(clone, target)
     params = yaml.safe_load((clone / "params.yaml").read_text())
     for assignment in overrides:
-        _set(params, assignment)
+        set_param(params, assignment)
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(
         ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qam", "small params"],

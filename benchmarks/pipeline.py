@@ -38,7 +38,7 @@ BUDGET_S = 12 * 60
 _STAGE_LINE = re.compile(r"Running stage '([\w@-]+)'")
 
 
-def _set(params: dict, assignment: str) -> None:
+def set_param(params: dict, assignment: str) -> None:
     """``a.b=value`` (value parsed as YAML) into the params mapping, like ``dvc exp run -S``."""
     key, sep, value = assignment.partition("=")
     if not sep:
@@ -57,7 +57,7 @@ def clone(repo: Path, into: Path, overrides: list[str]) -> Path:
     if overrides:
         params = yaml.safe_load((clone_dir / "params.yaml").read_text())
         for assignment in overrides:
-            _set(params, assignment)
+            set_param(params, assignment)
         (clone_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return clone_dir
 
