@@ -117,7 +117,7 @@ def test_plots_of_two_experiments_open_offline(scratch, tmp_path):
     """`emogen plots diff` writes DVC's plots page with vega inline: in a browser with no
     network every chart draws (DVC's own page loads vega from a CDN and stays blank)."""
     pytest.importorskip("vl_convert", reason="the plots extra (vl-convert-python) is not installed")
-    from browser import Browser
+    from tests.helpers.browser import Browser
 
     root, env, _ = scratch
     _run(["emogen", "plots", "diff", "HEAD", "epochs3", "-o", "offline_plots"], root, env)
