@@ -34,6 +34,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
 BUDGET_S = 12 * 60
 _STAGE_LINE = re.compile(r"Running stage '([\w@-]+)'")
 
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> dict:
     clone_dir = clone(args.repo.resolve(), workdir, args.overrides)
     env = environment(workdir, clone_dir)
     print(f"dvc repro {args.target or ''} in {clone_dir} (fresh DVC cache, MLflow store, XDG cache)", flush=True)
+    # A set OMP_NUM_THREADS overrides the thread policy and changes both the times and the bits.
+    thread_env = {key: os.environ[key] for key in THREAD_ENV if os.environ.get(key)}
+    print(f"thread settings from the environment: {thread_env or 'none (the thread policy decides)'}", flush=True)
     stages, total = run_repro(clone_dir, env, args.target)
 
     start_up = interpreter_seconds("pass", env, clone_dir)
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         "overrides": args.overrides,
         "target": args.target,
         "cpu_count": os.cpu_count(),
+        "thread_environment": thread_env,
     }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
