@@ -12,6 +12,7 @@ import pytest
 
 from emogen.cli import STAGES
 from emogen.emotions import EMOTIONS
+from emogen.evaluation.study import study_summary
 from tests.helpers.scratch_repo import lay_over
 
 TINY = {
@@ -104,6 +105,20 @@ def test_full_dag_repro_runs_every_stage_once(tmp_path, scratch_repo):
     assert frontier["stand_in"] and frontier["guidance_scales"] == [1.0, 3.0]
     assert [p["guidance_scale"] for p in frontier["methods"]["emogen"]] == [1.0, 3.0]
     assert set(frontier["at_matched_emo_a"]) == {"prompt", "textual_inversion", "dreambooth"}
+    # `emogen study seeds` pools these two files: every field it reads is in the real outputs
+    # (its flow, `dvc exp run --temp` per seed, is tested on a stand-in DAG in test_study.py).
+    # Two copies of one seed: the pooled difference is that seed's, its se shrinks by sqrt(2).
+    pooled = study_summary({521: table, 522: table}, {521: frontier, 522: frontier}, 0.95)
+    assert set(pooled["means"]) == {"emogen", "prompt", "textual_inversion", "dreambooth"}
+    one = table["comparisons"]["prompt"]["emo_a"]
+    both = pooled["comparisons"]["prompt"]["emo_a"]
+    assert both["difference"] == pytest.approx(one["difference"], abs=1e-4) and both["seed_sd"] == 0
+    assert both["se"] == pytest.approx(one["se"] / 2**0.5, abs=1e-4)
+    assert pooled["frontier"]["images_per_emotion"] == [TINY["frontier"]["num_images"]]
+    matched = pooled["frontier"]["matched_difference"]
+    assert set(matched) == {"prompt", "textual_inversion", "dreambooth"}
+    assert all(len(rows) == 2 for rows in matched.values())  # guidance scales 1 and 3
+    assert all(row["difference"] is None or row["low"] <= row["difference"] <= row["high"] for row in matched["prompt"])
 
     index = json.loads((repo / "data/generated/emogen/index.json").read_text())
     assert {entry["emotion"] for entry in index["images"]} >= set(EMOTIONS)
