@@ -2,10 +2,6 @@
 index read back memory-mapped, values independent of batch size / workers / processes."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -21,7 +17,7 @@ from emogen.layout import Layout
 from emogen.pipelines.components import load_base
 from emogen.stage2.latent_store import INDEX_FILE, LATENTS_JSON, LatentStore
 from emogen.stages import latents
-from tests.helpers.servers import free_port
+from tests.helpers.launch import cpu_launch_command, run_on_cpu
 from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_latents, write_stage2_inputs
 
 
@@ -166,38 +162,12 @@ def test_two_processes_write_the_same_latents_as_one(tmp_path, tiny_models):
     reference = _chunks(layout)
     info = json.loads((layout.latents / LATENTS_JSON).read_text())
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"latents": {"chunk_size": 3, "workers": 1, "batch_size": 2}}))
-    launcher = Path(sys.executable).parent / "accelerate"
-    cmd = [
-        str(launcher),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        # a free port for the process group, not 29500: a parallel test worker may hold it
-        "--main_process_port",
-        str(free_port()),
-        "-m",
-        "emogen",
-        "stage",
-        "latents",
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).parents[1]),
-        "ACCELERATE_USE_CPU": "true",
-        "CUDA_VISIBLE_DEVICES": "",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = run_on_cpu(
+        cpu_launch_command("accelerate launch --multi_gpu --num_processes 2 -m emogen stage latents"), tmp_path
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert _chunks(layout) == reference
     assert json.loads((layout.latents / LATENTS_JSON).read_text()) == info
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = mlflow.search_runs(experiment_names=["emogen"], output_format="list")  # rank 0's only
     assert run.data.metrics["processes"] == 2 and run.data.metrics["rank0_images"] == 6  # chunks 0 and 2 of 4

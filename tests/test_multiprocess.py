@@ -27,7 +27,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.helpers.servers import free_port
+from tests.helpers.launch import cpu_launch_command, run_on_cpu
 from tests.helpers.stage1_inputs import TINY_STAGE1
 from tests.helpers.tiny_sd import build_tiny_sd, write_base_json, write_stage2_inputs
 
@@ -38,26 +38,11 @@ README = Path(__file__).parents[1] / "docs" / "multi-gpu.md"  # the multi-GPU gu
 
 def _readme_command(stage: str) -> list[str]:
     """docs/multi-gpu.md's command for ``stage``, with the device changed: 2 processes (and
-    ACCELERATE_USE_CPU=true in _launch: torch distributed on the CPU with gloo)."""
+    ACCELERATE_USE_CPU=true in run_on_cpu: torch distributed on the CPU with gloo)."""
     line = f"accelerate launch --multi_gpu --num_processes 8 -m emogen stage {stage}"
     section = README.read_text()
     assert f"\n{line}\n" in section, f"docs/multi-gpu.md lost {line!r}"
-    launcher, *flags = line.replace("--num_processes 8", "--num_processes 2").split()
-    # Quiet flags (accelerate warns about each default it fills in) and a free port for the
-    # process group (not 29500: other test runs on the machine may hold it).
-    return [
-        str(Path(sys.executable).parent / launcher),
-        *flags[:4],
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
-        *flags[4:],
-    ]
+    return cpu_launch_command(line)
 
 
 ONE_PROCESS = [sys.executable, "-m", "emogen"]
@@ -66,17 +51,6 @@ ONE_PROCESS = [sys.executable, "-m", "emogen"]
 # batches) by 2 % of their norm.
 TOLERANCE = 1e-6
 TRAIN_ROWS = 64  # a multiple of the global batch (2 × 8): no partial batch to pad or drop
-
-
-def _launch(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "CUDA_VISIBLE_DEVICES": "",
-        "ACCELERATE_USE_CPU": "true",
-    }
-    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 
 def _ok(result: subprocess.CompletedProcess) -> None:
@@ -131,11 +105,11 @@ def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
 
 def test_stage1_two_processes_train_like_one_and_resume(stage1_data, tmp_path):
     one = _stage1_project(stage1_data, tmp_path / "one", gradient_accumulation_steps=2)
-    _ok(_launch([*ONE_PROCESS, "stage", "stage1"], one))
+    _ok(run_on_cpu([*ONE_PROCESS, "stage", "stage1"], one))
 
     # The 2 processes stream their images as at EmoSet size (decoded and flipped in a worker).
     two = _stage1_project(stage1_data, tmp_path / "two", stop_after_epochs=1, cache_images=False, workers=1)
-    stopped = _launch(_readme_command("stage1"), two)
+    stopped = run_on_cpu(_readme_command("stage1"), two)
     assert stopped.returncode != 0 and "stopped after epoch 1 of 2" in stopped.stderr, stopped.stderr[-4000:]
     assert not (two / "models" / "stage1").exists(), "an interrupted run writes no outputs"
     assert len(list((two / "ckpt").glob("*/epoch-0001/progress.json"))) == 1
@@ -143,7 +117,7 @@ def test_stage1_two_processes_train_like_one_and_resume(stage1_data, tmp_path):
     _write_params(
         two, {"stage1": {**yaml.safe_load((two / "params.yaml").read_text())["stage1"], "stop_after_epochs": None}}
     )
-    resumed = _launch(_readme_command("stage1"), two)
+    resumed = run_on_cpu(_readme_command("stage1"), two)
     _ok(resumed)
     assert "resuming after epoch 1" in resumed.stderr
 
@@ -187,16 +161,16 @@ def _stage2_result(root: Path) -> tuple[dict[str, torch.Tensor], list[dict[str, 
 
 def test_stage2_two_processes_train_like_one_and_resume(tiny_sd, tmp_path):
     one = _stage2_project(tiny_sd, tmp_path / "one", gradient_accumulation_steps=2)
-    _ok(_launch([*ONE_PROCESS, "stage", "stage2"], one))
+    _ok(run_on_cpu([*ONE_PROCESS, "stage", "stage2"], one))
 
     two = _stage2_project(tiny_sd, tmp_path / "two", stop_after_steps=2)
-    stopped = _launch(_readme_command("stage2"), two)
+    stopped = run_on_cpu(_readme_command("stage2"), two)
     assert stopped.returncode != 0 and "stopped after step 2 of 4" in stopped.stderr, stopped.stderr[-4000:]
     assert not (two / "models" / "stage2").exists(), "an interrupted run writes no outputs"
     assert len(list((two / "work").glob("run-*/checkpoint-00000002/progress.json"))) == 1
 
     _write_params(two, {"stage2": STAGE2})
-    resumed = _launch(_readme_command("stage2"), two)
+    resumed = run_on_cpu(_readme_command("stage2"), two)
     _ok(resumed)
     assert "resuming from" in resumed.stderr
 

@@ -168,26 +168,20 @@ def test_study_runs_each_report_seed_as_an_experiment_and_pools_them(scratch):
 
 def test_the_development_seed_and_targets_without_table1_are_refused(scratch):
     repo, env = scratch
-    out = subprocess.run(
-        ["emogen", "study", "seeds", "--seeds", "520", "521"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert out.returncode != 0 and "development seed" in out.stderr + out.stdout
-    out = subprocess.run(
-        ["emogen", "study", "seeds", "--target", "other"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert out.returncode != 0 and "do not run the evaluate stage" in out.stderr + out.stdout
+    for args, message in (
+        (["--seeds", "520", "521"], "development seed"),
+        (["--target", "other"], "do not run the evaluate stage"),
+    ):
+        out = subprocess.run(
+            ["emogen", "study", "seeds", *args],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert out.returncode != 0 and message in out.stderr + out.stdout
 
 
 def test_pool_differences_by_hand():
